@@ -1,0 +1,397 @@
+//! Diagnostics: where a problem is (`Span`), which text it is in (the source registry), what it
+//! is (`Diagnostic`) and the one renderer that shows every problem the same compiler-like way.
+//!
+//! Loaders register each file's text here when they read it and attach `Span`s to everything they
+//! produce; validation and the runner build `Diagnostic`s from those spans; `render` turns them
+//! into the `error: … --> file:line:col` text that reaches the user (stderr, reports, recaps).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Identifies one registered source text (a playbook, an inventory, a vars file, `-e` input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FileId(u32);
+
+impl FileId {
+    pub fn index(self) -> u32 {
+        self.0
+    }
+    pub fn from_index(i: u32) -> FileId {
+        FileId(i)
+    }
+}
+
+struct SourceFile {
+    name: String,
+    text: Arc<str>,
+    /// Character offset of the first character of every line.
+    line_starts: Vec<usize>,
+}
+
+fn registry() -> &'static Mutex<Vec<SourceFile>> {
+    static SOURCES: OnceLock<Mutex<Vec<SourceFile>>> = OnceLock::new();
+    SOURCES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers a source text under a display name (usually the path as the user typed it) and
+/// returns its id. Texts live for the whole process: a run needs them for every late diagnostic.
+pub fn register_source(name: impl Into<String>, text: impl Into<Arc<str>>) -> FileId {
+    let text: Arc<str> = text.into();
+    let mut line_starts = vec![0];
+    for (i, c) in text.chars().enumerate() {
+        if c == '\n' {
+            line_starts.push(i + 1);
+        }
+    }
+    let mut files = registry().lock().unwrap_or_else(|p| p.into_inner());
+    files.push(SourceFile {
+        name: name.into(),
+        text,
+        line_starts,
+    });
+    FileId(u32::try_from(files.len() - 1).unwrap_or(u32::MAX))
+}
+
+/// The display name of a registered file.
+pub fn file_name(id: FileId) -> String {
+    let files = registry().lock().unwrap_or_else(|p| p.into_inner());
+    files
+        .get(id.0 as usize)
+        .map(|f| f.name.clone())
+        .unwrap_or_else(|| "<unknown>".to_string())
+}
+
+/// The text of line `line` (1-based) of a registered file, without its newline.
+pub fn source_line(id: FileId, line: u32) -> Option<String> {
+    let files = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let f = files.get(id.0 as usize)?;
+    let idx = (line as usize).checked_sub(1)?;
+    let start = *f.line_starts.get(idx)?;
+    let text: String = f
+        .text
+        .chars()
+        .skip(start)
+        .take_while(|c| *c != '\n')
+        .collect();
+    Some(text.trim_end_matches('\r').to_string())
+}
+
+/// A place in a source file: 1-based line and column (in characters) of the first character,
+/// and of the character just past the end. Every step, field and template carries one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub file: FileId,
+    pub line: u32,
+    pub col: u32,
+    pub end_line: u32,
+    pub end_col: u32,
+}
+
+impl Span {
+    pub fn new(file: FileId, line: u32, col: u32, end_line: u32, end_col: u32) -> Span {
+        Span {
+            file,
+            line,
+            col,
+            end_line,
+            end_col,
+        }
+    }
+
+    /// A span covering one point.
+    pub fn point(file: FileId, line: u32, col: u32) -> Span {
+        Span::new(file, line, col, line, col + 1)
+    }
+
+    /// A span for a whole file when nothing more precise is known.
+    pub fn file_start(file: FileId) -> Span {
+        Span::point(file, 1, 1)
+    }
+
+    /// The span shifted to a position inside a scalar: `line`/`col` are 1-based and relative
+    /// to the scalar's first character (used to place template errors inside YAML strings).
+    pub fn offset(&self, line: u32, col: u32, len: u32) -> Span {
+        if line <= 1 {
+            let c = self.col + col.saturating_sub(1);
+            Span::new(self.file, self.line, c, self.line, c + len.max(1))
+        } else {
+            // A later line of a block scalar: its columns are not knowable without the
+            // indentation, so point at the first column of that line.
+            let l = self.line + line - 1;
+            Span::new(self.file, l, col.max(1), l, col.max(1) + len.max(1))
+        }
+    }
+
+    pub fn file_name(&self) -> String {
+        file_name(self.file)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", file_name(self.file), self.line, self.col)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// A problem to show a user: a title, the place, a label under the caret, optional help and
+/// notes, and further labelled places. Built by loaders, validation and the runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub level: Level,
+    pub title: String,
+    pub span: Option<Span>,
+    pub label: String,
+    pub help: Option<String>,
+    pub notes: Vec<String>,
+    pub secondary: Vec<(Span, String)>,
+}
+
+impl Diagnostic {
+    pub fn error(title: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            level: Level::Error,
+            title: title.into(),
+            span: None,
+            label: String::new(),
+            help: None,
+            notes: Vec::new(),
+            secondary: Vec::new(),
+        }
+    }
+
+    pub fn warning(title: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            level: Level::Warning,
+            ..Diagnostic::error(title)
+        }
+    }
+
+    pub fn at(mut self, span: Span) -> Diagnostic {
+        self.span = Some(span);
+        self
+    }
+
+    pub fn at_opt(mut self, span: Option<Span>) -> Diagnostic {
+        if self.span.is_none() {
+            self.span = span;
+        }
+        self
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Diagnostic {
+        self.label = label.into();
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn also(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.secondary.push((span, label.into()));
+        self
+    }
+
+    /// `file:line:col: title` — the one-line form for plain run output and reports.
+    pub fn one_line(&self) -> String {
+        match self.span {
+            Some(s) => format!("{s}: {}", self.title),
+            None => self.title.clone(),
+        }
+    }
+
+    /// Renders this diagnostic without color.
+    pub fn render(&self) -> String {
+        render(std::slice::from_ref(self), false)
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.one_line())
+    }
+}
+
+/// A set of diagnostics, returned by every loading and validation stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.0, false))]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn is_empty(&self) -> bool {
+        !self.0.iter().any(|d| d.level == Level::Error)
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(|d| d.level == Level::Error)
+    }
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+    /// `Err(self)` when any error was collected.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.has_errors() {
+            Err(self)
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// The one renderer: every diagnostic, one after another, with the file, line, column, the
+/// source line and a caret under the span. `color` adds ANSI colors (callers pass it only on
+/// a terminal that allows color).
+pub fn render(diags: &[Diagnostic], color: bool) -> String {
+    let p = Paint { on: color };
+    let mut out = String::new();
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let (word, code) = match d.level {
+            Level::Error => ("error", "1;31"),
+            Level::Warning => ("warning", "1;33"),
+        };
+        out.push_str(&p.wrap(code, word));
+        out.push_str(&p.wrap("1", &format!(": {}", d.title)));
+        out.push('\n');
+        let mut places: Vec<(Span, &str, bool)> = Vec::new();
+        if let Some(s) = d.span {
+            places.push((s, d.label.as_str(), true));
+        }
+        for (s, l) in &d.secondary {
+            places.push((*s, l.as_str(), false));
+        }
+        let width = places
+            .iter()
+            .map(|(s, _, _)| s.line.to_string().len())
+            .max()
+            .unwrap_or(1);
+        let pad = " ".repeat(width);
+        for (n, (span, label, primary)) in places.iter().enumerate() {
+            let arrow = if n == 0 { "-->" } else { ":::" };
+            out.push_str(&format!("{pad}{} {span}\n", p.wrap("1;34", arrow)));
+            if let Some(line) = source_line(span.file, span.line) {
+                let bar = p.wrap("1;34", "|");
+                out.push_str(&format!("{pad} {bar}\n"));
+                let num = p.wrap("1;34", &format!("{:>width$}", span.line));
+                let shown: String = line.replace('\t', " ");
+                out.push_str(&format!("{num} {bar} {shown}\n"));
+                let len_chars = shown.chars().count() as u32;
+                let start = span.col.max(1);
+                let end = if span.end_line == span.line && span.end_col > start {
+                    span.end_col.min(len_chars.max(start) + 1)
+                } else {
+                    (len_chars + 1).max(start + 1)
+                };
+                let carets = "^".repeat((end - start).max(1) as usize);
+                let marker = if *primary {
+                    p.wrap(code, &carets)
+                } else {
+                    p.wrap("1;34", &carets.replace('^', "-"))
+                };
+                let text = if label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {label}")
+                };
+                let text = if *primary {
+                    p.wrap(code, &text)
+                } else {
+                    p.wrap("1;34", &text)
+                };
+                out.push_str(&format!(
+                    "{pad} {bar} {}{marker}{text}\n",
+                    " ".repeat((start - 1) as usize)
+                ));
+            } else if !label.is_empty() {
+                out.push_str(&format!("{pad} = {label}\n"));
+            }
+        }
+        if places.is_empty() && !d.label.is_empty() {
+            out.push_str(&format!("{pad} = {}\n", d.label));
+        }
+        for note in &d.notes {
+            out.push_str(&format!("{pad} = note: {note}\n"));
+        }
+        if let Some(h) = &d.help {
+            out.push_str(&format!("{pad} = {}: {h}\n", p.wrap("1", "help")));
+        }
+    }
+    out
+}
+
+/// The closest candidate to `name`, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a, I>(name: &str, candidates: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
+        let close = score >= 0.8 || strsim::levenshtein(name, c) <= 1;
+        if close && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_caret_under_span() {
+        let f = register_source("deploy.yml", "steps:\n    - htp:\n        x: 1\n");
+        let d = Diagnostic::error("unknown step kind `htp`")
+            .at(Span::new(f, 2, 7, 2, 10))
+            .label("did you mean `http`?");
+        assert_eq!(
+            d.render(),
+            "error: unknown step kind `htp`\n --> deploy.yml:2:7\n  |\n2 |     - htp:\n  |       ^^^ did you mean `http`?\n"
+        );
+    }
+
+    #[test]
+    fn did_you_mean_finds_typos() {
+        let kinds = ["ssh", "http", "dns", "tcp", "sftp_put"];
+        assert_eq!(did_you_mean("htp", kinds), Some("http"));
+        assert_eq!(did_you_mean("sftp_pt", kinds), Some("sftp_put"));
+        assert_eq!(did_you_mean("zzzzzz", kinds), None);
+    }
+}
