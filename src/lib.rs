@@ -5,4 +5,5 @@
 //! Every problem on the way is a `diag::Diagnostic`, rendered one way.
 
 pub mod diag;
+pub mod units;
 pub mod yaml;
