@@ -5,5 +5,6 @@
 //! Every problem on the way is a `diag::Diagnostic`, rendered one way.
 
 pub mod diag;
+pub mod template;
 pub mod units;
 pub mod yaml;
