@@ -1,1 +1,16 @@
-fn main() {}
+//! The `sortie` binary: parse the command line, call the library, exit with its code.
+
+use clap::Parser;
+use sortie::{app, cli};
+
+fn main() {
+    let args = cli::Cli::parse();
+    let code = match &args.command {
+        cli::Command::Run(a) => sortie::exec::run_command(a),
+        cli::Command::Check(a) => app::check(a),
+        cli::Command::Plan(a) => app::plan(a),
+        cli::Command::Inventory(a) => app::inventory(a),
+        cli::Command::Schema(a) => app::schema(a),
+    };
+    std::process::exit(code);
+}

@@ -696,6 +696,16 @@ pub fn decode_lenient<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
     T::deserialize(NodeDe { node })
 }
 
+/// Reads a typed value from a node in the current mode (for use inside another decode).
+pub fn decode_any<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
+    T::deserialize(NodeDe { node })
+}
+
+/// A nested error as text that keeps its place when it travels through serde's `custom`.
+pub fn carry(e: DeError) -> String {
+    encode_span(&e.message, e.span, &e.label, e.help.as_deref())
+}
+
 const RAW_NODE: &str = "$sortie::RawNode";
 
 /// A node kept as it is, for values read later (templates rendered per host, step kinds read
@@ -727,6 +737,63 @@ impl schemars::JsonSchema for RawNode {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!(true)
+    }
+}
+
+/// A typed value that may be written as a template (`port: "{{ app_port }}"`): known at load
+/// time when the text has no template, else read per host after rendering.
+#[derive(Clone, Debug)]
+pub struct Tpl<T> {
+    pub node: Node,
+    pub value: Option<T>,
+}
+
+impl<T: DeserializeOwned + Clone> Tpl<T> {
+    /// The value, rendering the node first when it holds a template.
+    pub fn resolve(
+        &self,
+        render: &dyn Fn(&Node) -> Result<Node, Diagnostic>,
+    ) -> Result<T, Diagnostic> {
+        if let Some(v) = &self.value {
+            return Ok(v.clone());
+        }
+        let rendered = render(&self.node)?;
+        decode::<T>(&rendered).map_err(|e| {
+            let mut d = e.into_diagnostic();
+            d.title = format!("{} (after rendering the template)", d.title);
+            d.at_opt(Some(self.node.span))
+        })
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Tpl<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let RawNode(node) = RawNode::deserialize(d)?;
+        if node.has_template() {
+            // Check the shape now with templates standing in for values.
+            let _g = LenientGuard(LENIENT.with(|l| l.replace(true)));
+            T::deserialize(NodeDe { node: &node })
+                .map_err(|e| de::Error::custom(carry(e.at(node.span))))?;
+            return Ok(Tpl { node, value: None });
+        }
+        let value = T::deserialize(NodeDe { node: &node })
+            .map_err(|e| de::Error::custom(carry(e.at(node.span))))?;
+        Ok(Tpl {
+            node,
+            value: Some(value),
+        })
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Tpl<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let inner = g.subschema_for::<T>();
+        schemars::json_schema!({
+            "anyOf": [inner, { "type": "string", "pattern": "\\{\\{", "description": "a template whose rendered text is read as this type" }]
+        })
     }
 }
 

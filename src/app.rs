@@ -1,0 +1,291 @@
+//! The commands behind the CLI: each takes its parsed arguments, does its work through the
+//! library, writes its output (stdout for results, stderr for diagnostics) and returns the
+//! exit code. `main.rs` only parses and exits with what these return.
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::{CheckArgs, InventoryArgs, PlanArgs, PlanFormat, SchemaArgs, SchemaKind};
+use crate::diag::{Diagnostics, render};
+use crate::inventory::{self, Inventory};
+use crate::playbook::{self, Playbook};
+use crate::vars::{self, RunInfo};
+
+/// Exit codes, as the design fixes them.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const UNREACHABLE: i32 = 2;
+    pub const INVALID: i32 = 3;
+    pub const INTERRUPTED: i32 = 4;
+}
+
+/// Whether stderr may carry colors.
+pub fn color_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Prints diagnostics on stderr.
+pub fn report_diagnostics(d: &Diagnostics) {
+    let text = render(&d.0, color_stderr());
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let errors = d.0.iter().filter(|x| x.level == crate::diag::Level::Error).count();
+    if errors > 1 {
+        let _ = writeln!(err, "\n{errors} errors");
+    }
+}
+
+/// Loads the inventory files, or the implicit localhost when none is given.
+pub fn load_inventory(paths: &[std::path::PathBuf]) -> Result<Inventory, Diagnostics> {
+    if paths.is_empty() {
+        Ok(inventory::implicit_localhost())
+    } else {
+        inventory::load(paths)
+    }
+}
+
+/// Loads a playbook and (optionally) its inventory, checking that each play's host pattern
+/// matches something. Diagnostics from both are collected together.
+pub fn load_all(playbook_path: &std::path::Path, inv: &[std::path::PathBuf]) -> Result<(Playbook, Inventory), Diagnostics> {
+    let pb = playbook::load(playbook_path);
+    let inv_r = load_inventory(inv);
+    match (pb, inv_r) {
+        (Ok(pb), Ok(inv)) => {
+            let mut d = Diagnostics::default();
+            if !inv.sources.is_empty() {
+                for play in &pb.plays {
+                    if let Err(e) = inv.select(&play.hosts.value, Some(play.hosts.span)) {
+                        d.push(e);
+                    }
+                }
+            }
+            d.into_result((pb, inv))
+        }
+        (Err(mut a), Err(b)) => {
+            a.extend(b);
+            Err(a)
+        }
+        (Err(a), _) | (_, Err(a)) => Err(a),
+    }
+}
+
+pub fn check(args: &CheckArgs) -> i32 {
+    match load_all(&args.playbook, &args.inventory) {
+        Ok((pb, inv)) => {
+            let steps: usize = pb.plays.iter().map(|p| p.steps.len()).sum();
+            let hosts = if args.inventory.is_empty() {
+                String::new()
+            } else {
+                format!(", {} hosts", inv.hosts.len())
+            };
+            println!(
+                "ok: {} — {} play{}, {} step{}{}",
+                args.playbook.display(),
+                pb.plays.len(),
+                if pb.plays.len() == 1 { "" } else { "s" },
+                steps,
+                if steps == 1 { "" } else { "s" },
+                hosts
+            );
+            exit::OK
+        }
+        Err(d) => {
+            report_diagnostics(&d);
+            exit::INVALID
+        }
+    }
+}
+
+pub fn plan(args: &PlanArgs) -> i32 {
+    let (pb, inv) = match load_all(&args.playbook, &args.inventory) {
+        Ok(x) => x,
+        Err(d) => {
+            report_diagnostics(&d);
+            return exit::INVALID;
+        }
+    };
+    let extra = match vars::parse_extra(&args.extra_vars) {
+        Ok(e) => e,
+        Err(d) => {
+            report_diagnostics(&d);
+            return exit::INVALID;
+        }
+    };
+    let run = RunInfo {
+        id: "plan".into(),
+        started_at: String::new(),
+    };
+    let mut plans = Vec::new();
+    let mut diags = Diagnostics::default();
+    for play in &pb.plays {
+        let graph = match crate::plan::Graph::build(play) {
+            Ok(g) => g,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let hosts = match select_hosts(&inv, &play.hosts.value, Some(play.hosts.span), args.limit.as_deref()) {
+            Ok(h) => h,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        for h in hosts {
+            if args.host.as_deref().is_some_and(|want| want != h.name) {
+                continue;
+            }
+            match vars::host_scope(play, h, &extra, &run) {
+                Ok(scope) => {
+                    let ctx = scope.context(&Default::default(), &serde_json::json!({}), None);
+                    plans.push(crate::plan::host_plan(play, &graph, h, &ctx));
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    if diags.has_errors() {
+        report_diagnostics(&diags);
+        return exit::INVALID;
+    }
+    if let Some(h) = &args.host
+        && plans.is_empty()
+    {
+        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        let mut d = crate::diag::Diagnostic::error(format!("no play runs on host `{h}`"));
+        if let Some(s) = crate::diag::did_you_mean(h, names) {
+            d = d.label(format!("did you mean `{s}`?"));
+        }
+        report_diagnostics(&d.help("`sortie inventory -i INVENTORY --list` shows the hosts").into());
+        return exit::INVALID;
+    }
+    let out = match args.format {
+        PlanFormat::Text => crate::plan::render_text(&plans),
+        PlanFormat::Json => serde_json::to_string_pretty(&plans).unwrap_or_default() + "\n",
+        PlanFormat::Dot => crate::plan::render_dot(&plans),
+    };
+    print!("{out}");
+    exit::OK
+}
+
+/// The hosts a play runs on, narrowed by `--limit`.
+pub fn select_hosts<'a>(
+    inv: &'a Inventory,
+    pattern: &str,
+    span: Option<crate::diag::Span>,
+    limit: Option<&str>,
+) -> Result<Vec<&'a crate::inventory::Host>, crate::diag::Diagnostic> {
+    let hosts = inv.select(pattern, span)?;
+    match limit {
+        None => Ok(hosts),
+        Some(l) => {
+            let allowed = inv.select(l, None)?;
+            Ok(hosts
+                .into_iter()
+                .filter(|h| allowed.iter().any(|a| a.name == h.name))
+                .collect())
+        }
+    }
+}
+
+pub fn inventory(args: &InventoryArgs) -> i32 {
+    let inv = match inventory::load(&args.inventory) {
+        Ok(i) => i,
+        Err(d) => {
+            report_diagnostics(&d);
+            return exit::INVALID;
+        }
+    };
+    let hosts = match &args.limit {
+        Some(l) => match inv.select(l, None) {
+            Ok(h) => h,
+            Err(d) => {
+                report_diagnostics(&d.into());
+                return exit::INVALID;
+            }
+        },
+        None => inv.hosts.iter().collect(),
+    };
+    if args.graph {
+        print!("{}", inventory_graph(&inv, &hosts));
+    } else {
+        let mut hostvars = serde_json::Map::new();
+        for h in &hosts {
+            let mut v = serde_json::Map::new();
+            v.insert("address".into(), h.address.clone().into());
+            if let Some(p) = h.port.or(h.ssh.port) {
+                v.insert("port".into(), p.into());
+            }
+            if let Some(u) = h.user.clone().or_else(|| h.ssh.user.clone()) {
+                v.insert("user".into(), u.into());
+            }
+            v.insert("groups".into(), serde_json::json!(h.groups));
+            v.insert("vars".into(), serde_json::json!(h.vars));
+            hostvars.insert(h.name.clone(), serde_json::Value::Object(v));
+        }
+        let mut groups = serde_json::Map::new();
+        for (name, g) in &inv.groups {
+            let members: Vec<&str> = hosts
+                .iter()
+                .filter(|h| h.groups.iter().any(|x| x == name))
+                .map(|h| h.name.as_str())
+                .collect();
+            groups.insert(
+                name.clone(),
+                serde_json::json!({ "hosts": members, "children": g.children, "vars": g.vars }),
+            );
+        }
+        let out = serde_json::json!({ "hosts": hostvars, "groups": groups });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    exit::OK
+}
+
+fn inventory_graph(inv: &Inventory, hosts: &[&crate::inventory::Host]) -> String {
+    fn walk(inv: &Inventory, hosts: &[&crate::inventory::Host], name: &str, depth: usize, out: &mut String, seen: &mut Vec<String>) {
+        let pad = "  ".repeat(depth);
+        out.push_str(&format!("{pad}@{name}:\n"));
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_string());
+        if let Some(g) = inv.groups.get(name) {
+            for c in &g.children {
+                walk(inv, hosts, c, depth + 1, out, seen);
+            }
+            for h in &g.hosts {
+                if hosts.iter().any(|x| &x.name == h) {
+                    out.push_str(&format!("{pad}  |-- {h}\n"));
+                }
+            }
+        }
+        seen.pop();
+    }
+    let mut out = String::new();
+    let mut seen = Vec::new();
+    let roots: Vec<&String> = inv
+        .groups
+        .iter()
+        .filter(|(n, g)| g.parents.is_empty() || n.as_str() == "all")
+        .map(|(n, _)| n)
+        .collect();
+    if inv.groups.contains_key("all") {
+        walk(inv, hosts, "all", 0, &mut out, &mut seen);
+    } else {
+        for r in roots {
+            walk(inv, hosts, r, 0, &mut out, &mut seen);
+        }
+    }
+    out
+}
+
+pub fn schema(args: &SchemaArgs) -> i32 {
+    let s = match args.which {
+        SchemaKind::Playbook => crate::schema::playbook(),
+        SchemaKind::Inventory => inventory::schema(),
+        SchemaKind::Report => crate::report::schema(),
+    };
+    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    exit::OK
+}

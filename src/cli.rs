@@ -1,0 +1,148 @@
+//! The command line: clap derive types only. `main.rs` parses these and hands them to `app`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sortie: run declarative YAML playbooks of network steps — ssh, sftp_put, sftp_get, http,
+/// dns, tcp — across a host inventory, concurrently, and report what happened on every host.
+#[derive(Parser, Debug)]
+#[command(name = "sortie", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 every host ok · 1 a step failed · 2 a host unreachable · 3 invalid input · 4 interrupted")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a playbook against the inventory's hosts.
+    Run(RunArgs),
+    /// Parse and validate a playbook (and inventory); compile every template; run nothing.
+    Check(CheckArgs),
+    /// Show the rendered task graph for each host; run nothing.
+    Plan(PlanArgs),
+    /// Show an inventory's hosts, groups and merged variables.
+    Inventory(InventoryArgs),
+    /// Print a JSON Schema (playbook, inventory or report).
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The playbook file.
+    pub playbook: PathBuf,
+    /// Inventory file(s): native YAML, Ansible INI or Ansible YAML. Default: localhost only.
+    #[arg(short, long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<PathBuf>,
+    /// Limit to hosts matching this pattern (`web:!canary`).
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Extra variables: KEY=VALUE, @vars.yml, or a YAML/JSON mapping. Highest precedence.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE|@FILE")]
+    pub extra_vars: Vec<String>,
+    /// Hosts in flight at once (overrides the play's strategy.concurrency).
+    #[arg(short = 'c', long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Run only steps with one of these tags.
+    #[arg(long, value_delimiter = ',', value_name = "T,..")]
+    pub tags: Vec<String>,
+    /// Skip steps with any of these tags.
+    #[arg(long, value_delimiter = ',', value_name = "T,..")]
+    pub skip_tags: Vec<String>,
+    /// Render and plan every task for every host without connecting to anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output: live view on a terminal (human), plain lines (plain), or JSON events (json).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Write the whole run as JSON (schemas/report.schema.json).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML (a testcase per host × step).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Write TAP 14.
+    #[arg(long, value_name = "FILE")]
+    pub tap: Option<PathBuf>,
+    /// Run only the hosts that failed or were unreachable in this report.
+    #[arg(long, value_name = "REPORT.json")]
+    pub retry_failed: Option<PathBuf>,
+    /// Show each task's outputs.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Auto,
+    Human,
+    Plain,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The playbook file.
+    pub playbook: PathBuf,
+    /// Inventory file(s) to check too (and to check the plays' host patterns against).
+    #[arg(short, long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The playbook file.
+    pub playbook: PathBuf,
+    /// Inventory file(s).
+    #[arg(short, long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<PathBuf>,
+    /// Show only this host.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Limit to hosts matching this pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Extra variables, as for `run`.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE|@FILE")]
+    pub extra_vars: Vec<String>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// Inventory file(s).
+    #[arg(short, long = "inventory", value_name = "INVENTORY", required = true)]
+    pub inventory: Vec<PathBuf>,
+    /// Every host with its merged variables, as JSON (the default).
+    #[arg(long, conflicts_with = "graph")]
+    pub list: bool,
+    /// The group tree with its hosts.
+    #[arg(long)]
+    pub graph: bool,
+    /// Only hosts matching this pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    /// Which schema.
+    #[arg(value_enum, default_value_t = SchemaKind::Playbook)]
+    pub which: SchemaKind,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaKind {
+    Playbook,
+    Inventory,
+    Report,
+}

@@ -1,0 +1,137 @@
+//! Validation of a loaded playbook before anything runs: unique and well-formed ids, `needs`
+//! that name existing steps, no cycles (the whole cycle is shown), every template compiled,
+//! every expression compiled, kind-specific rules. Problems are collected, never thrown.
+
+use std::collections::HashMap;
+
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::playbook::{Play, Playbook, StepDef};
+use crate::steps::CheckCx;
+use crate::template::{Place, templates};
+
+pub fn validate(pb: &Playbook, diags: &mut Diagnostics) {
+    for play in &pb.plays {
+        validate_play(play, diags);
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_play(play: &Play, diags: &mut Diagnostics) {
+    let t = templates();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    if let Err(d) = crate::inventory::Pattern::parse(&play.hosts.value, Some(play.hosts.span)) {
+        out.push(d);
+    }
+    for v in play.vars.values() {
+        t.check_node(v, &mut out);
+    }
+    // Ids: well formed and unique.
+    let mut seen: HashMap<&str, &StepDef> = HashMap::new();
+    for s in &play.steps {
+        if !s.explicit_id {
+            continue;
+        }
+        if !valid_id(&s.id) {
+            let suggestion: String = s
+                .id
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            out.push(
+                Diagnostic::error(format!("`{}` is not a valid step id", s.id))
+                    .at(s.id_span)
+                    .label("letters, digits and `_`, not starting with a digit")
+                    .help(format!("templates read results as `steps.<id>`; try `{suggestion}`")),
+            );
+        }
+        if let Some(first) = seen.get(s.id.as_str()) {
+            out.push(
+                Diagnostic::error(format!("duplicate step id `{}`", s.id))
+                    .at(s.id_span)
+                    .label("used again here")
+                    .also(first.id_span, "first used here")
+                    .help("give every step a different id"),
+            );
+        } else {
+            seen.insert(&s.id, s);
+        }
+    }
+    // Needs: known ids.
+    for s in &play.steps {
+        for n in s.needs.iter().flatten() {
+            if n.value == s.id {
+                out.push(
+                    Diagnostic::error(format!("step `{}` needs itself", s.id))
+                        .at(n.span)
+                        .label("a step cannot wait for itself")
+                        .help("name the steps it depends on, or `needs: []` to start at once"),
+                );
+            } else if !seen.contains_key(n.value.as_str()) {
+                let mut d = Diagnostic::error(format!("`needs` names an unknown step `{}`", n.value))
+                    .at(n.span);
+                d = match did_you_mean(&n.value, seen.keys().copied()) {
+                    Some(c) => d.label(format!("did you mean `{c}`?")),
+                    None => d.label("no step has this id"),
+                };
+                out.push(d.help("`needs` takes the `id`s of steps in the same play"));
+            }
+        }
+    }
+    if out.is_empty()
+        && let Err(d) = crate::plan::Graph::build(play)
+    {
+        out.push(d);
+    }
+    // Templates and expressions, kind rules.
+    for s in &play.steps {
+        if let Some(n) = &s.name {
+            check_str(&n.value, Place::of_span(n.span), &mut out);
+        }
+        t.check_node(&s.args, &mut out);
+        if let Some(e) = &s.expect_node {
+            t.check_node(e, &mut out);
+        }
+        if let Some(l) = &s.loop_ {
+            t.check_node(l, &mut out);
+        }
+        let mut exprs: Vec<crate::yaml::Spanned<String>> = s.when.clone();
+        exprs.extend(s.changed_when.clone().unwrap_or_default());
+        if let Some(until) = s.retry.as_ref().and_then(|r| r.until.clone()) {
+            exprs.extend(until.into_vec());
+        }
+        for tpl in [s.timeout.as_ref().map(|x| &x.node)].into_iter().flatten() {
+            t.check_node(tpl, &mut out);
+        }
+        let cx = CheckCx {
+            run_once: s.run_once,
+            args: &s.args,
+            kind_span: s.kind_span,
+        };
+        s.spec.check(&cx, &mut out);
+    }
+    diags.0.extend(out);
+}
+
+fn check_str(text: &str, place: Place, out: &mut Vec<Diagnostic>) {
+    if let Err(d) = templates().check(text, place) {
+        out.push(d);
+    }
+}
+
+impl Place {
+    /// A place for a string known only by its span (plain style assumed).
+    pub fn of_span(span: crate::diag::Span) -> Place {
+        Place {
+            span,
+            style: crate::yaml::Style::Plain,
+        }
+    }
+}
+

@@ -1,0 +1,247 @@
+//! Results and reports: the `Outcome` of each task, the `RunReport` built from sorted
+//! outcomes after the run (never from the progress stream), its JSON file
+//! (`schemas/report.schema.json`), the plain per-task lines and the recap table. The runner
+//! (`exec`) produces outcomes and events; `app`/`exec` write what this module renders.
+
+pub mod junit;
+pub mod live;
+pub mod plain;
+pub mod tap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::expect::Check;
+
+/// What became of a task, a host or a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Changed,
+    Skipped,
+    Failed,
+    Unreachable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One failed check of an expectation, as reported.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CheckReport {
+    /// The result field (`status`, `json["$.status"]`).
+    pub field: String,
+    /// The matcher (`eq`, `contains`, …).
+    pub matcher: String,
+    pub expected: Json,
+    pub actual: Json,
+    pub passed: bool,
+    /// Where the expectation is written (`file:line:col`).
+    pub location: String,
+}
+
+impl From<&Check> for CheckReport {
+    fn from(c: &Check) -> Self {
+        CheckReport {
+            field: c.field.clone(),
+            matcher: c.matcher.to_string(),
+            expected: c.expected.clone(),
+            actual: c.actual.clone(),
+            passed: c.passed,
+            location: c.span.to_string(),
+        }
+    }
+}
+
+/// A run-time error of a task.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorReport {
+    /// connect, auth, host_key, timeout, io, protocol, template, cancelled.
+    pub kind: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// The outcome of one step on one host.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TaskReport {
+    /// The step's id (`#N` when it has none).
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub status: Status,
+    /// A failure that `ignore_errors` let pass.
+    #[serde(default)]
+    pub ignored: bool,
+    /// Why it failed or was skipped, in one line.
+    pub message: Option<String>,
+    pub error: Option<ErrorReport>,
+    /// Every check made on the last attempt.
+    #[serde(default)]
+    pub checks: Vec<CheckReport>,
+    /// The step's result fields (`***` when the step is secret).
+    pub output: Json,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    /// Where the step is written (`file:line:col`).
+    pub location: String,
+}
+
+/// Everything that happened on one host in one play.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HostReport {
+    pub name: String,
+    pub address: String,
+    pub status: Status,
+    pub duration_ms: u64,
+    pub tasks: Vec<TaskReport>,
+}
+
+/// One play's results, hosts in inventory order.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PlayReport {
+    pub name: String,
+    pub hosts: Vec<HostReport>,
+}
+
+/// Counts over a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema, PartialEq, Eq)]
+pub struct Summary {
+    pub hosts: usize,
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unreachable: usize,
+}
+
+/// The whole run, as `--report` writes it.
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunReport {
+    /// Report format version.
+    pub version: u32,
+    pub run_id: String,
+    pub playbook: String,
+    pub inventory: Vec<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// The run was interrupted (SIGINT/SIGTERM); results are what was known then.
+    pub interrupted: bool,
+    pub exit_code: i32,
+    pub dry_run: bool,
+    pub warnings: Vec<String>,
+    pub plays: Vec<PlayReport>,
+    /// Task counts per status (a task per host × step).
+    pub tasks: Summary,
+    /// Host counts by their final status.
+    pub hosts: Summary,
+}
+
+impl HostReport {
+    /// The host's status: unreachable > failed > changed > ok (skipped when nothing ran).
+    pub fn compute_status(tasks: &[TaskReport]) -> Status {
+        if tasks.iter().any(|t| t.status == Status::Unreachable) {
+            Status::Unreachable
+        } else if tasks.iter().any(|t| t.status == Status::Failed && !t.ignored) {
+            Status::Failed
+        } else if tasks.iter().any(|t| t.status == Status::Changed) {
+            Status::Changed
+        } else if tasks.iter().all(|t| t.status == Status::Skipped) && !tasks.is_empty() {
+            Status::Skipped
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+impl RunReport {
+    /// Fills the summaries and the exit code from the plays.
+    pub fn finish(&mut self) {
+        let mut tasks = Summary::default();
+        let mut hosts = Summary::default();
+        let mut seen: std::collections::BTreeMap<&str, Status> = Default::default();
+        for p in &self.plays {
+            for h in &p.hosts {
+                let e = seen.entry(h.name.as_str()).or_insert(h.status);
+                if h.status > *e || *e == Status::Skipped {
+                    *e = (*e).max(h.status);
+                }
+                for t in &h.tasks {
+                    bump(&mut tasks, t.status);
+                }
+            }
+        }
+        for s in seen.values() {
+            bump(&mut hosts, *s);
+        }
+        tasks.hosts = seen.len();
+        hosts.hosts = seen.len();
+        self.tasks = tasks;
+        self.hosts = hosts;
+        self.exit_code = if self.interrupted {
+            crate::app::exit::INTERRUPTED
+        } else if self.hosts.unreachable > 0 {
+            crate::app::exit::UNREACHABLE
+        } else if self.hosts.failed > 0 {
+            crate::app::exit::FAILED
+        } else {
+            crate::app::exit::OK
+        };
+    }
+
+    /// Hosts that failed or were unreachable (for `--retry-failed`).
+    pub fn failed_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.plays {
+            for h in &p.hosts {
+                if matches!(h.status, Status::Failed | Status::Unreachable) && !out.contains(&h.name) {
+                    out.push(h.name.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn bump(s: &mut Summary, st: Status) {
+    match st {
+        Status::Ok => s.ok += 1,
+        Status::Changed => s.changed += 1,
+        Status::Skipped => s.skipped += 1,
+        Status::Failed => s.failed += 1,
+        Status::Unreachable => s.unreachable += 1,
+    }
+}
+
+/// Writes a file atomically: a temporary name beside it, then a rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// The report schema (`schemas/report.schema.json`).
+pub fn schema() -> schemars::Schema {
+    let mut s = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12()).into_root_schema_for::<RunReport>();
+    s.insert("$id".into(), Json::String("https://sortie.dev/schemas/report.schema.json".into()));
+    s
+}

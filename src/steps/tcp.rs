@@ -1,0 +1,220 @@
+//! The `tcp` kind: a TCP (optionally TLS) probe from the runner to the host or another
+//! address: connect with a timeout, optionally send bytes and read a reply. Results:
+//! `open`, `connect_ms`, `response`.
+
+use serde::Deserialize;
+
+use super::{Kind, RunsOn};
+use crate::expect::ExpectFields;
+use crate::units::ByteSize;
+
+/// Probe a TCP port from the runner.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tcp {
+    /// Address to connect to; default the host's address.
+    pub host: Option<String>,
+    /// Port to connect to.
+    pub port: u16,
+    /// Wrap the connection in TLS (`true`, or settings).
+    pub tls: Option<super::BoolOr<TlsSettings>>,
+    /// Text to send after connecting; escapes `\r`, `\n`, `\t`, `\0`, `\xHH` are understood.
+    pub send: Option<String>,
+    /// What to read back: until a delimiter, a number of bytes, or (with neither) until the
+    /// peer closes or the timeout ends.
+    pub read: Option<TcpRead>,
+}
+
+/// Certificate checks for TLS connections.
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Verify the server's certificate (default true).
+    pub verify: Option<bool>,
+    /// A PEM file of CA certificates to trust (besides the system's).
+    pub ca: Option<String>,
+    /// The server name to send and verify (default the address).
+    pub server_name: Option<String>,
+}
+
+/// How much of the reply to read.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpRead {
+    /// Stop after this text (escapes as in `send`).
+    pub until: Option<String>,
+    /// Stop after this many bytes.
+    pub bytes: Option<ByteSize>,
+}
+
+impl Kind for Tcp {
+    const NAME: &'static str = "tcp";
+    const SUMMARY: &'static str = "Probe a TCP port from the runner: connect, optionally send and read.";
+    const RUNS_ON: RunsOn = RunsOn::Runner;
+    const EXPECT: ExpectFields = ExpectFields {
+        plain: &["open", "connect_ms", "response"],
+        keyed: &[],
+    };
+    const DEFAULT_EXPECT: &'static str = "open: true";
+
+    fn run<'a>(&'a self, cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
+        Box::pin(probe(self, cx))
+    }
+}
+
+/// Turns `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` into bytes.
+pub fn unescape(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let esc = b[i + 1];
+            let simple = match esc {
+                b'r' => Some(b'\r'),
+                b'n' => Some(b'\n'),
+                b't' => Some(b'\t'),
+                b'0' => Some(0),
+                b'\\' => Some(b'\\'),
+                _ => None,
+            };
+            if let Some(c) = simple {
+                out.push(c);
+                i += 2;
+                continue;
+            }
+            if esc == b'x'
+                && i + 3 < b.len()
+                && let Ok(hex) = std::str::from_utf8(&b[i + 2..i + 4])
+                && let Ok(v) = u8::from_str_radix(hex, 16)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, super::StepError> {
+    use super::{StepError, StepOutput};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = spec.host.clone().unwrap_or_else(|| cx.host.address.clone());
+    let wait = cx.timeout.unwrap_or(std::time::Duration::from_secs(10));
+    let target = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", spec.port)
+    } else {
+        format!("{host}:{}", spec.port)
+    };
+    let started = std::time::Instant::now();
+    let connect = tokio::time::timeout(wait, tokio::net::TcpStream::connect(&target)).await;
+    let tcp = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Ok(StepOutput::default()
+                .with("open", false)
+                .with("error", e.to_string())
+                .with("address", target));
+        }
+        Err(_) => {
+            return Ok(StepOutput::default()
+                .with("open", false)
+                .with("error", format!("no answer within {}", crate::units::Duration(wait)))
+                .with("address", target));
+        }
+    };
+    let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _ = tcp.set_nodelay(true);
+    let mut stream: Box<dyn Stream> = match &spec.tls {
+        None | Some(super::BoolOr::Bool(false)) => Box::new(tcp),
+        Some(tls) => {
+            let settings = match tls {
+                super::BoolOr::Value(s) => s.clone(),
+                _ => TlsSettings::default(),
+            };
+            let ca = settings.ca.as_ref().map(|c| {
+                let p = std::path::Path::new(c);
+                if p.is_absolute() { p.to_path_buf() } else { cx.dir.join(p) }
+            });
+            let config = crate::tls::client_config(settings.verify.unwrap_or(true), ca.as_deref())
+                .map_err(StepError::Io)?;
+            let name = settings.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| StepError::Protocol(format!("`{name}` is not a valid TLS server name")))?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            match tokio::time::timeout(wait, connector.connect(server_name, tcp)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => return Err(StepError::Protocol(format!("TLS handshake with {target} failed: {e}"))),
+                Err(_) => return Err(StepError::Timeout(format!("{} (TLS handshake)", crate::units::Duration(wait)))),
+            }
+        }
+    };
+    if let Some(send) = &spec.send {
+        let bytes = unescape(send);
+        stream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| StepError::Io(format!("sending to {target}: {e}")))?;
+        let _ = stream.flush().await;
+    }
+    let mut response = Vec::new();
+    let want_read = spec.read.is_some() || spec.send.is_some();
+    if want_read {
+        let until = spec.read.as_ref().and_then(|r| r.until.as_ref()).map(|u| unescape(u));
+        let max = spec
+            .read
+            .as_ref()
+            .and_then(|r| r.bytes)
+            .map(|b| b.0 as usize)
+            .unwrap_or(cx.limits.max_output)
+            .min(cx.limits.max_output);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if response.len() >= max {
+                response.truncate(max);
+                break;
+            }
+            if let Some(u) = &until
+                && !u.is_empty()
+                && response.windows(u.len()).any(|w| w == u.as_slice())
+            {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => response.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => {
+                    if response.is_empty() {
+                        return Err(StepError::Io(format!("reading from {target}: {e}")));
+                    }
+                    break;
+                }
+                Err(_) => {
+                    // With a delimiter or byte count, running out of time is a failure; a
+                    // plain read just ends.
+                    if until.is_some() || spec.read.as_ref().and_then(|r| r.bytes).is_some() {
+                        return Err(StepError::Timeout(format!(
+                            "{} waiting for the reply ({} bytes read)",
+                            crate::units::Duration(wait),
+                            response.len()
+                        )));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+    Ok(StepOutput::default()
+        .with("open", true)
+        .with("connect_ms", (connect_ms * 1000.0).round() / 1000.0)
+        .with("address", target)
+        .with("response", String::from_utf8_lossy(&response).into_owned()))
+}

@@ -1,0 +1,194 @@
+//! Variable scopes: the `-e` extra vars from the command line, and a host's variables merged by
+//! precedence — inventory (all < groups < host, merged by `inventory`) < play `vars` <
+//! `vars_files` < `set` < loop `item` < `-e` — then turned into the minijinja context with
+//! `host`, `steps`, `item`, `env` and `run`. Used by `plan` and by the runner.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use minijinja::Value;
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostic, Diagnostics, Span, register_source};
+use crate::inventory::Host;
+use crate::playbook::Play;
+use crate::template::{Place, json_to_value, templates};
+use crate::yaml::{self, Node, NodeKind};
+
+/// Variables as JSON values, in definition order.
+pub type VarMap = IndexMap<String, Json>;
+
+/// Reads `-e` arguments: `KEY=VALUE` (a string), `@file.yml` (a YAML mapping), or an inline
+/// YAML/JSON mapping (`'{"a": 1}'`). Later arguments win.
+pub fn parse_extra(args: &[String]) -> Result<VarMap, Diagnostics> {
+    let mut out = VarMap::new();
+    let mut diags = Diagnostics::default();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(path) = a.strip_prefix('@') {
+            match crate::playbook::load_vars_file(Path::new(path), Span::default()) {
+                Ok(v) => {
+                    for (k, n) in v {
+                        out.insert(k, n.to_json());
+                    }
+                }
+                Err(d) => diags.extend(d),
+            }
+        } else if a.trim_start().starts_with('{') {
+            let file = register_source(format!("-e argument {}", i + 1), a.as_str());
+            match yaml::parse(file, a) {
+                Ok(n) => match n.as_map() {
+                    Some(m) => {
+                        for (k, v) in m {
+                            out.insert(k.key_text(), v.to_json());
+                        }
+                    }
+                    None => diags.push(
+                        Diagnostic::error("an inline `-e` value must be a mapping")
+                            .at(n.span)
+                            .help("write `-e '{\"name\": \"value\"}'` or `-e name=value`"),
+                    ),
+                },
+                Err(d) => diags.push(d),
+            }
+        } else if let Some((k, v)) = a.split_once('=') {
+            let k = k.trim();
+            if k.is_empty() {
+                diags.push(
+                    Diagnostic::error(format!("`-e {a}` has no variable name"))
+                        .help("write `-e NAME=VALUE`"),
+                );
+            } else {
+                out.insert(k.to_string(), Json::String(v.to_string()));
+            }
+        } else {
+            diags.push(
+                Diagnostic::error(format!("`-e {a}` is not a variable"))
+                    .help("write `-e NAME=VALUE`, `-e @vars.yml` or `-e '{\"name\": \"value\"}'`"),
+            );
+        }
+    }
+    diags.into_result(out)
+}
+
+/// The run's identity, visible to templates as `run`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub started_at: String,
+}
+
+/// The host's merged variables (inventory, play vars, vars files; templates rendered), plus
+/// the extra vars kept apart because they outrank `set` and `item`.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub base: VarMap,
+    pub extra: VarMap,
+    pub host: Json,
+    pub run: Json,
+}
+
+/// The `host` object templates see.
+pub fn host_object(h: &Host) -> Json {
+    serde_json::json!({
+        "name": h.name,
+        "address": h.address,
+        "port": h.port.or(h.ssh.port).unwrap_or(22),
+        "user": h.user.clone().or_else(|| h.ssh.user.clone()),
+        "groups": h.groups,
+        "vars": h.vars,
+    })
+}
+
+fn env_object() -> Json {
+    Json::Object(std::env::vars().map(|(k, v)| (k, Json::String(v))).collect())
+}
+
+/// Builds a host's scope for a play: merges by precedence and renders templated vars (a
+/// variable may use any other, in any order, up to a few levels deep).
+pub fn host_scope(play: &Play, host: &Host, extra: &VarMap, run: &RunInfo) -> Result<Scope, Diagnostic> {
+    let mut raw: IndexMap<String, Node> = IndexMap::new();
+    for (k, v) in &host.vars {
+        raw.insert(k.clone(), Node::from_json(v, host.span.unwrap_or_default()));
+    }
+    for (k, v) in &play.vars {
+        raw.insert(k.clone(), v.clone());
+    }
+    for f in &play.vars_files {
+        for (k, v) in &f.vars {
+            raw.insert(k.clone(), v.clone());
+        }
+    }
+    for k in extra.keys() {
+        raw.shift_remove(k);
+    }
+    let host_json = host_object(host);
+    let run_json = serde_json::to_value(run).unwrap_or(Json::Null);
+    let mut scope = Scope {
+        base: raw.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+        extra: extra.clone(),
+        host: host_json,
+        run: run_json,
+    };
+    // Render templated vars; repeat so that vars may refer to vars defined later.
+    let templated: Vec<&String> = raw
+        .iter()
+        .filter(|(_, v)| v.has_template())
+        .map(|(k, _)| k)
+        .collect();
+    for pass in 0..4 {
+        let ctx = scope.context(&VarMap::new(), &Json::Object(Default::default()), None);
+        let mut changed = false;
+        for k in &templated {
+            let node = &raw[*k];
+            match templates().render_node(node, &ctx) {
+                Ok(n) => {
+                    let j = n.to_json();
+                    if scope.base.get(*k) != Some(&j) {
+                        scope.base.insert((*k).clone(), j);
+                        changed = true;
+                    }
+                }
+                Err(d) if pass == 3 => return Err(d),
+                Err(_) => {}
+            }
+        }
+        if !changed && pass > 0 {
+            break;
+        }
+    }
+    Ok(scope)
+}
+
+impl Scope {
+    /// The template context: vars < `set` vars < `item` < extra vars, and the runner's names.
+    pub fn context(&self, set_vars: &VarMap, steps: &Json, item: Option<&Json>) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.base {
+            m.insert(k.clone(), v.clone());
+        }
+        for (k, v) in set_vars {
+            m.insert(k.clone(), v.clone());
+        }
+        if let Some(i) = item {
+            m.insert("item".into(), i.clone());
+        }
+        for (k, v) in &self.extra {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert("host".into(), self.host.clone());
+        m.insert("steps".into(), steps.clone());
+        m.insert("run".into(), self.run.clone());
+        m.insert("env".into(), env_object());
+        json_to_value(&Json::Object(m))
+    }
+}
+
+/// Renders a string with a context; used for names and messages.
+pub fn render_text(text: &str, span: Span, ctx: &Value) -> Result<String, Diagnostic> {
+    templates().render(text, Place::of_span(span), ctx)
+}
+
+/// True when the node holds a string (it is a scalar).
+pub fn is_scalar(n: &Node) -> bool {
+    matches!(n.kind, NodeKind::Scalar { .. })
+}
