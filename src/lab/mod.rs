@@ -66,7 +66,7 @@ pub enum LabError {
 }
 
 impl LabError {
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
         LabError::Io {
             what: what.into(),
             source,
