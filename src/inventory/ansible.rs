@@ -885,7 +885,7 @@ pub(crate) fn load_var_dirs(dir: &Path, raw: &mut Raw, diags: &mut Diagnostics) 
                 (name.to_string(), vec![p.clone()])
             };
             let known = if is_group {
-                raw.groups.contains_key(&name)
+                name == "all" || name == "ungrouped" || raw.groups.contains_key(&name)
             } else {
                 raw.hosts.contains_key(&name)
             };
@@ -1047,8 +1047,8 @@ mod tests {
         assert_eq!(d[0].label, "did you mean `vars`?");
         assert_eq!(d[0].span.map(|s| (s.line, s.col, s.end_col)), Some((1, 6, 9)));
 
-        let d = err("e4.ini", "[web]\nw1\n[wbe:vars]\nx=1\n");
-        assert_eq!(d[0].title, "variables for undefined group `wbe`");
+        let d = err("e4.ini", "[web]\nw1\n[wev:vars]\nx=1\n");
+        assert_eq!(d[0].title, "variables for undefined group `wev`");
         assert_eq!(d[0].label, "did you mean `web`?");
         assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 2)));
 
@@ -1097,7 +1097,9 @@ mod tests {
         let c = i.host("canary").expect("canary");
         assert_eq!((c.address.as_str(), c.port), ("10.0.0.9", Some(2222)));
         assert_eq!(c.user.as_deref(), Some("ops"));
-        assert_eq!(i.groups["all"].children, ["prod", "ungrouped"]);
+        // Listed under `all:` in the file, so `web` is a child of `all` as well as of `prod`.
+        assert_eq!(i.groups["all"].children, ["web", "prod", "ungrouped"]);
+        assert_eq!(i.groups["web"].parents, ["all", "prod"]);
     }
 
     #[test]
@@ -1111,7 +1113,7 @@ mod tests {
         assert_eq!(d[0].title, "expected a mapping of host variables, found a string");
         let d = err("d.yml", "all:\n  hosts:\n    w1: { ansible_port: many }\n");
         assert_eq!(d[0].title, "invalid `ansible_port` value `many`");
-        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 24)));
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 25)));
     }
 
     #[test]

@@ -149,16 +149,38 @@ pub enum HostKeyChecking {
     Off,
 }
 
-fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+/// Reads an optional port so that a bad one is reported at its own node.
+pub(crate) fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     use serde::Deserialize;
-    match Option::<u64>::deserialize(d)? {
-        None => Ok(None),
-        Some(p) => match u16::try_from(p) {
-            Ok(p) if p > 0 => Ok(Some(p)),
-            _ => Err(serde::de::Error::custom(format!(
-                "port {p} is out of range: expected a port from 1 to 65535"
-            ))),
-        },
+    Ok(Option::<Port>::deserialize(d)?.map(|p| p.0))
+}
+
+/// A TCP port, 1 to 65535.
+struct Port(u16);
+
+impl<'de> serde::Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a port from 1 to 65535")
+            }
+            fn visit_u64<E: serde::de::Error>(self, p: u64) -> Result<Port, E> {
+                match u16::try_from(p) {
+                    Ok(p) if p > 0 => Ok(Port(p)),
+                    _ => Err(E::custom(format!(
+                        "port {p} is out of range: expected a port from 1 to 65535"
+                    ))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, p: i64) -> Result<Port, E> {
+                Err(E::custom(format!(
+                    "port {p} is out of range: expected a port from 1 to 65535"
+                )))
+            }
+        }
+        d.deserialize_u16(V)
     }
 }
 
@@ -201,10 +223,15 @@ pub(crate) fn resolve_path(p: &Path, base: Option<&Path>) -> PathBuf {
         }
         return p.to_path_buf();
     }
-    match base {
+    let joined = match base {
         Some(b) if p.is_relative() => b.join(p),
         _ => p.to_path_buf(),
-    }
+    };
+    // `dir/./known_hosts` → `dir/known_hosts`.
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +277,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Inventory, Diagnostics> {
 pub fn from_str(name: &str, text: &str) -> Result<Inventory, Diagnostics> {
     let mut raw = Raw::default();
     let mut diags = Diagnostics::default();
-    load_text(name, text, Path::new("."), &mut raw, &mut diags);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    load_text(name, text, &cwd, &mut raw, &mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -1117,13 +1145,13 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_child_group_suggests() {
-        let d = err("c.yml", "groups:\n  web: {}\n  prod: { children: [wbe] }\n");
+        let d = err("c.yml", "groups:\n  web: {}\n  prod: { children: [wev] }\n");
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].title, "unknown child group `wbe`");
+        assert_eq!(d[0].title, "unknown child group `wev`");
         assert_eq!(d[0].label, "did you mean `web`?");
         assert_eq!(
             d[0].help.as_deref(),
-            Some("define the group `wbe`, or remove it from the children of `prod`")
+            Some("define the group `wev`, or remove it from the children of `prod`")
         );
         let s = d[0].span.expect("span");
         assert_eq!((s.line, s.col, s.end_col), (3, 23, 26));

@@ -128,19 +128,27 @@ pub(crate) fn load(root: &Node, base: &Path, raw: &mut Raw, diags: &mut Diagnost
             Err(d) => diags.push(d),
         }
     }
-    if let Some(RawNode(groups)) = &file.groups {
-        match &groups.kind {
-            NodeKind::Map(entries) => {
-                for (k, v) in entries {
-                    group(k, v, base, raw, diags);
+    // Hosts and groups in the order the file gives them, so hosts keep the file's order.
+    for (k, _) in root.as_map().unwrap_or(&[]) {
+        match (k.key_text().as_str(), &file.groups, &file.hosts) {
+            ("groups", Some(RawNode(groups)), _) => match &groups.kind {
+                NodeKind::Map(entries) => {
+                    for (k, v) in entries {
+                        group(k, v, base, raw, diags);
+                    }
                 }
+                _ if groups.is_null() => {}
+                _ => diags.push(expected_mapping(
+                    groups,
+                    "groups",
+                    "`groups: { web: { hosts: { web1: {} } } }`",
+                )),
+            },
+            ("hosts", _, Some(RawNode(hosts))) => {
+                host_entries(hosts, "ungrouped", base, raw, diags);
             }
-            _ if groups.is_null() => {}
-            _ => diags.push(expected_mapping(groups, "groups", "`groups: { web: { hosts: { web1: {} } } }`")),
+            _ => {}
         }
-    }
-    if let Some(RawNode(hosts)) = &file.hosts {
-        host_entries(hosts, "ungrouped", base, raw, diags);
     }
 }
 

@@ -1,0 +1,1 @@
+//! `sortie check` on every example playbook and every invalid one (exact diagnostics).

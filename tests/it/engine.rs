@@ -1,0 +1,1 @@
+//! The runner against real listeners: scheduling, step semantics, tcp/local/assert/set.

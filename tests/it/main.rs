@@ -1,0 +1,7 @@
+//! The one integration test binary: real `sortie` processes against real servers on loopback
+//! (the lab: OpenSSH sshd hosts, an HTTP server, TCP listeners, a DNS server).
+
+mod harness;
+
+mod check;
+mod engine;
