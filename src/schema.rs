@@ -20,10 +20,7 @@ pub fn playbook() -> Schema {
     let play = g.subschema_for::<PlayRaw>();
     let common = g.subschema_for::<StepCommon>();
     let kinds = kind_schemas(&mut g);
-    let mut defs: Map<String, Value> = g
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let mut defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     let common_props = defs
         .get("StepCommon")
         .and_then(|c| c.get("properties"))

@@ -36,8 +36,15 @@ impl Place {
         let Some(range) = range else {
             return self.span;
         };
-        let start = range.start.min(src.len());
-        let end = range.end.clamp(start, src.len());
+        let floor = |mut i: usize| {
+            i = i.min(src.len());
+            while i > 0 && !src.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let start = floor(range.start);
+        let end = floor(range.end.max(start));
         let line_start = src[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = src[line_start..start].chars().count() as u32 + 1;
         let len = src[start..end].chars().count() as u32;
@@ -251,7 +258,7 @@ impl Templates {
         let range = e.range();
         let span = place.inner(src, line, range.clone());
         let snippet = range
-            .and_then(|r| src.get(r))
+            .and_then(|r| src.get(r.start..r.end.min(src.len())))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         match e.kind() {

@@ -10,9 +10,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 /// Reads every certificate of a PEM file.
 pub fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let iter = CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
     let certs: Result<Vec<_>, _> = iter.collect();
-    let certs = certs.map_err(|e| format!("`{}` is not a PEM certificate file: {e}", path.display()))?;
+    let certs =
+        certs.map_err(|e| format!("`{}` is not a PEM certificate file: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("`{}` holds no PEM certificate", path.display()));
     }
@@ -41,7 +43,9 @@ pub fn client_config(verify: bool, ca: Option<&std::path::Path>) -> Result<Clien
     }
     if let Some(p) = ca {
         for c in read_pem_certs(p)? {
-            roots.add(c).map_err(|e| format!("bad CA certificate in `{}`: {e}", p.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("bad CA certificate in `{}`: {e}", p.display()))?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
@@ -61,13 +65,25 @@ impl ServerCertVerifier for NoVerify {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
-    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

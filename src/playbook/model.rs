@@ -203,15 +203,25 @@ impl StepDef {
         }
         let summary = match &self.args.kind {
             crate::yaml::NodeKind::Scalar { text, .. } => text.clone(),
-            _ => ["cmd", "url", "name", "port", "src", "dest", "reverse", "axfr", "that"]
-                .iter()
-                .find_map(|k| self.args.get(k).map(|n| match n.as_str() {
+            _ => [
+                "cmd", "url", "name", "port", "src", "dest", "reverse", "axfr", "that",
+            ]
+            .iter()
+            .find_map(|k| {
+                self.args.get(k).map(|n| match n.as_str() {
                     Some(s) => s.to_string(),
                     None => n.to_json().to_string(),
-                }))
-                .unwrap_or_default(),
+                })
+            })
+            .unwrap_or_default(),
         };
-        let summary: String = summary.lines().next().unwrap_or("").chars().take(60).collect();
+        let summary: String = summary
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
         if summary.is_empty() {
             self.kind.to_string()
         } else {

@@ -105,7 +105,11 @@ pub struct HttpTls {
 
 impl Kind for Http {
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(async { Err(super::StepError::Protocol("the `http` step is being built".into())) })
+        Box::pin(async {
+            Err(super::StepError::Protocol(
+                "the `http` step is being built".into(),
+            ))
+        })
     }
 
     const NAME: &'static str = "http";
@@ -131,10 +135,17 @@ impl Kind for Http {
         .collect();
         if bodies.len() > 1 {
             out.push(
-                Diagnostic::error(format!("a request has one body, found `{}` and `{}`", bodies[0], bodies[1]))
-                    .at(cx.args.get(bodies[1]).map(|n| n.span).unwrap_or(cx.kind_span))
-                    .label("second body")
-                    .help("keep one of `json`, `form`, `multipart`, `body`, `body_file`"),
+                Diagnostic::error(format!(
+                    "a request has one body, found `{}` and `{}`",
+                    bodies[0], bodies[1]
+                ))
+                .at(cx
+                    .args
+                    .get(bodies[1])
+                    .map(|n| n.span)
+                    .unwrap_or(cx.kind_span))
+                .label("second body")
+                .help("keep one of `json`, `form`, `multipart`, `body`, `body_file`"),
             );
         }
         if let Some(url) = super::literal(cx.args.get("url"))

@@ -49,7 +49,8 @@ pub struct TcpRead {
 
 impl Kind for Tcp {
     const NAME: &'static str = "tcp";
-    const SUMMARY: &'static str = "Probe a TCP port from the runner: connect, optionally send and read.";
+    const SUMMARY: &'static str =
+        "Probe a TCP port from the runner: connect, optionally send and read.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["open", "connect_ms", "response"],
@@ -125,7 +126,10 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
         Err(_) => {
             return Ok(StepOutput::default()
                 .with("open", false)
-                .with("error", format!("no answer within {}", crate::units::Duration(wait)))
+                .with(
+                    "error",
+                    format!("no answer within {}", crate::units::Duration(wait)),
+                )
                 .with("address", target));
         }
     };
@@ -140,18 +144,36 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
             };
             let ca = settings.ca.as_ref().map(|c| {
                 let p = std::path::Path::new(c);
-                if p.is_absolute() { p.to_path_buf() } else { cx.dir.join(p) }
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    cx.dir.join(p)
+                }
             });
             let config = crate::tls::client_config(settings.verify.unwrap_or(true), ca.as_deref())
                 .map_err(StepError::Io)?;
-            let name = settings.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
-            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-                .map_err(|_| StepError::Protocol(format!("`{name}` is not a valid TLS server name")))?;
+            let name = settings
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+            let server_name =
+                rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                    StepError::Protocol(format!("`{name}` is not a valid TLS server name"))
+                })?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             match tokio::time::timeout(wait, connector.connect(server_name, tcp)).await {
                 Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => return Err(StepError::Protocol(format!("TLS handshake with {target} failed: {e}"))),
-                Err(_) => return Err(StepError::Timeout(format!("{} (TLS handshake)", crate::units::Duration(wait)))),
+                Ok(Err(e)) => {
+                    return Err(StepError::Protocol(format!(
+                        "TLS handshake with {target} failed: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(StepError::Timeout(format!(
+                        "{} (TLS handshake)",
+                        crate::units::Duration(wait)
+                    )));
+                }
             }
         }
     };
@@ -166,7 +188,11 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
     let mut response = Vec::new();
     let want_read = spec.read.is_some() || spec.send.is_some();
     if want_read {
-        let until = spec.read.as_ref().and_then(|r| r.until.as_ref()).map(|u| unescape(u));
+        let until = spec
+            .read
+            .as_ref()
+            .and_then(|r| r.until.as_ref())
+            .map(|u| unescape(u));
         let max = spec
             .read
             .as_ref()
