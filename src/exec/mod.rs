@@ -253,6 +253,14 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         dry_run: plan.args.dry_run,
     });
 
+    if plan.args.dry_run {
+        match dry_run_text(&plan) {
+            Ok(text) => {
+                let _ = tx.send(Event::Plan { text });
+            }
+            Err(d) => return Err(d.into()),
+        }
+    }
     let dir = Arc::new(plan.playbook.dir.clone());
     let mut play_reports = Vec::new();
     let mut dead: HashSet<String> = HashSet::new();

@@ -201,6 +201,20 @@ impl StepDef {
         if let Some(n) = &self.name {
             return n.value.clone();
         }
+        if let crate::yaml::NodeKind::Map(entries) = &self.args.kind
+            && self.kind == "set"
+        {
+            let keys: Vec<String> = entries.iter().map(|(k, _)| k.key_text()).collect();
+            return format!("set {}", keys.join(", "));
+        }
+        if self.kind == "assert"
+            && let Some(first) = self.args.get("that").and_then(|t| match &t.kind {
+                crate::yaml::NodeKind::Seq(items) => items.first().and_then(|i| i.as_str()),
+                _ => t.as_str(),
+            })
+        {
+            return format!("assert {first}");
+        }
         let summary = match &self.args.kind {
             crate::yaml::NodeKind::Scalar { text, .. } => text.clone(),
             _ => [

@@ -42,6 +42,10 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// The rendered plan of a dry run.
+    Plan {
+        text: String,
+    },
     RunFinished {
         report: Box<RunReport>,
     },
@@ -109,6 +113,9 @@ impl Reporter {
                     }
                     Event::Warning { message } => {
                         eprintln!("warning: {message}");
+                    }
+                    Event::Plan { text } => {
+                        let _ = write!(out, "\n{text}");
                     }
                     Event::RunFinished { report } => {
                         let _ = write!(out, "{}", plain::recap(&report));

@@ -223,3 +223,22 @@ fn schemas_in_the_repo_match_the_types() {
         );
     }
 }
+
+#[test]
+fn readme_shows_the_example_files_as_they_are() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    for f in [
+        "playbooks/deploy.yml",
+        "playbooks/nightly-logs.yml",
+        "playbooks/ci-validate.yml",
+        "playbooks/inventory.yml",
+        "playbooks/inventory.ini",
+    ] {
+        let text = std::fs::read_to_string(repo().join(f)).expect("example");
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md does not show {f} as it is"
+        );
+    }
+    assert!(readme.contains("scripts/demo") && readme.contains("scripts/test"));
+}
