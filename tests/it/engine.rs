@@ -487,3 +487,41 @@ fn the_probes_example_runs() {
         out.all()
     );
 }
+
+#[test]
+fn variable_precedence_level_by_level() {
+    // Each variable is defined at every level up to its own; the highest defined level wins.
+    let inventory = r#"
+vars: { a: all, b: all, c: all, d: all, e: all, f: all, g: all }
+groups:
+  parent:
+    children: [child]
+    vars: { b: parent, c: parent, d: parent, e: parent, f: parent, g: parent }
+  child:
+    hosts:
+      h1: { address: 127.0.0.1, vars: { d: host, e: host, f: host, g: host } }
+    vars: { c: child, d: child, e: child, f: child, g: child }
+"#;
+    let pb = r#"
+hosts: h1
+vars: { e: play, f: play, g: play, h: play, i: play, j: play }
+vars_files: [more.yml]
+steps:
+  - set: { g: set, i: set, j: set }
+  - id: show
+    loop: [item]
+    local: "echo {{ a }} {{ b }} {{ c }} {{ d }} {{ e }} {{ f }} {{ g }} {{ h }} {{ i }} {{ j }} {{ item }}"
+"#;
+    let case = Case::new(pb)
+        .inventory(inventory)
+        .file("more.yml", "f: vars_file\ng: vars_file\nh: vars_file\n")
+        .args(["-e", "j=extra", "-e", "item=extra-loses-to-nothing"]);
+    let out = case.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let t = out.task("h1", "show");
+    assert_eq!(
+        t["output"]["results"][0]["stdout"],
+        "all parent child host play vars_file set vars_file set extra extra-loses-to-nothing",
+        "all < parent < child < host < play < vars_files < set < item < -e"
+    );
+}
