@@ -613,3 +613,43 @@ steps:
         "{msg}"
     );
 }
+
+#[test]
+fn changed_when_decides_changed() {
+    let pb = r#"
+hosts: all
+steps:
+  - id: quiet
+    local: "echo nothing to do"
+    changed_when: "'updated' in steps.quiet.stdout"
+  - id: loud
+    local: "echo updated 3 files"
+    changed_when: "'updated' in steps.loud.stdout"
+"#;
+    let out = Case::new(pb).run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.status("localhost", "quiet"), "ok");
+    assert_eq!(out.status("localhost", "loud"), "changed");
+}
+
+#[test]
+fn limit_narrows_the_hosts() {
+    let pb = "hosts: fleet\nsteps:\n  - local: \"echo {{ host.name }} >> ran.txt\"\n";
+    let case = Case::new(pb)
+        .inventory(&local_hosts(4))
+        .args(["-l", "h02:h04"]);
+    let out = case.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let mut ran: Vec<String> = std::fs::read_to_string(case.path("ran.txt"))
+        .expect("ran")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["h02", "h04"]);
+    let out = Case::new(pb)
+        .inventory(&local_hosts(4))
+        .args(["-l", "h9"])
+        .run();
+    assert_eq!(out.code, 3, "an unknown --limit is invalid input");
+}
