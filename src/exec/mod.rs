@@ -631,7 +631,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                     limits: pr.limits,
                 };
                 let once = step.run_once.then(|| &pr.once[i]);
-                let host_name = host.name.clone();
                 running.push(async move {
                     let r = match once {
                         Some(cell) => {
@@ -643,7 +642,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                         }
                         None => task::run(input).await,
                     };
-                    let _ = host_name;
                     (i, r)
                 });
             }

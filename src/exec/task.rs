@@ -153,7 +153,7 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             Err(d) => return template_failure(step, d, started),
         }
         let a = attempts(&input, None).await;
-        return finish(step, &input, vec![a.1], a.0, started, None);
+        return finish(step, vec![a.1], a.0, started, None);
     };
     let mut results = Vec::new();
     let mut total_attempts = 0;
@@ -182,14 +182,7 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             break;
         }
     }
-    finish(
-        step,
-        &input,
-        results,
-        total_attempts,
-        started,
-        Some(items.len()),
-    )
+    finish(step, results, total_attempts, started, Some(items.len()))
 }
 
 fn when_text(step: &StepDef) -> String {
@@ -433,7 +426,6 @@ fn lookup(spec: &StepSpec, fields: &Json, field: &str, key: Option<&str>) -> Opt
 
 fn finish(
     step: &StepDef,
-    input: &TaskInput<'_>,
     results: Vec<Attempt>,
     attempts: u32,
     started: Instant,
@@ -513,7 +505,6 @@ fn finish(
             serde_json::json!({ "results": list })
         }
     };
-    let _ = input;
     let mut report = base_report(step, status, message, ms);
     report.error = error;
     report.checks = checks;
