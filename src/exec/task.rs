@@ -119,6 +119,23 @@ fn template_failure(step: &StepDef, d: Diagnostic, started: Instant) -> TaskResu
 
 /// Runs one step on one host.
 pub async fn run(input: TaskInput<'_>) -> TaskResult {
+    // The name as this host sees it (`Deploy {{ version }}` → `Deploy 2.4.1`); the name as
+    // written when it cannot be rendered yet (it names a loop item, say).
+    let name = templates()
+        .render(
+            &input.step.display_name(),
+            Place::of_span(input.step.kind_span),
+            &input.ctx(None, None),
+        )
+        .ok();
+    let mut result = run_task(input).await;
+    if let Some(n) = name {
+        result.report.name = n;
+    }
+    result
+}
+
+async fn run_task(input: TaskInput<'_>) -> TaskResult {
     let step = input.step;
     let started = Instant::now();
     let t = templates();
