@@ -23,13 +23,15 @@ use std::time::Duration;
 
 use hickory_net::runtime::{Time, TokioRuntimeProvider};
 use hickory_net::xfer::Protocol;
-use hickory_proto::op::{Header, HeaderCounts, Metadata, MessageType, ResponseCode};
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 use hickory_proto::rr::{LowerName, Name, RecordSet, RrKey};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::Server;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType};
+use hickory_server::zone_handler::{
+    AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
+};
 
 use super::LabError;
 use super::background::Background;
@@ -228,13 +230,23 @@ fn name(text: &str) -> Result<Name, LabError> {
 }
 
 /// Parses one zone file into a zone handler.
-fn zone(origin: &str, text: &str, axfr: AxfrPolicy) -> Result<(LowerName, Arc<dyn ZoneHandler>), LabError> {
+fn zone(
+    origin: &str,
+    text: &str,
+    axfr: AxfrPolicy,
+) -> Result<(LowerName, Arc<dyn ZoneHandler>), LabError> {
     let origin = name(origin)?;
-    let (origin, records): (Name, BTreeMap<RrKey, RecordSet>) = Parser::new(text, None, Some(origin))
-        .parse()
-        .map_err(|e| LabError::Server(format!("zone {text:.40}…: {e}")))?;
-    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(origin.clone(), records, ZoneType::Primary, axfr)
-        .map_err(|e| LabError::Server(format!("zone {origin}: {e}")))?;
+    let (origin, records): (Name, BTreeMap<RrKey, RecordSet>) =
+        Parser::new(text, None, Some(origin))
+            .parse()
+            .map_err(|e| LabError::Server(format!("zone {text:.40}…: {e}")))?;
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        origin.clone(),
+        records,
+        ZoneType::Primary,
+        axfr,
+    )
+    .map_err(|e| LabError::Server(format!("zone {origin}: {e}")))?;
     Ok((LowerName::from(origin), Arc::new(handler)))
 }
 
@@ -243,8 +255,16 @@ fn catalog(options: &DnsOptions) -> Result<Catalog, LabError> {
     for (origin, text, axfr) in [
         ("lab.test.", options.lab_zone(), AxfrPolicy::AllowAll),
         ("other.test.", OTHER_ZONE.to_string(), AxfrPolicy::Deny),
-        ("127.in-addr.arpa.", options.reverse_zone(), AxfrPolicy::AllowAll),
-        ("8.b.d.0.1.0.0.2.ip6.arpa.", IP6_ZONE.to_string(), AxfrPolicy::AllowAll),
+        (
+            "127.in-addr.arpa.",
+            options.reverse_zone(),
+            AxfrPolicy::AllowAll,
+        ),
+        (
+            "8.b.d.0.1.0.0.2.ip6.arpa.",
+            IP6_ZONE.to_string(),
+            AxfrPolicy::AllowAll,
+        ),
     ] {
         let (origin, handler) = zone(origin, &text, axfr)?;
         catalog.upsert(origin, vec![handler]);
@@ -253,16 +273,19 @@ fn catalog(options: &DnsOptions) -> Result<Catalog, LabError> {
 }
 
 /// Binds UDP and TCP on the same port (with `port` 0, one free for both: a few tries).
-async fn bind_pair(ip: Ipv4Addr, port: u16) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), LabError> {
+async fn bind_pair(
+    ip: Ipv4Addr,
+    port: u16,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), LabError> {
     let mut last = None;
     for _ in 0..20 {
-        let udp = tokio::net::UdpSocket::bind((ip, port))
-            .await
-            .map_err(|e| LabError::PortUnavailable {
+        let udp = tokio::net::UdpSocket::bind((ip, port)).await.map_err(|e| {
+            LabError::PortUnavailable {
                 address: ip.to_string(),
                 port,
                 detail: format!("udp: {e}"),
-            })?;
+            }
+        })?;
         let chosen = udp
             .local_addr()
             .map_err(|e| LabError::io("reading a bound address", e))?
@@ -294,7 +317,11 @@ struct LabHandler {
 
 #[async_trait::async_trait]
 impl RequestHandler for LabHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
         if let Ok(info) = request.request_info() {
             let query = SeenQuery {
                 name: info.query.name().to_string(),
@@ -321,12 +348,18 @@ impl RequestHandler for LabHandler {
                 };
             }
         }
-        self.catalog.handle_request::<R, T>(request, response_handle).await
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
     }
 }
 
 fn failed(request: &Request) -> ResponseInfo {
-    let mut metadata = Metadata::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+    let mut metadata = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
     metadata.response_code = ResponseCode::ServFail;
     ResponseInfo::from(Header {
         metadata,
@@ -346,7 +379,8 @@ impl DnsBlackhole {
     pub fn start(ip: Ipv4Addr) -> Result<DnsBlackhole, LabError> {
         let mut last = None;
         for _ in 0..20 {
-            let udp = std::net::UdpSocket::bind((ip, 0)).map_err(|e| LabError::io("binding a UDP socket", e))?;
+            let udp = std::net::UdpSocket::bind((ip, 0))
+                .map_err(|e| LabError::io("binding a UDP socket", e))?;
             let port = udp
                 .local_addr()
                 .map_err(|e| LabError::io("reading a bound address", e))?
@@ -377,8 +411,16 @@ mod tests {
     #[test]
     fn zones_parse_and_the_server_binds_udp_and_tcp_on_one_port() {
         let options = DnsOptions::with_hosts(&[("h01".into(), Ipv4Addr::new(127, 64, 0, 1))]);
-        assert!(options.lab_zone().contains("h01        IN A     127.64.0.1"));
-        assert!(options.reverse_zone().contains("1.0.64     IN PTR   h01.lab.test."));
+        assert!(
+            options
+                .lab_zone()
+                .contains("h01        IN A     127.64.0.1")
+        );
+        assert!(
+            options
+                .reverse_zone()
+                .contains("1.0.64     IN PTR   h01.lab.test.")
+        );
         let server = DnsServer::start(options).unwrap();
         assert_ne!(server.port(), 0);
         // TCP answers on the same port.

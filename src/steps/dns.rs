@@ -18,12 +18,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use hickory_net::NetError;
 use hickory_net::client::ClientHandle;
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::{DnsExchange, DnsHandle};
-use hickory_net::NetError;
 use hickory_proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType as HickoryType};
 use serde::Deserialize;
@@ -62,7 +62,9 @@ pub struct Dns {
 }
 
 /// DNS record types sortie can query and normalise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub enum RecordType {
     A,
     AAAA,
@@ -107,7 +109,8 @@ impl Kind for Dns {
     }
 
     const NAME: &'static str = "dns";
-    const SUMMARY: &'static str = "Query DNS from the runner and check rcodes, answers, TTLs, zone transfers.";
+    const SUMMARY: &'static str =
+        "Query DNS from the runner and check rcodes, answers, TTLs, zone transfers.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &[
@@ -155,24 +158,46 @@ impl Kind for Dns {
     /// `matches`, whose argument is a pattern). `rcode` compares in upper case. When
     /// `consistent: true` fails, the actual value shown is each server's answer set, so the
     /// failure says who disagrees with whom.
-    fn expectation_values(fields: &Json, field: &str, key: Option<&str>, op: Op, expected: Json) -> (Option<Json>, Json) {
+    fn expectation_values(
+        fields: &Json,
+        field: &str,
+        key: Option<&str>,
+        op: Op,
+        expected: Json,
+    ) -> (Option<Json>, Json) {
         let actual = Self::lookup(fields, field, key);
-        let compares = matches!(op, Op::Eq | Op::Ne | Op::Contains | Op::NotContains | Op::In | Op::NotIn);
+        let compares = matches!(
+            op,
+            Op::Eq | Op::Ne | Op::Contains | Op::NotContains | Op::In | Op::NotIn
+        );
         if !compares {
             return (actual, expected);
         }
-        let rtype = fields.get("type").and_then(Json::as_str).unwrap_or("A").to_string();
+        let rtype = fields
+            .get("type")
+            .and_then(Json::as_str)
+            .unwrap_or("A")
+            .to_string();
         match field {
             "answers" | "records" => {
                 let record = field == "records" || fields.get("answers").is_none();
-                let norm = |s: &str| if record { normalise_record(s) } else { normalise_answer(&rtype, s) };
+                let norm = |s: &str| {
+                    if record {
+                        normalise_record(s)
+                    } else {
+                        normalise_answer(&rtype, s)
+                    }
+                };
                 (actual.map(sorted), sorted(map_strings(expected, &norm)))
             }
             "servers" => {
                 let expected = match expected {
                     Json::Object(mut o) => {
                         if let Some(a) = o.remove("answers") {
-                            o.insert("answers".into(), sorted(map_strings(a, &|s| normalise_answer(&rtype, s))));
+                            o.insert(
+                                "answers".into(),
+                                sorted(map_strings(a, &|s| normalise_answer(&rtype, s))),
+                            );
                         }
                         if let Some(Json::String(r)) = o.get("rcode").cloned() {
                             o.insert("rcode".into(), Json::String(r.to_ascii_uppercase()));
@@ -206,9 +231,16 @@ impl Kind for Dns {
                 Diagnostic::error(if given.is_empty() {
                     "`dns` needs `name`, `reverse` or `axfr`".to_string()
                 } else {
-                    format!("`dns` takes one of `name`, `reverse`, `axfr`, not `{}` and `{}`", given[0], given[1])
+                    format!(
+                        "`dns` takes one of `name`, `reverse`, `axfr`, not `{}` and `{}`",
+                        given[0], given[1]
+                    )
                 })
-                .at(given.get(1).and_then(|k| cx.args.get(k)).map(|n| n.span).unwrap_or(cx.kind_span))
+                .at(given
+                    .get(1)
+                    .and_then(|k| cx.args.get(k))
+                    .map(|n| n.span)
+                    .unwrap_or(cx.kind_span))
                 .label("one query per step")
                 .help("`name: www.example.com`, `reverse: 192.0.2.1` or `axfr: example.com`"),
             );
@@ -218,9 +250,15 @@ impl Kind for Dns {
         {
             out.push(
                 Diagnostic::error(format!("`{addr}` is not an IP address"))
-                    .at(cx.args.get("reverse").map(|n| n.span).unwrap_or(cx.kind_span))
+                    .at(cx
+                        .args
+                        .get("reverse")
+                        .map(|n| n.span)
+                        .unwrap_or(cx.kind_span))
                     .label("`reverse` takes an IPv4 or IPv6 address")
-                    .help("use `name:` with `type: PTR` for a name that is already in-addr.arpa form"),
+                    .help(
+                        "use `name:` with `type: PTR` for a name that is already in-addr.arpa form",
+                    ),
             );
         }
         if self.reverse.is_some()
@@ -346,13 +384,20 @@ impl Reply {
 }
 
 async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
-    let wait = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    // Within the step's own timeout, so that with several servers the one that does not answer
+    // is named (the runner's timeout would cut the whole step off first).
+    let wait = cx
+        .timeout
+        .map(|t| t.mul_f64(0.9))
+        .unwrap_or(DEFAULT_TIMEOUT);
     let recursion = spec.recursion.unwrap_or(true);
     let protocol = spec.protocol.unwrap_or(Protocol::Udp);
     let mut explicit = Vec::with_capacity(spec.servers.len());
     for s in &spec.servers {
         explicit.push(parse_server(s).ok_or_else(|| {
-            StepError::Protocol(format!("`{s}` is not a server address (expected `ip` or `ip:port`)"))
+            StepError::Protocol(format!(
+                "`{s}` is not a server address (expected `ip` or `ip:port`)"
+            ))
         })?);
     }
 
@@ -376,7 +421,9 @@ async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
             match ask(server, &qname, rtype, protocol, wait, recursion).await {
                 Ok(reply) => {
                     out.fields.extend(reply.fields());
-                    return Ok(out.with("server", reply.server.to_string()).with("consistent", true));
+                    return Ok(out
+                        .with("server", reply.server.to_string())
+                        .with("consistent", true));
                 }
                 Err(e) => last = Some(e),
             }
@@ -404,7 +451,7 @@ async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
             }
             Err(e) => {
                 per_server.insert(server.to_string(), json!({ "error": e.message() }));
-                failures.push(format!("{server}: {}", e.message()));
+                failures.push(e.message().to_string());
             }
         }
     }
@@ -430,7 +477,7 @@ async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
         .with("servers", Json::Object(per_server));
     if !failures.is_empty() {
         // Some servers answered: keep every answer for the report, and fail the step.
-        out.failure = Some(format!("no answer from {}", failures.join("; ")));
+        out.failure = Some(failures.join("; "));
     }
     Ok(out)
 }
@@ -438,26 +485,36 @@ async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
 /// The name and type to ask for.
 fn question(spec: &Dns) -> Result<(Name, HickoryType), StepError> {
     if let Some(addr) = &spec.reverse {
-        let ip: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| StepError::Protocol(format!("`reverse`: `{addr}` is not an IP address")))?;
+        let ip: IpAddr = addr.trim().parse().map_err(|_| {
+            StepError::Protocol(format!("`reverse`: `{addr}` is not an IP address"))
+        })?;
         let name = reverse_name(ip);
-        let name = Name::from_ascii(&name).map_err(|e| StepError::Protocol(format!("`{name}`: {e}")))?;
+        let name =
+            Name::from_ascii(&name).map_err(|e| StepError::Protocol(format!("`{name}`: {e}")))?;
         return Ok((name, HickoryType::PTR));
     }
     let text = spec.name.as_deref().unwrap_or_default().trim();
     if text.is_empty() {
-        return Err(StepError::Protocol("`dns` needs `name`, `reverse` or `axfr`".into()));
+        return Err(StepError::Protocol(
+            "`dns` needs `name`, `reverse` or `axfr`".into(),
+        ));
     }
-    Ok((fqdn_name(text)?, spec.rtype.unwrap_or(RecordType::A).hickory()))
+    Ok((
+        fqdn_name(text)?,
+        spec.rtype.unwrap_or(RecordType::A).hickory(),
+    ))
 }
 
 /// `www.example.com` → the absolute name `www.example.com.` (sortie never applies search
 /// domains: a check must mean one name).
 fn fqdn_name(text: &str) -> Result<Name, StepError> {
-    let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
-    Name::from_utf8(&absolute).map_err(|e| StepError::Protocol(format!("`{text}` is not a DNS name: {e}")))
+    let absolute = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    Name::from_utf8(&absolute)
+        .map_err(|e| StepError::Protocol(format!("`{text}` is not a DNS name: {e}")))
 }
 
 /// The PTR name of an address: `192.0.2.1` → `1.2.0.192.in-addr.arpa.`, IPv6 by nibbles under
@@ -481,15 +538,20 @@ pub fn reverse_name(ip: IpAddr) -> String {
 
 /// The name servers of /etc/resolv.conf, read by hickory's system configuration.
 fn system_servers() -> Result<Vec<SocketAddr>, StepError> {
-    let data = std::fs::read("/etc/resolv.conf")
-        .map_err(|e| StepError::Io(format!("no `servers` given and /etc/resolv.conf is unreadable: {e}")))?;
-    servers_from_resolv_conf(&data).map_err(|e| StepError::Io(format!("no `servers` given and /etc/resolv.conf: {e}")))
+    let data = std::fs::read("/etc/resolv.conf").map_err(|e| {
+        StepError::Io(format!(
+            "no `servers` given and /etc/resolv.conf is unreadable: {e}"
+        ))
+    })?;
+    servers_from_resolv_conf(&data)
+        .map_err(|e| StepError::Io(format!("no `servers` given and /etc/resolv.conf: {e}")))
 }
 
 /// The name servers a resolv.conf lists, each with its UDP port (53).
 pub fn servers_from_resolv_conf(data: &[u8]) -> Result<Vec<SocketAddr>, String> {
     use hickory_resolver::config::ProtocolConfig;
-    let (config, _) = hickory_resolver::system_conf::parse_resolv_conf(data).map_err(|e| e.to_string())?;
+    let (config, _) =
+        hickory_resolver::system_conf::parse_resolv_conf(data).map_err(|e| e.to_string())?;
     Ok(config
         .name_servers()
         .iter()
@@ -505,38 +567,61 @@ pub fn servers_from_resolv_conf(data: &[u8]) -> Result<Vec<SocketAddr>, String> 
         .collect())
 }
 
-fn udp_exchange(server: SocketAddr, wait: Duration) -> DnsExchange<TokioRuntimeProvider> {
-    UdpClientStream::builder(server, TokioRuntimeProvider::default())
-        .with_timeout(Some(wait))
-        .exchange()
+/// A client connection to one server. It keeps the runtime provider alive: hickory's bag of
+/// background tasks lives in it, and the TCP connection's task is aborted once the last
+/// provider is dropped.
+struct Conn {
+    exchange: DnsExchange<TokioRuntimeProvider>,
+    _provider: TokioRuntimeProvider,
 }
 
-async fn tcp_exchange(server: SocketAddr, wait: Duration) -> Result<DnsExchange<TokioRuntimeProvider>, AskError> {
-    let connect = TcpClientStream::exchange(server, None, wait, None, TokioRuntimeProvider::default());
+fn udp_conn(server: SocketAddr, wait: Duration) -> Conn {
+    let provider = TokioRuntimeProvider::default();
+    let exchange = UdpClientStream::builder(server, provider.clone())
+        .with_timeout(Some(wait))
+        .exchange();
+    Conn {
+        exchange,
+        _provider: provider,
+    }
+}
+
+async fn tcp_conn(server: SocketAddr, wait: Duration) -> Result<Conn, AskError> {
+    let provider = TokioRuntimeProvider::default();
+    let connect = TcpClientStream::exchange(server, None, wait, None, provider.clone());
     match tokio::time::timeout(wait, connect).await {
-        Ok(Ok(exchange)) => Ok(exchange),
+        Ok(Ok(exchange)) => Ok(Conn {
+            exchange,
+            _provider: provider,
+        }),
         Ok(Err(e)) => Err(net_error(server, "tcp", wait, e)),
-        Err(_) => Err(AskError::Timeout(format!("{server} (tcp): no connection within {}", crate::units::Duration(wait)))),
+        Err(_) => Err(AskError::Timeout(format!(
+            "{server} (tcp): no connection within {}",
+            crate::units::Duration(wait)
+        ))),
     }
 }
 
 fn net_error(server: SocketAddr, proto: &str, wait: Duration, e: NetError) -> AskError {
     match e {
-        NetError::Timeout => AskError::Timeout(format!("{server} ({proto}): no answer within {}", crate::units::Duration(wait))),
+        NetError::Timeout => AskError::Timeout(format!(
+            "{server} ({proto}): no answer within {}",
+            crate::units::Duration(wait)
+        )),
         other => AskError::Io(format!("{server} ({proto}): {other}")),
     }
 }
 
 /// Sends one query and waits for its answer.
 async fn exchange_once(
-    exchange: &DnsExchange<TokioRuntimeProvider>,
+    conn: &Conn,
     server: SocketAddr,
     proto: &str,
     query: Query,
     options: DnsRequestOptions,
     wait: Duration,
 ) -> Result<DnsResponse, AskError> {
-    let mut responses = exchange.lookup(query, options);
+    let mut responses = conn.exchange.lookup(query, options);
     match tokio::time::timeout(wait, responses.next()).await {
         Ok(Some(Ok(r))) => Ok(r),
         Ok(Some(Err(e))) => Err(net_error(server, proto, wait, e)),
@@ -558,26 +643,38 @@ async fn ask(
     let query = Query::query(qname.clone(), rtype);
     let mut truncated = false;
     if protocol == Protocol::Udp {
-        let exchange = udp_exchange(server, wait);
-        let response = exchange_once(&exchange, server, "udp", query.clone(), options.clone(), wait).await?;
+        let conn = udp_conn(server, wait);
+        let response =
+            exchange_once(&conn, server, "udp", query.clone(), options.clone(), wait).await?;
         if !response.metadata.truncation {
             return Ok(reply(server, rtype, &response, false, "udp"));
         }
         truncated = true;
     }
-    let exchange = tcp_exchange(server, wait).await?;
-    let response = exchange_once(&exchange, server, "tcp", query, options, wait).await?;
+    let conn = tcp_conn(server, wait).await?;
+    let response = exchange_once(&conn, server, "tcp", query, options, wait).await?;
     Ok(reply(server, rtype, &response, truncated, "tcp"))
 }
 
-fn reply(server: SocketAddr, rtype: HickoryType, response: &DnsResponse, truncated: bool, protocol: &'static str) -> Reply {
+fn reply(
+    server: SocketAddr,
+    rtype: HickoryType,
+    response: &DnsResponse,
+    truncated: bool,
+    protocol: &'static str,
+) -> Reply {
     let mut answers: Vec<(String, Option<Vec<String>>)> = Vec::new();
     let mut cname = Vec::new();
     let mut serial = None;
     for r in &response.answers {
         if r.record_type() == rtype {
             let parts = match &r.data {
-                RData::TXT(t) => Some(t.txt_data.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()),
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect(),
+                ),
                 _ => None,
             };
             if let RData::SOA(soa) = &r.data {
@@ -640,7 +737,11 @@ pub fn rdata_text(data: &RData) -> String {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(a) => a.0.to_string(),
         RData::MX(mx) => format!("{} {}", mx.preference, name_text(&mx.exchange)),
-        RData::TXT(t) => t.txt_data.iter().map(|p| String::from_utf8_lossy(p)).collect(),
+        RData::TXT(t) => t
+            .txt_data
+            .iter()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect(),
         RData::CNAME(n) => name_text(&n.0),
         RData::NS(n) => name_text(&n.0),
         RData::PTR(n) => name_text(&n.0),
@@ -654,7 +755,13 @@ pub fn rdata_text(data: &RData) -> String {
             s.expire,
             s.minimum
         ),
-        RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, name_text(&s.target)),
+        RData::SRV(s) => format!(
+            "{} {} {} {}",
+            s.priority,
+            s.weight,
+            s.port,
+            name_text(&s.target)
+        ),
         RData::CAA(c) => format!(
             "{} {} \"{}\"",
             c.flags(),
@@ -667,7 +774,12 @@ pub fn rdata_text(data: &RData) -> String {
 
 /// One record of a zone transfer: `owner TYPE data`.
 fn record_text(r: &Record) -> String {
-    format!("{} {} {}", name_text(&r.name), r.record_type(), rdata_text(&r.data))
+    format!(
+        "{} {} {}",
+        name_text(&r.name),
+        r.record_type(),
+        rdata_text(&r.data)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,10 +793,17 @@ struct Transfer {
     ttl: Option<u32>,
 }
 
-async fn transfer_step(zone: &str, servers: &[SocketAddr], wait: Duration, recursion: bool) -> Result<StepOutput, StepError> {
+async fn transfer_step(
+    zone: &str,
+    servers: &[SocketAddr],
+    wait: Duration,
+    recursion: bool,
+) -> Result<StepOutput, StepError> {
     let origin = fqdn_name(zone.trim())?;
     let primary = servers[0];
-    let t = transfer(primary, &origin, wait).await.map_err(AskError::into_step_error)?;
+    let t = transfer(primary, &origin, wait)
+        .await
+        .map_err(AskError::into_step_error)?;
     let mut out = StepOutput::default()
         .with("name", name_text(&origin))
         .with("type", "AXFR")
@@ -698,24 +817,44 @@ async fn transfer_step(zone: &str, servers: &[SocketAddr], wait: Duration, recur
     if t.rcode != "NOERROR" {
         out.fields.insert(
             "error".into(),
-            json!(format!("{primary} refused the transfer of {} ({})", name_text(&origin), t.rcode)),
+            json!(format!(
+                "{primary} refused the transfer of {} ({})",
+                name_text(&origin),
+                t.rcode
+            )),
         );
     }
     // With more servers: each one's SOA serial, to show the zone is the same version everywhere.
     if servers.len() > 1 {
         let mut per_server = Map::new();
-        per_server.insert(primary.to_string(), json!({ "rcode": t.rcode, "serial": t.serial }));
-        let asks = servers[1..]
-            .iter()
-            .map(|s| ask(*s, &origin, HickoryType::SOA, Protocol::Udp, wait, recursion));
+        per_server.insert(
+            primary.to_string(),
+            json!({ "rcode": t.rcode, "serial": t.serial }),
+        );
+        let asks = servers[1..].iter().map(|s| {
+            ask(
+                *s,
+                &origin,
+                HickoryType::SOA,
+                Protocol::Udp,
+                wait,
+                recursion,
+            )
+        });
         let mut serials = BTreeSet::new();
         serials.insert(json!(t.serial).to_string());
         let mut all_answered = true;
-        for (server, result) in servers[1..].iter().zip(futures_util::future::join_all(asks).await) {
+        for (server, result) in servers[1..]
+            .iter()
+            .zip(futures_util::future::join_all(asks).await)
+        {
             match result {
                 Ok(r) => {
                     serials.insert(json!(r.serial).to_string());
-                    per_server.insert(server.to_string(), json!({ "rcode": r.rcode, "serial": r.serial }));
+                    per_server.insert(
+                        server.to_string(),
+                        json!({ "rcode": r.rcode, "serial": r.serial }),
+                    );
                 }
                 Err(e) => {
                     all_answered = false;
@@ -734,8 +873,8 @@ async fn transfer_step(zone: &str, servers: &[SocketAddr], wait: Duration, recur
 
 /// AXFR over TCP: every record between the opening and the closing SOA (the SOA listed once).
 async fn transfer(server: SocketAddr, origin: &Name, wait: Duration) -> Result<Transfer, AskError> {
-    let mut exchange = tcp_exchange(server, wait).await?;
-    let mut stream = exchange.zone_transfer(origin.clone(), None);
+    let mut conn = tcp_conn(server, wait).await?;
+    let mut stream = conn.exchange.zone_transfer(origin.clone(), None);
     let mut records = Vec::new();
     let mut serial = None;
     let mut ttl: Option<u32> = None;
@@ -777,7 +916,10 @@ async fn transfer(server: SocketAddr, origin: &Name, wait: Duration) -> Result<T
         }
     }
     if records.is_empty() {
-        return Err(AskError::Io(format!("{server}: the transfer of {} ended with no records", name_text(origin))));
+        return Err(AskError::Io(format!(
+            "{server}: the transfer of {} ended with no records",
+            name_text(origin)
+        )));
     }
     Ok(Transfer {
         rcode: "NOERROR".into(),
@@ -819,7 +961,11 @@ fn map_strings(v: Json, f: &dyn Fn(&str) -> String) -> Json {
 
 fn qualify(name: &str) -> String {
     let lower = name.trim().to_ascii_lowercase();
-    if lower.ends_with('.') { lower } else { format!("{lower}.") }
+    if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    }
 }
 
 /// Writes an expected answer the way answers are written: names qualified and lower case,
@@ -831,12 +977,21 @@ pub fn normalise_answer(rtype: &str, text: &str) -> String {
         words
             .iter()
             .enumerate()
-            .map(|(i, w)| if at.contains(&i) { qualify(w) } else { w.to_string() })
+            .map(|(i, w)| {
+                if at.contains(&i) {
+                    qualify(w)
+                } else {
+                    w.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" ")
     };
     match rtype {
-        "A" | "AAAA" => t.parse::<IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| t.to_string()),
+        "A" | "AAAA" => t
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|_| t.to_string()),
         "CNAME" | "NS" | "PTR" if words.len() == 1 => qualify(t),
         "MX" if words.len() == 2 => requalify(&[1]),
         "SRV" if words.len() == 4 => requalify(&[3]),
@@ -852,7 +1007,11 @@ pub fn normalise_record(text: &str) -> String {
     match (parts.next(), parts.next(), parts.next()) {
         (Some(owner), Some(rtype), Some(data)) => {
             let rtype = rtype.to_ascii_uppercase();
-            format!("{} {rtype} {}", qualify(owner), normalise_answer(&rtype, data))
+            format!(
+                "{} {rtype} {}",
+                qualify(owner),
+                normalise_answer(&rtype, data)
+            )
         }
         _ => t.to_string(),
     }
@@ -861,7 +1020,10 @@ pub fn normalise_record(text: &str) -> String {
 /// Each server's answers (its rcode when it is not NOERROR, its serial for SOA, its error when
 /// it gave no answer), for a failed `consistent: true`.
 fn disagreement(fields: &Json) -> Json {
-    let soa = fields.get("type").and_then(Json::as_str).is_some_and(|t| t == "SOA" || t == "AXFR");
+    let soa = fields
+        .get("type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t == "SOA" || t == "AXFR");
     let mut out = Map::new();
     if let Some(servers) = fields.get("servers").and_then(Json::as_object) {
         for (addr, s) in servers {
@@ -886,7 +1048,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("192.0.2.1".parse().unwrap()), "1.2.0.192.in-addr.arpa.");
+        assert_eq!(
+            reverse_name("192.0.2.1".parse().unwrap()),
+            "1.2.0.192.in-addr.arpa."
+        );
         assert_eq!(
             reverse_name("2001:db8::53".parse().unwrap()),
             "3.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
@@ -895,23 +1060,42 @@ mod tests {
 
     #[test]
     fn expected_answers_are_normalised_like_answers() {
-        assert_eq!(normalise_answer("MX", "10 Mail.Lab.Test"), "10 mail.lab.test.");
+        assert_eq!(
+            normalise_answer("MX", "10 Mail.Lab.Test"),
+            "10 mail.lab.test."
+        );
         assert_eq!(normalise_answer("CNAME", "www.lab.test."), "www.lab.test.");
-        assert_eq!(normalise_answer("SRV", "10 5 8080 www.lab.test"), "10 5 8080 www.lab.test.");
+        assert_eq!(
+            normalise_answer("SRV", "10 5 8080 www.lab.test"),
+            "10 5 8080 www.lab.test."
+        );
         assert_eq!(normalise_answer("AAAA", "2001:DB8:0::53"), "2001:db8::53");
         assert_eq!(normalise_answer("TXT", "v=spf1 -all"), "v=spf1 -all");
-        assert_eq!(normalise_record("www.lab.test a 127.0.0.1"), "www.lab.test. A 127.0.0.1");
-        assert_eq!(normalise_record("lab.test MX 10 mail.lab.test"), "lab.test. MX 10 mail.lab.test.");
+        assert_eq!(
+            normalise_record("www.lab.test a 127.0.0.1"),
+            "www.lab.test. A 127.0.0.1"
+        );
+        assert_eq!(
+            normalise_record("lab.test MX 10 mail.lab.test"),
+            "lab.test. MX 10 mail.lab.test."
+        );
     }
 
     #[test]
     fn answer_sets_compare_in_any_order() {
-        let fields = json!({ "type": "MX", "answers": ["10 mail.lab.test.", "20 backup.lab.test."] });
-        let (actual, expected) =
-            Dns::expectation_values(&fields, "answers", None, Op::Eq, json!(["20 backup.lab.test", "10 mail.lab.test"]));
+        let fields =
+            json!({ "type": "MX", "answers": ["10 mail.lab.test.", "20 backup.lab.test."] });
+        let (actual, expected) = Dns::expectation_values(
+            &fields,
+            "answers",
+            None,
+            Op::Eq,
+            json!(["20 backup.lab.test", "10 mail.lab.test"]),
+        );
         assert_eq!(actual, Some(expected));
         // A pattern is left alone.
-        let (_, expected) = Dns::expectation_values(&fields, "answers", None, Op::Matches, json!("^10 mail"));
+        let (_, expected) =
+            Dns::expectation_values(&fields, "answers", None, Op::Matches, json!("^10 mail"));
         assert_eq!(expected, json!("^10 mail"));
     }
 
@@ -926,15 +1110,27 @@ mod tests {
             }
         });
         let (actual, _) = Dns::expectation_values(&fields, "consistent", None, Op::Eq, json!(true));
-        assert_eq!(actual, Some(json!({ "127.0.0.1:5301": ["127.0.0.1"], "127.0.0.1:5302": "NXDOMAIN" })));
-        let (actual, _) = Dns::expectation_values(&fields, "consistent", None, Op::Eq, json!(false));
+        assert_eq!(
+            actual,
+            Some(json!({ "127.0.0.1:5301": ["127.0.0.1"], "127.0.0.1:5302": "NXDOMAIN" }))
+        );
+        let (actual, _) =
+            Dns::expectation_values(&fields, "consistent", None, Op::Eq, json!(false));
         assert_eq!(actual, Some(json!(false)));
     }
 
     #[test]
     fn resolv_conf_servers() {
-        let servers = servers_from_resolv_conf(b"search lab.test\nnameserver 127.0.0.53\nnameserver ::1\n").unwrap();
-        assert_eq!(servers, vec!["127.0.0.53:53".parse().unwrap(), "[::1]:53".parse().unwrap()]);
+        let servers =
+            servers_from_resolv_conf(b"search lab.test\nnameserver 127.0.0.53\nnameserver ::1\n")
+                .unwrap();
+        assert_eq!(
+            servers,
+            vec![
+                "127.0.0.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

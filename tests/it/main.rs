@@ -4,5 +4,6 @@
 mod harness;
 
 mod check;
+mod dns;
 mod engine;
 mod fuzz;
