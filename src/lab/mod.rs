@@ -179,7 +179,12 @@ impl Lab {
                     .collect::<Vec<_>>(),
             )
         })?;
-        let lab = Lab { ssh, http, tcp, dns };
+        let lab = Lab {
+            ssh,
+            http,
+            tcp,
+            dns,
+        };
         lab.ssh.write_inventory(&lab.vars())?;
         write_atomically(&lab.dir().join("lab.json"), &lab.info().to_json()?)?;
         Ok(lab)

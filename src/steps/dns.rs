@@ -645,7 +645,7 @@ async fn ask(
     if protocol == Protocol::Udp {
         let conn = udp_conn(server, wait);
         let response =
-            exchange_once(&conn, server, "udp", query.clone(), options.clone(), wait).await?;
+            exchange_once(&conn, server, "udp", query.clone(), options, wait).await?;
         if !response.metadata.truncation {
             return Ok(reply(server, rtype, &response, false, "udp"));
         }

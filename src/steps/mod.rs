@@ -77,7 +77,13 @@ pub trait Kind:
 
     /// The two values one matcher compares: the result field as `lookup` reads it and the
     /// rendered expected value. A kind may normalise both (`dns` compares answer lists as sets).
-    fn expectation_values(fields: &Json, field: &str, key: Option<&str>, _op: Op, expected: Json) -> (Option<Json>, Json) {
+    fn expectation_values(
+        fields: &Json,
+        field: &str,
+        key: Option<&str>,
+        _op: Op,
+        expected: Json,
+    ) -> (Option<Json>, Json) {
         (Self::lookup(fields, field, key), expected)
     }
 
