@@ -370,7 +370,8 @@ fn failed(request: &Request) -> ResponseInfo {
 /// A port that takes DNS queries and never answers: a bound UDP socket nobody reads and a TCP
 /// listener nobody accepts on (connections complete in the backlog, then nothing).
 pub struct DnsBlackhole {
-    udp: std::net::UdpSocket,
+    addr: SocketAddr,
+    _udp: std::net::UdpSocket,
     _tcp: std::net::TcpListener,
 }
 
@@ -386,7 +387,13 @@ impl DnsBlackhole {
                 .map_err(|e| LabError::io("reading a bound address", e))?
                 .port();
             match std::net::TcpListener::bind((ip, port)) {
-                Ok(tcp) => return Ok(DnsBlackhole { udp, _tcp: tcp }),
+                Ok(tcp) => {
+                    return Ok(DnsBlackhole {
+                        addr: SocketAddr::from((ip, port)),
+                        _udp: udp,
+                        _tcp: tcp,
+                    });
+                }
                 Err(e) => last = Some(LabError::io(format!("binding TCP {ip}:{port}"), e)),
             }
         }
@@ -394,9 +401,7 @@ impl DnsBlackhole {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.udp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        self.addr
     }
 
     pub fn port(&self) -> u16 {

@@ -644,8 +644,7 @@ async fn ask(
     let mut truncated = false;
     if protocol == Protocol::Udp {
         let conn = udp_conn(server, wait);
-        let response =
-            exchange_once(&conn, server, "udp", query.clone(), options, wait).await?;
+        let response = exchange_once(&conn, server, "udp", query.clone(), options, wait).await?;
         if !response.metadata.truncation {
             return Ok(reply(server, rtype, &response, false, "udp"));
         }
