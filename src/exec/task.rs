@@ -308,7 +308,10 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
     if failed_msg.is_none()
         && let Some(c) = checks.iter().find(|c| !c.passed)
     {
-        failed_msg = Some(c.message());
+        failed_msg = Some(match step.spec.failure_context(&fields) {
+            Some(context) => format!("{} — {context}", c.message()),
+            None => c.message(),
+        });
     }
     // `until`: with this attempt's result visible as steps.<id>.
     if failed_msg.is_none()

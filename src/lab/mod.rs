@@ -10,6 +10,7 @@
 
 pub mod background;
 pub mod http;
+pub mod pki;
 pub mod process;
 pub mod ssh;
 pub mod tcp;

@@ -45,6 +45,8 @@ pub struct CheckCx<'a> {
     pub run_once: bool,
     pub args: &'a Node,
     pub kind_span: Span,
+    /// The step's declared expectations (for kinds that check their keys, e.g. JSONPath).
+    pub expect: &'a [crate::expect::Expectation],
 }
 
 /// One step kind.
@@ -71,6 +73,12 @@ pub trait Kind: DeserializeOwned + schemars::JsonSchema + Clone + Debug + Send +
     /// A result field, or a key under a keyed field, for expectations.
     fn lookup(fields: &Json, field: &str, key: Option<&str>) -> Option<Json> {
         generic_lookup(fields, field, key)
+    }
+
+    /// What to add to a failed expectation's message: what was asked and a glimpse of the
+    /// answer (for `http`, the request line, the status and a body excerpt).
+    fn failure_context(_fields: &Json) -> Option<String> {
+        None
     }
 
     /// Runs the step with its arguments rendered for this host.
@@ -304,6 +312,11 @@ macro_rules! kinds {
             /// A result field for expectations, as the kind reads it.
             pub fn lookup(&self, fields: &Json, field: &str, key: Option<&str>) -> Option<Json> {
                 match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::lookup(fields, field, key)),* }
+            }
+
+            /// More for a failed expectation's message, as the kind sees it.
+            pub fn failure_context(&self, fields: &Json) -> Option<String> {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::failure_context(fields)),* }
             }
 
             /// Reads the rendered arguments as this kind and runs the step.
