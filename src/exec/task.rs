@@ -86,6 +86,7 @@ pub fn base_report(step: &StepDef, status: Status, message: Option<String>, ms: 
         attempts: 0,
         duration_ms: ms,
         location: step.kind_span.to_string(),
+        warnings: Vec::new(),
     }
 }
 
@@ -437,6 +438,12 @@ fn finish(
         Some(a) => a.checks.iter().map(CheckReport::from).collect(),
         None => results.last().map(|a| a.checks.iter().map(CheckReport::from).collect()).unwrap_or_default(),
     };
+    let mut warnings: Vec<String> = Vec::new();
+    for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
     let mut set = VarMap::new();
     let output = match looped {
         None => {
@@ -470,6 +477,7 @@ fn finish(
     report.error = error;
     report.checks = checks;
     report.attempts = attempts;
+    report.warnings = if step.secret { warnings.iter().map(|_| "*** (secret step)".to_string()).collect() } else { warnings };
     report.ignored = step.ignore_errors && status == Status::Failed;
     report.output = if step.secret { Json::String("***".into()) } else { output.clone() };
     if step.secret {

@@ -572,12 +572,19 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -
         ["truncated", n] => match n.parse::<usize>().ok().filter(|n| *n <= MAX_BYTES) {
             Some(n) => {
                 let data = Bytes::from(vec![b'x'; n]);
-                // The first frame is sent; the error then makes hyper drop the connection short
-                // of the length announced.
-                let frames = futures_util::stream::iter(vec![
-                    Ok(Frame::data(data)),
-                    Err(std::io::Error::other("the lab cut this response short")),
-                ]);
+                // The first frame goes out (the pause lets hyper flush it); the error then makes
+                // hyper drop the connection short of the length announced.
+                let frames = futures_util::stream::unfold((Some(data), false), |state| async move {
+                    match state {
+                        (Some(d), _) => Some((Ok(Frame::data(d)), (None, false))),
+                        (None, false) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let cut = std::io::Error::other("the lab cut this response short");
+                            Some((Err(cut), (None, true)))
+                        }
+                        (None, true) => None,
+                    }
+                });
                 let mut resp = Response::new(StreamBody::new(frames).boxed());
                 set_header(&mut resp, "content-type", "text/plain");
                 set_header(&mut resp, "content-length", &(2 * n).to_string());

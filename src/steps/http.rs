@@ -566,6 +566,11 @@ fn classify(request: &str, e: &reqwest::Error) -> StepError {
             return StepError::Io(format!("{request}: {what}"));
         }
     }
+    if let Some(h) = chain(e).into_iter().find_map(|s| s.downcast_ref::<hyper::Error>())
+        && h.is_incomplete_message()
+    {
+        return StepError::Io(format!("{request}: the server closed the connection before answering"));
+    }
     if e.is_connect() {
         if detail.contains("tls") || detail.contains("certificate") {
             return StepError::Protocol(format!("{request}: TLS: {detail}"));
@@ -767,16 +772,9 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
         })?;
         redirects.push(url.to_string());
         if redirects.len() as u32 > max_redirects {
-            let looped = redirects.contains(&next.to_string());
-            let path: Vec<&str> = redirects.iter().map(String::as_str).chain([next.as_str()]).collect();
-            let shown = if path.len() > 6 {
-                format!("{} → … → {}", path[..3].join(" → "), path[path.len() - 2..].join(" → "))
-            } else {
-                path.join(" → ")
-            };
             return Err(StepError::Protocol(format!(
-                "{request_line}: {} after {max_redirects} redirects ({shown})",
-                if looped { "redirect loop: stopped" } else { "too many redirects: stopped" },
+                "{request_line}: {}",
+                redirect_trouble(&prepared.origin, &redirects, &next, max_redirects)
             )));
         }
         // As browsers, curl and requests do: 303 turns into GET, and so do 301/302 after a
@@ -881,6 +879,42 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
             .with("sha256", sha);
     }
     Ok(out)
+}
+
+/// Why a redirect chain was given up: the loop it went round, or the way it went.
+fn redirect_trouble(origin: &Url, visited: &[String], next: &Url, max: u32) -> String {
+    let chain: Vec<Url> = visited
+        .iter()
+        .filter_map(|u| Url::parse(u).ok())
+        .chain([next.clone()])
+        .collect();
+    // Same-origin hops are shown by path: the origin is in the request line already.
+    let show = |u: &Url| {
+        if same_origin(u, origin) {
+            match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            }
+        } else {
+            u.to_string()
+        }
+    };
+    let first_repeat = (1..chain.len()).find_map(|j| chain[..j].iter().position(|u| *u == chain[j]).map(|i| (i, j)));
+    match first_repeat {
+        Some((i, j)) => format!(
+            "redirect loop ({}), stopped after {max} redirects",
+            chain[i..=j].iter().map(show).collect::<Vec<_>>().join(" → ")
+        ),
+        None => {
+            let shown: Vec<String> = chain.iter().map(show).collect();
+            let way = if shown.len() > 5 {
+                format!("{} → … → {}", shown[..2].join(" → "), shown[shown.len() - 2..].join(" → "))
+            } else {
+                shown.join(" → ")
+            };
+            format!("too many redirects ({way}), stopped after {max}")
+        }
+    }
 }
 
 /// Reads the body: into memory (the first `max` bytes kept, the rest counted), or, with
