@@ -112,6 +112,7 @@ struct State {
     tokens: Mutex<HashMap<String, String>>,
     logins: AtomicUsize,
     handshake_failures: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// How the TLS variant authenticates clients.
@@ -173,6 +174,7 @@ impl HttpServer {
             tokens: Mutex::new(HashMap::new()),
             logins: AtomicUsize::new(0),
             handshake_failures: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let ips: Vec<Ipv4Addr> = names.iter().map(|(ip, _)| *ip).collect();
@@ -259,6 +261,11 @@ impl HttpServer {
         self.state.logins.load(Ordering::SeqCst)
     }
 
+    /// How many connections were accepted (a pooling client opens few).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     /// How many TLS handshakes failed (unknown CA on the client's side, missing client
     /// certificate, …).
     pub fn handshake_failures(&self) -> usize {
@@ -279,10 +286,12 @@ fn server_config(pki: &TestPki, auth: ClientAuth) -> Result<Arc<rustls::ServerCo
         ClientAuth::Required => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(pki.ca.cert_der.clone()).map_err(tls_err)?;
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| LabError::Server(format!("client verifier: {e}")))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| LabError::Server(format!("client verifier: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -317,6 +326,7 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         let stop = stop.clone();
         let tls = tls.clone();
@@ -396,7 +406,9 @@ impl Drop for InFlight {
 type Body = BoxBody<Bytes, std::io::Error>;
 
 fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 async fn handle(
@@ -456,7 +468,9 @@ async fn handle(
 }
 
 fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    args.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    args.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn redirect(status: u16, location: &str) -> Response<Body> {
@@ -574,17 +588,18 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -
                 let data = Bytes::from(vec![b'x'; n]);
                 // The first frame goes out (the pause lets hyper flush it); the error then makes
                 // hyper drop the connection short of the length announced.
-                let frames = futures_util::stream::unfold((Some(data), false), |state| async move {
-                    match state {
-                        (Some(d), _) => Some((Ok(Frame::data(d)), (None, false))),
-                        (None, false) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            let cut = std::io::Error::other("the lab cut this response short");
-                            Some((Err(cut), (None, true)))
+                let frames =
+                    futures_util::stream::unfold((Some(data), false), |state| async move {
+                        match state {
+                            (Some(d), _) => Some((Ok(Frame::data(d)), (None, false))),
+                            (None, false) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let cut = std::io::Error::other("the lab cut this response short");
+                                Some((Err(cut), (None, true)))
+                            }
+                            (None, true) => None,
                         }
-                        (None, true) => None,
-                    }
-                });
+                    });
                 let mut resp = Response::new(StreamBody::new(frames).boxed());
                 set_header(&mut resp, "content-type", "text/plain");
                 set_header(&mut resp, "content-length", &(2 * n).to_string());

@@ -99,8 +99,18 @@ impl TestPki {
         let issuer = Issuer::from_params(&ca_params, &ca_key);
         let mut sans: Vec<String> = vec!["localhost".into()];
         sans.extend(ips.iter().map(IpAddr::to_string));
-        let server = leaf("sortie lab server", sans, ExtendedKeyUsagePurpose::ServerAuth, &issuer)?;
-        let client = leaf("sortie-client", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, &issuer)?;
+        let server = leaf(
+            "sortie lab server",
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        )?;
+        let client = leaf(
+            "sortie-client",
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &issuer,
+        )?;
         let (other_params, other_key, other_id) = ca("unknown CA")?;
         let other_issuer = Issuer::from_params(&other_params, &other_key);
         let other_client = leaf(

@@ -189,7 +189,11 @@ impl Kind for Http {
         let mut out = request.to_string();
         if let Some(status) = fields.get("status").and_then(Json::as_u64) {
             out.push_str(&format!(" → {status}"));
-            if let Some(reason) = fields.get("reason").and_then(Json::as_str).filter(|r| !r.is_empty()) {
+            if let Some(reason) = fields
+                .get("reason")
+                .and_then(Json::as_str)
+                .filter(|r| !r.is_empty())
+            {
                 out.push_str(&format!(" {reason}"));
             }
         }
@@ -215,10 +219,13 @@ impl Kind for Http {
         .collect();
         if bodies.len() > 1 {
             out.push(
-                Diagnostic::error(format!("a request has one body, found `{}` and `{}`", bodies[0], bodies[1]))
-                    .at(span_of(bodies[1]))
-                    .label("second body")
-                    .help("keep one of `json`, `form`, `multipart`, `body`, `body_file`"),
+                Diagnostic::error(format!(
+                    "a request has one body, found `{}` and `{}`",
+                    bodies[0], bodies[1]
+                ))
+                .at(span_of(bodies[1]))
+                .label("second body")
+                .help("keep one of `json`, `form`, `multipart`, `body`, `body_file`"),
             );
         }
         if let Some(url) = super::literal(cx.args.get("url"))
@@ -244,7 +251,9 @@ impl Kind for Http {
         if let Some(headers) = cx.args.get("headers").and_then(|h| h.as_map()) {
             for (k, _) in headers {
                 let name = k.key_text();
-                if !crate::yaml::is_template(&name) && HeaderName::from_bytes(name.as_bytes()).is_err() {
+                if !crate::yaml::is_template(&name)
+                    && HeaderName::from_bytes(name.as_bytes()).is_err()
+                {
                     out.push(
                         Diagnostic::error(format!("`{name}` is not a valid header name"))
                             .at(k.span)
@@ -355,7 +364,9 @@ pub fn json_path(doc: &Json, path: &str) -> Result<Option<Json>, String> {
     if is_singular(&full) {
         Ok(nodes.all().first().map(|v| (*v).clone()))
     } else {
-        Ok(Some(Json::Array(nodes.all().into_iter().cloned().collect())))
+        Ok(Some(Json::Array(
+            nodes.all().into_iter().cloned().collect(),
+        )))
     }
 }
 
@@ -373,8 +384,9 @@ struct ClientKey {
 
 /// The run's clients, one per TLS setting, shared by every host and step: reqwest clients
 /// are handles to one connection pool, so a clone is cheap and pools stay shared.
-fn client(key: &ClientKey) -> Result<reqwest::Client, StepError> {
-    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
+fn client(key: &ClientKey) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), String> {
+    type Clients = HashMap<ClientKey, (reqwest::Client, Arc<rustls::ClientConfig>)>;
+    static CLIENTS: OnceLock<Mutex<Clients>> = OnceLock::new();
     let mut clients = CLIENTS
         .get_or_init(Default::default)
         .lock()
@@ -384,11 +396,14 @@ fn client(key: &ClientKey) -> Result<reqwest::Client, StepError> {
     }
     // Built under the lock: hosts that start together wait for one build instead of each
     // loading the system's roots.
-    let identity = key.identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    let mut tls = crate::tls::client_config_with_identity(key.verify, key.ca.as_deref(), identity)
-        .map_err(StepError::Io)?;
+    let identity = key
+        .identity
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let mut tls = crate::tls::client_config_with_identity(key.verify, key.ca.as_deref(), identity)?;
     // A preconfigured rustls config is used as is: ALPN is ours to set.
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = Arc::new(tls.clone());
     let built = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -396,15 +411,18 @@ fn client(key: &ClientKey) -> Result<reqwest::Client, StepError> {
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("sortie/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| StepError::Io(format!("cannot set up the HTTP client: {}", describe(&e))))?;
-    clients.insert(key.clone(), built.clone());
-    Ok(built)
+        .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))?;
+    clients.insert(key.clone(), (built.clone(), config.clone()));
+    Ok((built, config))
 }
 
 /// The cookie jar of one inventory host, kept for the whole run.
 fn jar(host: &str) -> Arc<reqwest::cookie::Jar> {
     static JARS: OnceLock<Mutex<HashMap<String, Arc<reqwest::cookie::Jar>>>> = OnceLock::new();
-    let mut jars = JARS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut jars = JARS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     jars.entry(host.to_string()).or_default().clone()
 }
 
@@ -416,7 +434,10 @@ fn jar(host: &str) -> Arc<reqwest::cookie::Jar> {
 /// a bounded wait for each next thing.
 #[derive(Clone, Copy)]
 enum Limit {
-    Deadline { at: tokio::time::Instant, step: Duration },
+    Deadline {
+        at: tokio::time::Instant,
+        step: Duration,
+    },
     Idle,
 }
 
@@ -435,11 +456,17 @@ impl Limit {
 
 fn resolve(dir: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
-    if path.is_absolute() { path.to_path_buf() } else { dir.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Everything a hop needs besides its URL and method.
@@ -458,7 +485,12 @@ const SENSITIVE: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 impl Prepared<'_> {
     /// One hop's request. Bodies are built afresh each time, so a 307/308 redirect can send a
     /// streamed file again.
-    async fn build(&self, method: &Method, url: &Url, with_body: bool) -> Result<reqwest::Request, StepError> {
+    async fn build(
+        &self,
+        method: &Method,
+        url: &Url,
+        with_body: bool,
+    ) -> Result<reqwest::Request, StepError> {
         let spec = self.spec;
         let trusted = same_origin(url, &self.origin);
         let mut headers = self.headers.clone();
@@ -468,14 +500,23 @@ impl Prepared<'_> {
             }
         }
         if let Some(cookies) = self.jar.cookies(url) {
-            let merged = match headers.get(reqwest::header::COOKIE).and_then(|v| v.to_str().ok()) {
-                Some(own) => HeaderValue::from_str(&format!("{own}; {}", cookies.to_str().unwrap_or_default()))
-                    .unwrap_or(cookies),
+            let merged = match headers
+                .get(reqwest::header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(own) => HeaderValue::from_str(&format!(
+                    "{own}; {}",
+                    cookies.to_str().unwrap_or_default()
+                ))
+                .unwrap_or(cookies),
                 None => cookies,
             };
             headers.insert(reqwest::header::COOKIE, merged);
         }
-        let mut rb = self.client.request(method.clone(), url.clone()).headers(headers);
+        let mut rb = self
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers);
         if trusted && let Some(auth) = &spec.auth {
             if let Some((user, pass)) = &auth.basic {
                 rb = rb.basic_auth(user, Some(pass));
@@ -486,11 +527,18 @@ impl Prepared<'_> {
         if with_body {
             rb = self.body(rb).await?;
         }
-        rb.build()
-            .map_err(|e| StepError::Protocol(format!("{method} {url}: cannot build the request: {}", describe(&e))))
+        rb.build().map_err(|e| {
+            StepError::Protocol(format!(
+                "{method} {url}: cannot build the request: {}",
+                describe(&e)
+            ))
+        })
     }
 
-    async fn body(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, StepError> {
+    async fn body(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, StepError> {
         let spec = self.spec;
         let dir = self.cx.dir;
         if let Some(RawNode(node)) = &spec.json {
@@ -513,7 +561,9 @@ impl Prepared<'_> {
                 .map_err(|e| StepError::Io(format!("body_file `{}`: {e}", path.display())))?
                 .len();
             // A known length goes out as Content-Length rather than chunked.
-            return Ok(rb.header(reqwest::header::CONTENT_LENGTH, len).body(reqwest::Body::from(f)));
+            return Ok(rb
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::from(f)));
         }
         if let Some(fields) = &spec.multipart {
             let mut form = reqwest::multipart::Form::new();
@@ -522,15 +572,21 @@ impl Prepared<'_> {
                     MultipartField::Text(t) => form.text(name.clone(), t.clone()),
                     MultipartField::File(f) => {
                         let path = resolve(dir, &f.file);
-                        let mut part = reqwest::multipart::Part::file(&path).await.map_err(|e| {
-                            StepError::Io(format!("multipart field `{name}`: cannot read `{}`: {e}", path.display()))
-                        })?;
+                        let mut part =
+                            reqwest::multipart::Part::file(&path).await.map_err(|e| {
+                                StepError::Io(format!(
+                                    "multipart field `{name}`: cannot read `{}`: {e}",
+                                    path.display()
+                                ))
+                            })?;
                         if let Some(n) = &f.filename {
                             part = part.file_name(n.clone());
                         }
                         if let Some(ct) = &f.content_type {
                             part = part.mime_str(ct).map_err(|_| {
-                                StepError::Protocol(format!("multipart field `{name}`: `{ct}` is not a content type"))
+                                StepError::Protocol(format!(
+                                    "multipart field `{name}`: `{ct}` is not a content type"
+                                ))
                             })?;
                         }
                         form.part(name.clone(), part)
@@ -547,7 +603,7 @@ impl Prepared<'_> {
 /// request and says in words what went wrong (and what to do for TLS trouble).
 fn classify(request: &str, e: &reqwest::Error) -> StepError {
     let detail = describe(e);
-    if let Some(tls) = find_tls_error(e) {
+    if let Some(tls) = find_tls_error(e).or_else(|| tls_text(&detail)) {
         return StepError::Protocol(format!("{request}: TLS: {tls}{}", tls_help(&tls)));
     }
     if let Some(io) = find_io_error(e) {
@@ -566,10 +622,14 @@ fn classify(request: &str, e: &reqwest::Error) -> StepError {
             return StepError::Io(format!("{request}: {what}"));
         }
     }
-    if let Some(h) = chain(e).into_iter().find_map(|s| s.downcast_ref::<hyper::Error>())
+    if let Some(h) = chain(e)
+        .into_iter()
+        .find_map(|s| s.downcast_ref::<hyper::Error>())
         && h.is_incomplete_message()
     {
-        return StepError::Io(format!("{request}: the server closed the connection before answering"));
+        return StepError::Io(format!(
+            "{request}: the server closed the connection before answering"
+        ));
     }
     if e.is_connect() {
         if detail.contains("tls") || detail.contains("certificate") {
@@ -578,7 +638,10 @@ fn classify(request: &str, e: &reqwest::Error) -> StepError {
         return StepError::Io(format!("{request}: cannot connect: {detail}"));
     }
     if e.is_timeout() {
-        return StepError::Timeout(format!("{} on {request}", crate::units::Duration(CONNECT_TIMEOUT)));
+        return StepError::Timeout(format!(
+            "{} on {request}",
+            crate::units::Duration(CONNECT_TIMEOUT)
+        ));
     }
     if e.is_body() || e.is_decode() {
         return StepError::Io(format!("{request}: {detail}"));
@@ -598,14 +661,19 @@ fn tls_help(tls: &str) -> &'static str {
         " — the server's certificate has expired"
     } else if tls.contains("CertificateRequired") || tls.contains("certificate required") {
         " — the server requires a client certificate: give `tls: { client_cert: PEM, client_key: PEM }`"
-    } else if tls.contains("UnknownCA") || tls.contains("BadCertificate") || tls.contains("bad certificate") {
+    } else if tls.contains("UnknownCA")
+        || tls.contains("BadCertificate")
+        || tls.contains("bad certificate")
+    {
         " — the server rejected the client certificate"
     } else {
         ""
     }
 }
 
-fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
     let mut out = vec![e];
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -619,24 +687,84 @@ fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::erro
 }
 
 fn find_io_error(e: &reqwest::Error) -> Option<&std::io::Error> {
-    chain(e).into_iter().find_map(|s| s.downcast_ref::<std::io::Error>())
+    chain(e)
+        .into_iter()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
 }
 
-/// A rustls error anywhere below, including inside an `io::Error` (whose `source` skips the
-/// error it wraps).
+/// A rustls error anywhere below, including inside (nested) `io::Error`s, whose `source`
+/// skips the error they wrap.
 fn find_tls_error(e: &reqwest::Error) -> Option<String> {
-    for s in chain(e) {
-        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+    chain(e).into_iter().find_map(tls_error_in)
+}
+
+fn tls_error_in(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = e;
+    for _ in 0..8 {
+        if let Some(t) = cur.downcast_ref::<rustls::Error>() {
             return Some(t.to_string());
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(t) = inner.downcast_ref::<rustls::Error>()
-        {
-            return Some(t.to_string());
-        }
+        cur = cur.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
     None
+}
+
+/// A TLS error known only by its text: HTTP/2 keeps an I/O error's message but not the error
+/// (so a rustls alert arrives as words).
+fn tls_text(detail: &str) -> Option<String> {
+    [
+        "received fatal alert",
+        "invalid peer certificate",
+        "peer is incompatible",
+        "peer misbehaved",
+    ]
+    .iter()
+    .find_map(|m| detail.find(m))
+    .map(|i| detail[i..].to_string())
+}
+
+/// Whether an HTTPS request failed on a connection that ended without saying why: over
+/// HTTP/2 a TLS alert that arrives after the handshake (as a mutual-TLS refusal does in TLS
+/// 1.3) ends the connection's task, and the request learns only "connection closed" or "broken
+/// pipe", depending on who noticed first. Timeouts and refused connections are clear already.
+fn closed_without_reason(e: &reqwest::Error) -> bool {
+    let refused =
+        find_io_error(e).is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    find_tls_error(e).is_none()
+        && tls_text(&describe(e)).is_none()
+        && !e.is_timeout()
+        && !refused
+        && chain(e)
+            .into_iter()
+            .any(|s| s.downcast_ref::<hyper::Error>().is_some())
+}
+
+/// Learns why a server closes TLS connections: one direct handshake with the same settings,
+/// then a short read for the alert the server sends. It dials the server itself, not through a
+/// proxy: only a failed request's message depends on it.
+async fn tls_reason(url: &Url, config: Arc<rustls::ClientConfig>) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    const PROBE: Duration = Duration::from_secs(2);
+    let host = url.host_str()?.trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default()?;
+    let tcp = tokio::time::timeout(PROBE, tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .ok()?
+        .ok()?;
+    let name = rustls::pki_types::ServerName::try_from(host).ok()?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let mut stream = match tokio::time::timeout(PROBE, connector.connect(name, tcp))
+        .await
+        .ok()?
+    {
+        Ok(s) => s,
+        Err(e) => return tls_error_in(&e),
+    };
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(PROBE, stream.read(&mut byte)).await {
+        Ok(Err(e)) => tls_error_in(&e),
+        _ => None,
+    }
 }
 
 /// The errors under reqwest's own ("error sending request for url …"), joined, without
@@ -688,13 +816,21 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
         },
         None => Limit::Idle,
     };
-    let method_text = spec.method.as_deref().unwrap_or("GET").trim().to_ascii_uppercase();
+    let method_text = spec
+        .method
+        .as_deref()
+        .unwrap_or("GET")
+        .trim()
+        .to_ascii_uppercase();
     let mut method = Method::from_bytes(method_text.as_bytes())
         .map_err(|_| StepError::Protocol(format!("`{method_text}` is not an HTTP method")))?;
     let mut url = Url::parse(spec.url.trim())
         .map_err(|e| StepError::Protocol(format!("`{}` is not a valid URL: {e}", spec.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(StepError::Protocol(format!("`{}` is not an http(s) URL", spec.url)));
+        return Err(StepError::Protocol(format!(
+            "`{}` is not an http(s) URL",
+            spec.url
+        )));
     }
     if !spec.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
@@ -708,8 +844,11 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
     for (k, v) in &spec.headers {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| StepError::Protocol(format!("`{k}` is not a valid header name")))?;
-        let value = HeaderValue::from_str(v)
-            .map_err(|_| StepError::Protocol(format!("the value of header `{k}` has characters HTTP does not allow")))?;
+        let value = HeaderValue::from_str(v).map_err(|_| {
+            StepError::Protocol(format!(
+                "the value of header `{k}` has characters HTTP does not allow"
+            ))
+        })?;
         headers.append(name, value);
     }
 
@@ -729,10 +868,11 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
             _ => None,
         },
     };
+    let (client, tls_config) = client(&key).map_err(StepError::Io)?;
     let prepared = Prepared {
         spec,
         cx,
-        client: client(&key)?,
+        client,
         jar: jar(&cx.host.name),
         headers,
         origin: url.clone(),
@@ -752,23 +892,42 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
         let req = prepared.build(&method, &url, with_body).await?;
         let resp = match limit.wait(prepared.client.execute(req)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(classify(&hop, &e)),
-            Err(after) => return Err(StepError::Timeout(format!("{after} waiting for {hop} to answer"))),
+            Ok(Err(e)) => {
+                if url.scheme() == "https"
+                    && closed_without_reason(&e)
+                    && let Ok(Some(reason)) = limit.wait(tls_reason(&url, tls_config.clone())).await
+                {
+                    return Err(StepError::Protocol(format!(
+                        "{hop}: TLS: {reason}{}",
+                        tls_help(&reason)
+                    )));
+                }
+                return Err(classify(&hop, &e));
+            }
+            Err(after) => {
+                return Err(StepError::Timeout(format!(
+                    "{after} waiting for {hop} to answer"
+                )));
+            }
         };
-        prepared
-            .jar
-            .set_cookies(&mut resp.headers().get_all(reqwest::header::SET_COOKIE).iter(), &url);
+        prepared.jar.set_cookies(
+            &mut resp.headers().get_all(reqwest::header::SET_COOKIE).iter(),
+            &url,
+        );
         let status = resp.status();
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string);
-        let Some(location) = location.filter(|_| status.is_redirection() && max_redirects > 0) else {
+        let Some(location) = location.filter(|_| status.is_redirection() && max_redirects > 0)
+        else {
             break resp;
         };
         let next = url.join(&location).map_err(|e| {
-            StepError::Protocol(format!("{hop}: redirect to `{location}`, which is not a valid URL: {e}"))
+            StepError::Protocol(format!(
+                "{hop}: redirect to `{location}`, which is not a valid URL: {e}"
+            ))
         })?;
         redirects.push(url.to_string());
         if redirects.len() as u32 > max_redirects {
@@ -818,8 +977,20 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
     let announced = response.content_length();
     let hop = format!("{method} {final_url}");
 
-    let save = spec.save.as_ref().filter(|_| status.is_success()).map(|s| resolve(cx.dir, s));
-    let read = read_body(&mut response, &hop, limit, cx.limits.max_output, save.as_deref(), announced).await?;
+    let save = spec
+        .save
+        .as_ref()
+        .filter(|_| status.is_success())
+        .map(|s| resolve(cx.dir, s));
+    let read = read_body(
+        &mut response,
+        &hop,
+        limit,
+        cx.limits.max_output,
+        save.as_deref(),
+        announced,
+    )
+    .await?;
     let elapsed_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
 
     let kept_len = read.kept.len() as u64;
@@ -843,7 +1014,8 @@ async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> 
             Ok(v) => v,
             Err(e) => {
                 if is_json_type && !read.kept.is_empty() {
-                    out.warnings.push(format!("{hop}: the body is not valid JSON: {e}"));
+                    out.warnings
+                        .push(format!("{hop}: the body is not valid JSON: {e}"));
                 }
                 Json::Null
             }
@@ -899,16 +1071,29 @@ fn redirect_trouble(origin: &Url, visited: &[String], next: &Url, max: u32) -> S
             u.to_string()
         }
     };
-    let first_repeat = (1..chain.len()).find_map(|j| chain[..j].iter().position(|u| *u == chain[j]).map(|i| (i, j)));
+    let first_repeat = (1..chain.len()).find_map(|j| {
+        chain[..j]
+            .iter()
+            .position(|u| *u == chain[j])
+            .map(|i| (i, j))
+    });
     match first_repeat {
         Some((i, j)) => format!(
             "redirect loop ({}), stopped after {max} redirects",
-            chain[i..=j].iter().map(show).collect::<Vec<_>>().join(" → ")
+            chain[i..=j]
+                .iter()
+                .map(show)
+                .collect::<Vec<_>>()
+                .join(" → ")
         ),
         None => {
             let shown: Vec<String> = chain.iter().map(show).collect();
             let way = if shown.len() > 5 {
-                format!("{} → … → {}", shown[..2].join(" → "), shown[shown.len() - 2..].join(" → "))
+                format!(
+                    "{} → … → {}",
+                    shown[..2].join(" → "),
+                    shown[shown.len() - 2..].join(" → ")
+                )
             } else {
                 shown.join(" → ")
             };
@@ -931,16 +1116,28 @@ async fn read_body(
     let mut file = None;
     let mut hasher = sha2::Sha256::new();
     if let Some(dest) = save {
-        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| StepError::Io(format!("save: cannot create `{}`: {e}", parent.display())))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent).await.map_err(|e| {
+            StepError::Io(format!("save: cannot create `{}`: {e}", parent.display()))
+        })?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = parent.join(format!(".{name}.sortie-{}.tmp", std::process::id()));
         let f = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| StepError::Io(format!("save: cannot create `{}`: {e}", tmp.display())))?;
-        file = Some((f, TempFile { path: tmp, keep: false }));
+        file = Some((
+            f,
+            TempFile {
+                path: tmp,
+                keep: false,
+            },
+        ));
     }
     loop {
         let chunk = match limit.wait(response.chunk()).await {
@@ -965,9 +1162,9 @@ async fn read_body(
         match &mut file {
             Some((f, tmp)) => {
                 hasher.update(&chunk);
-                f.write_all(&chunk)
-                    .await
-                    .map_err(|e| StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display())))?;
+                f.write_all(&chunk).await.map_err(|e| {
+                    StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display()))
+                })?;
             }
             None => {
                 if read.kept.len() < max {
@@ -979,7 +1176,9 @@ async fn read_body(
     }
     if let (Some((mut f, mut tmp)), Some(dest)) = (file, save) {
         let sha = hex::encode(hasher.finalize());
-        let io = |e: std::io::Error| StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display()));
+        let io = |e: std::io::Error| {
+            StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display()))
+        };
         f.flush().await.map_err(io)?;
         f.sync_all().await.map_err(io)?;
         drop(f);
@@ -989,7 +1188,11 @@ async fn read_body(
         };
         if !unchanged {
             tokio::fs::rename(&tmp.path, dest).await.map_err(|e| {
-                StepError::Io(format!("save: renaming `{}` to `{}`: {e}", tmp.path.display(), dest.display()))
+                StepError::Io(format!(
+                    "save: renaming `{}` to `{}`: {e}",
+                    tmp.path.display(),
+                    dest.display()
+                ))
             })?;
             tmp.keep = true;
         }
@@ -1048,17 +1251,32 @@ mod tests {
         let d = doc();
         assert_eq!(json_path(&d, "$.status").unwrap(), Some(json!("ok")));
         assert_eq!(json_path(&d, "status").unwrap(), Some(json!("ok")));
-        assert_eq!(json_path(&d, "$.items[1].name").unwrap(), Some(json!("two")));
+        assert_eq!(
+            json_path(&d, "$.items[1].name").unwrap(),
+            Some(json!("two"))
+        );
         assert_eq!(json_path(&d, "items[0].id").unwrap(), Some(json!(1)));
         assert_eq!(json_path(&d, "$['a-b']").unwrap(), Some(json!(5)));
         assert_eq!(json_path(&d, "$").unwrap(), Some(d.clone()));
         assert_eq!(json_path(&d, "$.missing").unwrap(), None);
         assert_eq!(json_path(&d, "$.nothing").unwrap(), Some(Json::Null));
         assert_eq!(json_path(&d, "$.items[*].id").unwrap(), Some(json!([1, 2])));
-        assert_eq!(json_path(&d, "$.items[?@.on == true].name").unwrap(), Some(json!(["one"])));
-        assert_eq!(json_path(&d, "$.items[?@.id > 5].name").unwrap(), Some(json!([])));
-        assert_eq!(json_path(&d, "$..name").unwrap(), Some(json!(["one", "two"])));
-        assert_eq!(json_path(&d, "$.items[0:1]").unwrap(), Some(json!([d["items"][0]])));
+        assert_eq!(
+            json_path(&d, "$.items[?@.on == true].name").unwrap(),
+            Some(json!(["one"]))
+        );
+        assert_eq!(
+            json_path(&d, "$.items[?@.id > 5].name").unwrap(),
+            Some(json!([]))
+        );
+        assert_eq!(
+            json_path(&d, "$..name").unwrap(),
+            Some(json!(["one", "two"]))
+        );
+        assert_eq!(
+            json_path(&d, "$.items[0:1]").unwrap(),
+            Some(json!([d["items"][0]]))
+        );
         assert!(json_path(&d, "$.items[").is_err());
         assert!(json_path(&d, "$.a-b").is_err());
         assert!(is_singular("$.a.b[0]['c']"));
@@ -1074,12 +1292,24 @@ mod tests {
             "headers": { "content-type": "application/json", "x-request-id": "abc" },
             "json": doc(),
         });
-        assert_eq!(Http::lookup(&fields, "json", Some("$.items[0].name")), Some(json!("one")));
-        assert_eq!(Http::lookup(&fields, "headers", Some("Content-Type")), Some(json!("application/json")));
-        assert_eq!(Http::lookup(&fields, "headers", Some("X-REQUEST-ID")), Some(json!("abc")));
+        assert_eq!(
+            Http::lookup(&fields, "json", Some("$.items[0].name")),
+            Some(json!("one"))
+        );
+        assert_eq!(
+            Http::lookup(&fields, "headers", Some("Content-Type")),
+            Some(json!("application/json"))
+        );
+        assert_eq!(
+            Http::lookup(&fields, "headers", Some("X-REQUEST-ID")),
+            Some(json!("abc"))
+        );
         assert_eq!(Http::lookup(&fields, "headers", Some("x-missing")), None);
         assert_eq!(Http::lookup(&fields, "status", None), Some(json!(200)));
-        assert_eq!(Http::lookup(&json!({ "json": null }), "json", Some("$.a")), None);
+        assert_eq!(
+            Http::lookup(&json!({ "json": null }), "json", Some("$.a")),
+            None
+        );
     }
 
     #[test]
@@ -1097,12 +1327,44 @@ mod tests {
         assert_eq!(Http::failure_context(&json!({})), None);
     }
 
+    #[tokio::test]
+    async fn a_probe_learns_why_a_tls_server_hangs_up() {
+        use crate::lab::http::{ClientAuth, HttpServer};
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::lab::pki::TestPki::generate(dir.path(), &["127.0.0.1".parse().unwrap()])
+            .unwrap();
+        let names = [(std::net::Ipv4Addr::LOCALHOST, "lab".to_string())];
+        let server = HttpServer::start_tls(&names, 0, &pki, ClientAuth::Required).unwrap();
+        let url = Url::parse(&server.url("/health")).unwrap();
+        let without = crate::tls::client_config(true, Some(&pki.path("ca.pem"))).unwrap();
+        let reason = tls_reason(&url, Arc::new(without)).await;
+        assert_eq!(
+            reason.as_deref(),
+            Some("received fatal alert: CertificateRequired")
+        );
+        let other = crate::tls::client_config(true, None).unwrap();
+        let reason = tls_reason(&url, Arc::new(other)).await;
+        assert_eq!(
+            reason.as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+    }
+
     #[test]
     fn text_is_decoded_by_charset_and_cut_on_a_character() {
-        assert_eq!(decode_text("h\u{e9}".as_bytes(), "text/plain", false), "h\u{e9}");
+        assert_eq!(
+            decode_text("h\u{e9}".as_bytes(), "text/plain", false),
+            "h\u{e9}"
+        );
         // "é" cut in the middle by the limit: the half is left out.
-        assert_eq!(decode_text(&"h\u{e9}".as_bytes()[..2], "text/plain", true), "h");
-        assert_eq!(decode_text(&[0x68, 0xe9], "text/plain; charset=ISO-8859-1", false), "h\u{e9}");
+        assert_eq!(
+            decode_text(&"h\u{e9}".as_bytes()[..2], "text/plain", true),
+            "h"
+        );
+        assert_eq!(
+            decode_text(&[0x68, 0xe9], "text/plain; charset=ISO-8859-1", false),
+            "h\u{e9}"
+        );
         assert_eq!(excerpt("a\n  b\tc"), "a b c");
         assert_eq!(excerpt(&"x".repeat(300)).chars().count(), EXCERPT_CHARS + 1);
     }

@@ -5,3 +5,4 @@ mod harness;
 
 mod check;
 mod engine;
+mod http;
