@@ -29,7 +29,10 @@ pub fn report_diagnostics(d: &Diagnostics) {
     let text = render(&d.0, color_stderr());
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
-    let errors = d.0.iter().filter(|x| x.level == crate::diag::Level::Error).count();
+    let errors =
+        d.0.iter()
+            .filter(|x| x.level == crate::diag::Level::Error)
+            .count();
     if errors > 1 {
         let _ = writeln!(err, "\n{errors} errors");
     }
@@ -46,7 +49,10 @@ pub fn load_inventory(paths: &[std::path::PathBuf]) -> Result<Inventory, Diagnos
 
 /// Loads a playbook and (optionally) its inventory, checking that each play's host pattern
 /// matches something. Diagnostics from both are collected together.
-pub fn load_all(playbook_path: &std::path::Path, inv: &[std::path::PathBuf]) -> Result<(Playbook, Inventory), Diagnostics> {
+pub fn load_all(
+    playbook_path: &std::path::Path,
+    inv: &[std::path::PathBuf],
+) -> Result<(Playbook, Inventory), Diagnostics> {
     let pb = playbook::load(playbook_path);
     let inv_r = load_inventory(inv);
     match (pb, inv_r) {
@@ -125,7 +131,12 @@ pub fn plan(args: &PlanArgs) -> i32 {
                 continue;
             }
         };
-        let hosts = match select_hosts(&inv, &play.hosts.value, Some(play.hosts.span), args.limit.as_deref()) {
+        let hosts = match select_hosts(
+            &inv,
+            &play.hosts.value,
+            Some(play.hosts.span),
+            args.limit.as_deref(),
+        ) {
             Ok(h) => h,
             Err(d) => {
                 diags.push(d);
@@ -157,7 +168,10 @@ pub fn plan(args: &PlanArgs) -> i32 {
         if let Some(s) = crate::diag::did_you_mean(h, names) {
             d = d.label(format!("did you mean `{s}`?"));
         }
-        report_diagnostics(&d.help("`sortie inventory -i INVENTORY --list` shows the hosts").into());
+        report_diagnostics(
+            &d.help("`sortie inventory -i INVENTORY --list` shows the hosts")
+                .into(),
+        );
         return exit::INVALID;
     }
     let out = match args.format {
@@ -208,76 +222,14 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
         None => inv.hosts.iter().collect(),
     };
     if args.graph {
-        print!("{}", inventory_graph(&inv, &hosts));
+        print!("{}", inv.graph(&hosts));
     } else {
-        let mut hostvars = serde_json::Map::new();
-        for h in &hosts {
-            let mut v = serde_json::Map::new();
-            v.insert("address".into(), h.address.clone().into());
-            if let Some(p) = h.port.or(h.ssh.port) {
-                v.insert("port".into(), p.into());
-            }
-            if let Some(u) = h.user.clone().or_else(|| h.ssh.user.clone()) {
-                v.insert("user".into(), u.into());
-            }
-            v.insert("groups".into(), serde_json::json!(h.groups));
-            v.insert("vars".into(), serde_json::json!(h.vars));
-            hostvars.insert(h.name.clone(), serde_json::Value::Object(v));
-        }
-        let mut groups = serde_json::Map::new();
-        for (name, g) in &inv.groups {
-            let members: Vec<&str> = hosts
-                .iter()
-                .filter(|h| h.groups.iter().any(|x| x == name))
-                .map(|h| h.name.as_str())
-                .collect();
-            groups.insert(
-                name.clone(),
-                serde_json::json!({ "hosts": members, "children": g.children, "vars": g.vars }),
-            );
-        }
-        let out = serde_json::json!({ "hosts": hostvars, "groups": groups });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inv.to_json(&hosts)).unwrap_or_default()
+        );
     }
     exit::OK
-}
-
-fn inventory_graph(inv: &Inventory, hosts: &[&crate::inventory::Host]) -> String {
-    fn walk(inv: &Inventory, hosts: &[&crate::inventory::Host], name: &str, depth: usize, out: &mut String, seen: &mut Vec<String>) {
-        let pad = "  ".repeat(depth);
-        out.push_str(&format!("{pad}@{name}:\n"));
-        if seen.iter().any(|s| s == name) {
-            return;
-        }
-        seen.push(name.to_string());
-        if let Some(g) = inv.groups.get(name) {
-            for c in &g.children {
-                walk(inv, hosts, c, depth + 1, out, seen);
-            }
-            for h in &g.hosts {
-                if hosts.iter().any(|x| &x.name == h) {
-                    out.push_str(&format!("{pad}  |-- {h}\n"));
-                }
-            }
-        }
-        seen.pop();
-    }
-    let mut out = String::new();
-    let mut seen = Vec::new();
-    let roots: Vec<&String> = inv
-        .groups
-        .iter()
-        .filter(|(n, g)| g.parents.is_empty() || n.as_str() == "all")
-        .map(|(n, _)| n)
-        .collect();
-    if inv.groups.contains_key("all") {
-        walk(inv, hosts, "all", 0, &mut out, &mut seen);
-    } else {
-        for r in roots {
-            walk(inv, hosts, r, 0, &mut out, &mut seen);
-        }
-    }
-    out
 }
 
 pub fn schema(args: &SchemaArgs) -> i32 {

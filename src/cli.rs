@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// dns, tcp — across a host inventory, concurrently, and report what happened on every host.
 #[derive(Parser, Debug)]
 #[command(name = "sortie", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 every host ok · 1 a step failed · 2 a host unreachable · 3 invalid input · 4 interrupted")]
+#[command(
+    after_help = "Exit codes: 0 every host ok · 1 a step failed · 2 a host unreachable · 3 invalid input · 4 interrupted"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -363,7 +363,7 @@ where
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
-        let close = score >= 0.8 || strsim::levenshtein(name, c) <= 1;
+        let close = score >= 0.8 || strsim::osa_distance(name, c) <= 1;
         if close && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }

@@ -122,7 +122,12 @@ impl ExpectFields {
 }
 
 /// Reads an `expect` mapping for a kind. Every problem is collected.
-pub fn parse(node: &Node, kind: &str, fields: ExpectFields, out: &mut Vec<Diagnostic>) -> Vec<Expectation> {
+pub fn parse(
+    node: &Node,
+    kind: &str,
+    fields: ExpectFields,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Expectation> {
     let mut exps = Vec::new();
     let Some(entries) = node.as_map() else {
         if !node.is_null() {
@@ -130,7 +135,10 @@ pub fn parse(node: &Node, kind: &str, fields: ExpectFields, out: &mut Vec<Diagno
                 Diagnostic::error("`expect` must be a mapping of result fields")
                     .at(node.span)
                     .label(format!("found {}", node.describe()))
-                    .help(format!("fields of `{kind}`: {}", fields.all().collect::<Vec<_>>().join(", "))),
+                    .help(format!(
+                        "fields of `{kind}`: {}",
+                        fields.all().collect::<Vec<_>>().join(", ")
+                    )),
             );
         }
         return exps;
@@ -185,7 +193,10 @@ pub fn parse(node: &Node, kind: &str, fields: ExpectFields, out: &mut Vec<Diagno
                 Diagnostic::error(format!("unknown expectation `{name}` for a `{kind}` step"))
                     .at(k.span)
                     .label(label)
-                    .help(format!("fields of `{kind}`: {}", fields.all().collect::<Vec<_>>().join(", "))),
+                    .help(format!(
+                        "fields of `{kind}`: {}",
+                        fields.all().collect::<Vec<_>>().join(", ")
+                    )),
             );
         }
     }
@@ -194,7 +205,9 @@ pub fn parse(node: &Node, kind: &str, fields: ExpectFields, out: &mut Vec<Diagno
 
 fn is_matcher_map(n: &Node) -> bool {
     n.as_map().is_some_and(|m| {
-        !m.is_empty() && m.iter().all(|(k, _)| Op::from_name(&k.key_text()).is_some())
+        !m.is_empty()
+            && m.iter()
+                .all(|(k, _)| Op::from_name(&k.key_text()).is_some())
     })
 }
 
@@ -260,7 +273,8 @@ fn matcher(op: Op, arg: &Node, span: Span, out: &mut Vec<Diagnostic>) -> Option<
                 out.push(
                     Diagnostic::error("`matches` takes a regular expression")
                         .at(arg.span)
-                        .label(format!("found {}", arg.describe())),
+                        .label(format!("found {}", arg.describe()))
+                        .help("write `matches: \"^SSH-2\\\\.0\"`"),
                 );
                 return None;
             };
@@ -278,51 +292,53 @@ fn matcher(op: Op, arg: &Node, span: Span, out: &mut Vec<Diagnostic>) -> Option<
                 return None;
             }
         }
-        Op::Exists | Op::Empty => {
-            if !matches!(&arg.kind, NodeKind::Scalar { text, style: Style::Plain } if matches!(text.as_str(), "true" | "false") || is_template(text))
-            {
-                out.push(
-                    Diagnostic::error(format!("`{}` takes true or false", op.name()))
-                        .at(arg.span)
-                        .label(format!("found {}", arg.describe())),
-                );
-                return None;
-            }
+        Op::Exists | Op::Empty
+            if !matches!(&arg.kind, NodeKind::Scalar { text, style: Style::Plain }
+                if matches!(text.as_str(), "true" | "false") || is_template(text)) =>
+        {
+            out.push(
+                Diagnostic::error(format!("`{}` takes true or false", op.name()))
+                    .at(arg.span)
+                    .label(format!("found {}", arg.describe()))
+                    .help(format!(
+                        "write `{}: true` or `{}: false`",
+                        op.name(),
+                        op.name()
+                    )),
+            );
+            return None;
         }
-        Op::In | Op::NotIn => {
-            if !matches!(arg.kind, NodeKind::Seq(_))
-                && !arg.as_str().is_some_and(is_template)
-            {
-                out.push(
-                    Diagnostic::error(format!("`{}` takes a list", op.name()))
-                        .at(arg.span)
-                        .label(format!("found {}", arg.describe()))
-                        .help(format!("write `{}: [a, b, c]`", op.name())),
-                );
-                return None;
-            }
+        Op::In | Op::NotIn
+            if !matches!(arg.kind, NodeKind::Seq(_)) && !arg.as_str().is_some_and(is_template) =>
+        {
+            out.push(
+                Diagnostic::error(format!("`{}` takes a list", op.name()))
+                    .at(arg.span)
+                    .label(format!("found {}", arg.describe()))
+                    .help(format!("write `{}: [a, b, c]`", op.name())),
+            );
+            return None;
         }
         Op::Len => {
-            if arg.as_map().is_some() {
-                m.nested = parse_matchers(arg, out)?;
+            m.nested = if arg.as_map().is_some() {
+                parse_matchers(arg, out)?
             } else {
-                m.nested = vec![Matcher {
+                vec![Matcher {
                     op: Op::Eq,
                     arg: arg.clone(),
                     nested: Vec::new(),
                     span: arg.span,
-                }];
-            }
+                }]
+            };
         }
-        Op::Lt | Op::Lte | Op::Gt | Op::Gte => {
-            if arg.as_str().is_none() {
-                out.push(
-                    Diagnostic::error(format!("`{}` takes a number", op.name()))
-                        .at(arg.span)
-                        .label(format!("found {}", arg.describe())),
-                );
-                return None;
-            }
+        Op::Lt | Op::Lte | Op::Gt | Op::Gte if arg.as_str().is_none() => {
+            out.push(
+                Diagnostic::error(format!("`{}` takes a number", op.name()))
+                    .at(arg.span)
+                    .label(format!("found {}", arg.describe()))
+                    .help(format!("write `{}: 100`", op.name())),
+            );
+            return None;
         }
         _ => {}
     }
@@ -374,7 +390,11 @@ pub fn short(v: &Json) -> String {
 
 /// Checks matchers (their arguments already rendered) against an actual value (`None` when
 /// the field is absent).
-pub fn evaluate(exp: &Expectation, matchers: &[(Matcher, Json)], actual: Option<&Json>) -> Vec<Check> {
+pub fn evaluate(
+    exp: &Expectation,
+    matchers: &[(Matcher, Json)],
+    actual: Option<&Json>,
+) -> Vec<Check> {
     matchers
         .iter()
         .map(|(m, arg)| {
@@ -407,7 +427,9 @@ pub fn loose_eq(a: &Json, b: &Json) -> bool {
             (Some(x), Some(y)) => x == y,
             _ => a == b,
         },
-        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loose_eq(p, q)),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| loose_eq(p, q))
+        }
         (Json::String(x), Json::Bool(y)) | (Json::Bool(y), Json::String(x)) => x == &y.to_string(),
         _ => a == b,
     }
@@ -441,7 +463,8 @@ fn length(v: &Json) -> Option<usize> {
 }
 
 fn holds(m: &Matcher, arg: &Json, actual: Option<&Json>) -> bool {
-    let truthy = |j: &Json| matches!(j, Json::Bool(true)) || matches!(j, Json::String(s) if s == "true");
+    let truthy =
+        |j: &Json| matches!(j, Json::Bool(true)) || matches!(j, Json::String(s) if s == "true");
     match m.op {
         Op::Exists => actual.is_some_and(|a| !a.is_null()) == truthy(arg),
         Op::Empty => actual.and_then(length).is_none_or(|l| l == 0) == truthy(arg),
@@ -470,8 +493,12 @@ fn holds(m: &Matcher, arg: &Json, actual: Option<&Json>) -> bool {
                     },
                     _ => false,
                 },
-                Op::In => arg.as_array().is_some_and(|l| l.iter().any(|i| loose_eq(i, a))),
-                Op::NotIn => arg.as_array().is_some_and(|l| !l.iter().any(|i| loose_eq(i, a))),
+                Op::In => arg
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|i| loose_eq(i, a))),
+                Op::NotIn => arg
+                    .as_array()
+                    .is_some_and(|l| !l.iter().any(|i| loose_eq(i, a))),
                 Op::Len => false, // evaluated through `nested` by the caller
                 Op::Exists | Op::Empty => false,
             }
@@ -505,7 +532,9 @@ mod tests {
 
     #[test]
     fn literal_matchers_and_keyed_fields() {
-        let (e, d) = exps("status: 200\nbody: { contains: ok, not_contains: error }\njson: { \"$.status\": ok }\n");
+        let (e, d) = exps(
+            "status: 200\nbody: { contains: ok, not_contains: error }\njson: { \"$.status\": ok }\n",
+        );
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].matchers[0].op, Op::Eq);
@@ -546,8 +575,22 @@ mod tests {
         assert!(!c[0].passed);
         assert_eq!(c[0].message(), "rc: expected eq 1, found 0");
         let s = serde_json::json!("SSH-2.0-OpenSSH");
-        assert!(evaluate(&e, &[(mk(Op::Matches), serde_json::json!("^SSH-2"))], Some(&s))[0].passed);
-        assert!(evaluate(&e, &[(mk(Op::Contains), serde_json::json!("Open"))], Some(&s))[0].passed);
+        assert!(
+            evaluate(
+                &e,
+                &[(mk(Op::Matches), serde_json::json!("^SSH-2"))],
+                Some(&s)
+            )[0]
+            .passed
+        );
+        assert!(
+            evaluate(
+                &e,
+                &[(mk(Op::Contains), serde_json::json!("Open"))],
+                Some(&s)
+            )[0]
+            .passed
+        );
         assert!(evaluate(&e, &[(mk(Op::Exists), serde_json::json!(false))], None)[0].passed);
         assert!(evaluate(&e, &[(mk(Op::In), serde_json::json!([0, 2]))], Some(&a))[0].passed);
         // A list for a scalar is "one of"; a list for a list is compared whole.
@@ -558,4 +601,3 @@ mod tests {
         assert!(evaluate(&e, &[(mk(Op::Lt), serde_json::json!(5))], Some(&a))[0].passed);
     }
 }
-

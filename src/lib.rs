@@ -9,6 +9,8 @@
 //! `diag`, `yaml`, `playbook`, `inventory`, `template`, `vars` and `plan` never open a
 //! connection: `sortie check` runs them alone.
 
+#![allow(clippy::result_large_err)]
+
 pub mod app;
 pub mod cli;
 pub mod conn;
@@ -18,8 +20,8 @@ pub mod expect;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
-pub mod report;
 pub mod playbook;
+pub mod report;
 pub mod schema;
 pub mod steps;
 pub mod template;

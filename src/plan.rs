@@ -98,7 +98,12 @@ impl Graph {
     }
 }
 
-fn dfs(i: usize, deps: &[Vec<usize>], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+fn dfs(
+    i: usize,
+    deps: &[Vec<usize>],
+    state: &mut [u8],
+    path: &mut Vec<usize>,
+) -> Option<Vec<usize>> {
     state[i] = 1;
     path.push(i);
     for &j in &deps[i] {
@@ -121,7 +126,10 @@ fn dfs(i: usize, deps: &[Vec<usize>], state: &mut [u8], path: &mut Vec<usize>) -
 
 fn cycle_diagnostic(play: &Play, cycle: &[usize]) -> Diagnostic {
     // `cycle` follows "waits for" edges: a waits for b waits for … a.
-    let names: Vec<String> = cycle.iter().map(|&i| format!("`{}`", play.steps[i].id)).collect();
+    let names: Vec<String> = cycle
+        .iter()
+        .map(|&i| format!("`{}`", play.steps[i].id))
+        .collect();
     let first = &play.steps[cycle[0]];
     let need_span = |from: usize, to: usize| {
         play.steps[from]
@@ -134,11 +142,17 @@ fn cycle_diagnostic(play: &Play, cycle: &[usize]) -> Diagnostic {
     };
     let mut d = Diagnostic::error(format!("cycle in `needs`: {}", names.join(" → ")))
         .at(need_span(cycle[0], cycle[1]))
-        .label(format!("`{}` waits for `{}`", first.id, play.steps[cycle[1]].id));
+        .label(format!(
+            "`{}` waits for `{}`",
+            first.id, play.steps[cycle[1]].id
+        ));
     for w in cycle.windows(2).skip(1) {
         d = d.also(
             need_span(w[0], w[1]),
-            format!("`{}` waits for `{}`", play.steps[w[0]].id, play.steps[w[1]].id),
+            format!(
+                "`{}` waits for `{}`",
+                play.steps[w[0]].id, play.steps[w[1]].id
+            ),
         );
     }
     d.help("steps in a cycle would wait for each other forever; remove one of these `needs`")
@@ -171,20 +185,26 @@ pub struct HostPlan {
 
 /// Renders a play's steps for one host: templates that need run-time values (earlier results,
 /// `item`) are left as written.
-pub fn host_plan(play: &Play, graph: &Graph, host: &crate::inventory::Host, ctx: &minijinja::Value) -> HostPlan {
-    let t = templates();
+pub fn host_plan(
+    play: &Play,
+    graph: &Graph,
+    host: &crate::inventory::Host,
+    ctx: &minijinja::Value,
+) -> HostPlan {
     let steps = play
         .steps
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let args = render_partially(&s.args, ctx, s.secret);
-            let _ = t;
             PlannedStep {
                 id: s.id.clone(),
                 name: s.display_name(),
                 kind: s.kind,
-                needs: graph.deps[i].iter().map(|&j| play.steps[j].id.clone()).collect(),
+                needs: graph.deps[i]
+                    .iter()
+                    .map(|&j| play.steps[j].id.clone())
+                    .collect(),
                 when: s.when.iter().map(|w| w.value.clone()).collect(),
                 run_once: s.run_once,
                 tags: s.tags.clone(),
@@ -201,7 +221,11 @@ pub fn host_plan(play: &Play, graph: &Graph, host: &crate::inventory::Host, ctx:
     }
 }
 
-fn render_partially(node: &crate::yaml::Node, ctx: &minijinja::Value, secret: bool) -> serde_json::Value {
+fn render_partially(
+    node: &crate::yaml::Node,
+    ctx: &minijinja::Value,
+    secret: bool,
+) -> serde_json::Value {
     use crate::yaml::NodeKind;
     if secret {
         return serde_json::Value::String("***".into());
@@ -211,7 +235,12 @@ fn render_partially(node: &crate::yaml::Node, ctx: &minijinja::Value, secret: bo
             Ok(n) => n.to_json(),
             Err(_) => node.to_json(),
         },
-        NodeKind::Seq(items) => serde_json::Value::Array(items.iter().map(|n| render_partially(n, ctx, false)).collect()),
+        NodeKind::Seq(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|n| render_partially(n, ctx, false))
+                .collect(),
+        ),
         NodeKind::Map(entries) => serde_json::Value::Object(
             entries
                 .iter()
@@ -266,7 +295,11 @@ pub fn render_dot(plans: &[HostPlan]) -> String {
         }
         for s in &p.steps {
             for n in &s.needs {
-                out.push_str(&format!("    \"{h}:{}\" -> \"{h}:{}\";\n", esc(n), esc(&s.id)));
+                out.push_str(&format!(
+                    "    \"{h}:{}\" -> \"{h}:{}\";\n",
+                    esc(n),
+                    esc(&s.id)
+                ));
             }
         }
         out.push_str("  }\n");

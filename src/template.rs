@@ -36,8 +36,15 @@ impl Place {
         let Some(range) = range else {
             return self.span;
         };
-        let start = range.start.min(src.len());
-        let end = range.end.clamp(start, src.len());
+        let floor = |mut i: usize| {
+            i = i.min(src.len());
+            while i > 0 && !src.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let start = floor(range.start);
+        let end = floor(range.end.max(start));
         let line_start = src[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = src[line_start..start].chars().count() as u32 + 1;
         let len = src[start..end].chars().count() as u32;
@@ -251,7 +258,8 @@ impl Templates {
         let range = e.range();
         let span = place.inner(src, line, range.clone());
         let snippet = range
-            .and_then(|r| src.get(r))
+            .clone()
+            .and_then(|r| src.get(r.start..r.end.min(src.len())))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         match e.kind() {
@@ -263,6 +271,7 @@ impl Templates {
                     .help("minijinja (Jinja2) syntax: `{{ expression }}`, `{% if … %}…{% endif %}`")
             }
             ErrorKind::UndefinedError => {
+                let snippet = widen(src, range.clone(), &snippet);
                 let name = snippet
                     .rsplit(['.', '['])
                     .next()
@@ -277,6 +286,12 @@ impl Templates {
                     && s != name
                 {
                     d = d.label(format!("did you mean `{s}`?"));
+                }
+                if let Some(rest) = snippet.strip_prefix("steps.") {
+                    let id = rest.split('.').next().unwrap_or(rest);
+                    return d.label("no result of this step yet").help(format!(
+                        "a step reads `steps.{id}` only after step `{id}` ran: add `needs: [{id}]` (or move the step after it)"
+                    ));
                 }
                 d.help("define it in the play's `vars`, the inventory, with `set`, or with `-e NAME=VALUE`")
             }
@@ -303,6 +318,36 @@ impl Templates {
             }
         }
     }
+}
+
+/// The whole dotted name around an error's range (`steps.kernel.stdout`, not `.kernel`).
+fn widen(src: &str, range: Option<std::ops::Range<usize>>, snippet: &str) -> String {
+    let Some(r) = range else {
+        return snippet.to_string();
+    };
+    let name_char = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    let bytes_start = r.start.min(src.len());
+    let mut start = bytes_start;
+    while let Some(c) = src[..start].chars().next_back() {
+        if !name_char(c) {
+            break;
+        }
+        start -= c.len_utf8();
+    }
+    let mut end = r.end.min(src.len());
+    while !src.is_char_boundary(end) {
+        end -= 1;
+    }
+    while let Some(c) = src[end..].chars().next() {
+        if !name_char(c) {
+            break;
+        }
+        end += c.len_utf8();
+    }
+    if start >= end || !src.is_char_boundary(start) {
+        return snippet.to_string();
+    }
+    src[start..end].trim_matches('.').to_string()
 }
 
 /// Names defined at the top level of a context (for "did you mean").
@@ -532,6 +577,32 @@ mod tests {
                 .expect("plain"),
             "echo 2.4.1"
         );
+    }
+
+    #[test]
+    fn quote_gives_words_a_posix_shell_reads_back_exactly() {
+        for word in [
+            "plain",
+            "two words",
+            "it's",
+            "$(rm -rf /)",
+            "`x`",
+            "a\nb",
+            "*?[]",
+            "",
+            "-n",
+            "é ü",
+            "\\",
+        ] {
+            let q = shell_quote(word).expect("quotable");
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {q}"))
+                .output()
+                .expect("sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {q}");
+        }
+        assert!(shell_quote("nul\0byte").is_err());
     }
 
     #[test]

@@ -11,9 +11,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 /// Reads every certificate of a PEM file.
 pub fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let iter = CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
     let certs: Result<Vec<_>, _> = iter.collect();
-    let certs = certs.map_err(|e| format!("`{}` is not a PEM certificate file: {e}", path.display()))?;
+    let certs =
+        certs.map_err(|e| format!("`{}` is not a PEM certificate file: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("`{}` holds no PEM certificate", path.display()));
     }
@@ -42,8 +44,12 @@ pub fn read_identity(
     if chain.is_empty() {
         return Err(format!("`{}` holds no PEM certificate", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read a PEM private key from `{}`: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read a PEM private key from `{}`: {e}",
+            key.display()
+        )
+    })?;
     Ok((chain, key))
 }
 
@@ -56,16 +62,26 @@ pub fn client_config_with_identity(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let with_identity = |b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>| match identity {
-        None => Ok(b.with_no_client_auth()),
-        Some((cert, key)) => {
-            let (chain, key_der) = read_identity(cert, key)?;
-            b.with_client_auth_cert(chain, key_der)
-                .map_err(|e| format!("client certificate `{}` and key `{}` do not go together: {e}", cert.display(), key.display()))
-        }
-    };
+    let with_identity =
+        |b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>| match identity {
+            None => Ok(b.with_no_client_auth()),
+            Some((cert, key)) => {
+                let (chain, key_der) = read_identity(cert, key)?;
+                b.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    format!(
+                        "client certificate `{}` and key `{}` do not go together: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })
+            }
+        };
     if !verify {
-        return with_identity(builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify)));
+        return with_identity(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify)),
+        );
     }
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -74,7 +90,9 @@ pub fn client_config_with_identity(
     }
     if let Some(p) = ca {
         for c in read_pem_certs(p)? {
-            roots.add(c).map_err(|e| format!("bad CA certificate in `{}`: {e}", p.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("bad CA certificate in `{}`: {e}", p.display()))?;
         }
     }
     with_identity(builder.with_root_certificates(roots))
@@ -94,13 +112,25 @@ impl ServerCertVerifier for NoVerify {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
-    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -42,6 +42,9 @@ impl Duration {
                 num.push(c);
                 continue;
             }
+            if c.is_whitespace() {
+                continue;
+            }
             let mut unit = String::from(c);
             while let Some(&n) = chars.peek() {
                 if n.is_ascii_alphabetic() {
@@ -76,7 +79,7 @@ impl Duration {
 }
 
 fn secs_to(secs: f64, text: &str) -> Result<Duration, String> {
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("`{text}` is out of range for a duration"));
     }
     Ok(Duration(std::time::Duration::from_secs_f64(secs)))
@@ -85,11 +88,11 @@ fn secs_to(secs: f64, text: &str) -> Result<Duration, String> {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             let s = ms / 1000;
-            if s >= 60 && s % 60 == 0 {
+            if s >= 60 && s.is_multiple_of(60) {
                 write!(f, "{}m", s / 60)
             } else {
                 write!(f, "{s}s")
@@ -124,7 +127,13 @@ impl<'de> serde::Deserialize<'de> for Duration {
                 if lenient_template(v) {
                     return Ok(Duration::default());
                 }
-                Duration::parse(v).map_err(|m| E::custom(format!("{m}; expected {DURATION_HELP}")))
+                Duration::parse(v).map_err(|m| {
+                    E::custom(crate::yaml::custom_error(
+                        m,
+                        "not a duration",
+                        format!("write {DURATION_HELP}"),
+                    ))
+                })
             }
         }
         d.deserialize_any(V)
@@ -201,7 +210,13 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
                 if lenient_template(v) {
                     return Ok(ByteSize(0));
                 }
-                ByteSize::parse(v).map_err(E::custom)
+                ByteSize::parse(v).map_err(|m| {
+                    E::custom(crate::yaml::custom_error(
+                        m,
+                        "not a size",
+                        "write a number of bytes, or `512KiB`, `10MiB`, `1GiB`",
+                    ))
+                })
             }
         }
         d.deserialize_any(V)
@@ -272,16 +287,26 @@ impl<'de> serde::Deserialize<'de> for CountOrPercent {
                 let t = v.trim();
                 if let Some(p) = t.strip_suffix('%') {
                     let p: f64 = p.trim().parse().map_err(|_| {
-                        E::custom(format!("`{v}` is not a percentage such as \"25%\""))
+                        E::custom(crate::yaml::custom_error(
+                            format!("`{v}` is not a percentage"),
+                            "not a percentage",
+                            "write a count such as `3` or a percentage such as `\"25%\"`",
+                        ))
                     })?;
                     if !(0.0..=100.0).contains(&p) {
-                        return Err(E::custom(format!("`{v}` must be between 0% and 100%")));
+                        return Err(E::custom(crate::yaml::custom_error(
+                            format!("`{v}` must be between 0% and 100%"),
+                            "out of range",
+                            "write a percentage from 0% to 100%",
+                        )));
                     }
                     Ok(CountOrPercent::Percent(p))
                 } else {
                     t.parse::<u64>().map(CountOrPercent::Count).map_err(|_| {
-                        E::custom(format!(
-                            "`{v}` is not a number or a percentage such as \"25%\""
+                        E::custom(crate::yaml::custom_error(
+                            format!("`{v}` is not a count or a percentage"),
+                            "not a count or a percentage",
+                            "write a count such as `3` or a percentage such as `\"25%\"`",
                         ))
                     })
                 }

@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Diagnostics, Span, register_source};
 use crate::inventory::Host;
 use crate::playbook::Play;
 use crate::template::{Place, json_to_value, templates};
-use crate::yaml::{self, Node, NodeKind};
+use crate::yaml::{self, Node};
 
 /// Variables as JSON values, in definition order.
 pub type VarMap = IndexMap<String, Json>;
@@ -25,7 +25,7 @@ pub fn parse_extra(args: &[String]) -> Result<VarMap, Diagnostics> {
     let mut diags = Diagnostics::default();
     for (i, a) in args.iter().enumerate() {
         if let Some(path) = a.strip_prefix('@') {
-            match crate::playbook::load_vars_file(Path::new(path), Span::default()) {
+            match crate::playbook::load_vars_file(Path::new(path), None) {
                 Ok(v) => {
                     for (k, n) in v {
                         out.insert(k, n.to_json());
@@ -100,12 +100,21 @@ pub fn host_object(h: &Host) -> Json {
 }
 
 fn env_object() -> Json {
-    Json::Object(std::env::vars().map(|(k, v)| (k, Json::String(v))).collect())
+    Json::Object(
+        std::env::vars()
+            .map(|(k, v)| (k, Json::String(v)))
+            .collect(),
+    )
 }
 
 /// Builds a host's scope for a play: merges by precedence and renders templated vars (a
 /// variable may use any other, in any order, up to a few levels deep).
-pub fn host_scope(play: &Play, host: &Host, extra: &VarMap, run: &RunInfo) -> Result<Scope, Diagnostic> {
+pub fn host_scope(
+    play: &Play,
+    host: &Host,
+    extra: &VarMap,
+    run: &RunInfo,
+) -> Result<Scope, Diagnostic> {
     let mut raw: IndexMap<String, Node> = IndexMap::new();
     for (k, v) in &host.vars {
         raw.insert(k.clone(), Node::from_json(v, host.span.unwrap_or_default()));
@@ -186,9 +195,4 @@ impl Scope {
 /// Renders a string with a context; used for names and messages.
 pub fn render_text(text: &str, span: Span, ctx: &Value) -> Result<String, Diagnostic> {
     templates().render(text, Place::of_span(span), ctx)
-}
-
-/// True when the node holds a string (it is a scalar).
-pub fn is_scalar(n: &Node) -> bool {
-    matches!(n.kind, NodeKind::Scalar { .. })
 }

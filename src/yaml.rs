@@ -880,18 +880,22 @@ fn decode_span(e: DeError) -> DeError {
         return e;
     }
     let nums: Vec<u32> = parts[0].split(':').filter_map(|x| x.parse().ok()).collect();
-    if nums.len() != 5 {
-        return e;
-    }
-    DeError {
-        message: parts[3].to_string(),
-        span: Some(Span::new(
+    let span = if nums.len() == 5 {
+        Some(Span::new(
             FileId::from_index(nums[0]),
             nums[1],
             nums[2],
             nums[3],
             nums[4],
-        )),
+        ))
+    } else if parts[0] == "-" {
+        None
+    } else {
+        return e;
+    };
+    DeError {
+        message: parts[3].to_string(),
+        span,
         label: parts[1].to_string(),
         help: if parts[2].is_empty() {
             None
@@ -912,11 +916,7 @@ struct NodeDe<'a> {
     node: &'a Node,
 }
 
-impl<'a> NodeDe<'a> {
-    fn fix(&self, r: Result<impl Sized, DeError>) -> Result<(), DeError> {
-        r.map(|_| ())
-    }
-}
+impl<'a> NodeDe<'a> {}
 
 macro_rules! wrap {
     ($self:ident, $e:expr) => {{
@@ -966,12 +966,34 @@ fn type_error(what: &str, node: &Node) -> DeError {
         NodeKind::Scalar { text, .. } if text.chars().count() <= 40 => format!("`{text}`"),
         _ => node.describe().to_string(),
     };
+    let help = match what {
+        "a whole number" | "an integer" => {
+            "write digits only, e.g. `8080`; a template such as `\"{{ port }}\"` works too"
+        }
+        "true or false" => "write `true` or `false`",
+        "a list" => "write `[a, b]`, or one `- item` per line",
+        "a mapping" => "write `key: value` pairs, or `{ key: value }`",
+        "a string" => "write text; quote it if it contains `: ` or starts with `{` or `[`",
+        "a number" => "write a number such as `1.5`",
+        _ => "see `sortie schema playbook` for the expected shape",
+    };
     DeError {
         message: format!("expected {what}, found {found}"),
         span: Some(node.span),
         label: format!("expected {what}"),
-        help: None,
+        help: Some(help.to_string()),
     }
+}
+
+/// A custom deserialization error with its own label and help, for `serde::de::Error::custom`;
+/// the node deserializer places it at the node being read.
+pub fn custom_error(
+    message: impl Into<String>,
+    label: impl Into<String>,
+    help: impl Into<String>,
+) -> String {
+    let (message, label, help) = (message.into(), label.into(), help.into());
+    format!("{SPAN_MARK}-{SPAN_MARK}{label}{SPAN_MARK}{help}{SPAN_MARK}{message}")
 }
 
 impl<'a> de::Deserializer<'a> for NodeDe<'a> {
@@ -1322,7 +1344,7 @@ impl<'a> de::EnumAccess<'a> for MapVariant<'a> {
 impl<'a> de::VariantAccess<'a> for NodeDe<'a> {
     type Error = DeError;
     fn unit_variant(self) -> Result<(), DeError> {
-        self.fix(Ok::<(), DeError>(()))
+        Ok(())
     }
     fn newtype_variant_seed<T: de::DeserializeSeed<'a>>(
         self,
@@ -1388,7 +1410,9 @@ mod tests {
         let n = p("inner:\n  name: x\n  port: 70000\n");
         let e = decode::<T>(&n).err().expect("err");
         assert_eq!(e.span.map(|s| (s.line, s.col)), Some((3, 9)));
-        let ok = decode::<T>(&p("inner:\n  name: x\n")).ok().expect("ok");
+        let Ok(ok) = decode::<T>(&p("inner:\n  name: x\n")) else {
+            panic!("decodes")
+        };
         assert_eq!((ok.inner.span.line, ok.inner.span.col), (2, 3));
     }
 

@@ -92,20 +92,31 @@ pub fn prepare(args: &RunArgs) -> Result<RunPlan, Diagnostics> {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Diagnostics::from(
                     Diagnostic::error(format!("cannot read report `{}`: {e}", path.display()))
-                        .help("give the JSON file an earlier `sortie run --report FILE.json` wrote"),
+                        .help(
+                            "give the JSON file an earlier `sortie run --report FILE.json` wrote",
+                        ),
                 )
             })?;
             let r: RunReport = serde_json::from_str(&text).map_err(|e| {
                 let file = crate::diag::register_source(path.display().to_string(), text.as_str());
                 Diagnostics::from(
                     Diagnostic::error(format!("`{}` is not a sortie report: {e}", path.display()))
-                        .at(crate::diag::Span::point(file, e.line().max(1) as u32, e.column().max(1) as u32))
-                        .help("give the JSON file an earlier `sortie run --report FILE.json` wrote"),
+                        .at(crate::diag::Span::point(
+                            file,
+                            e.line().max(1) as u32,
+                            e.column().max(1) as u32,
+                        ))
+                        .help(
+                            "give the JSON file an earlier `sortie run --report FILE.json` wrote",
+                        ),
                 )
             })?;
             let hosts = r.failed_hosts();
             if hosts.is_empty() {
-                warnings.push(format!("{}: no host failed; nothing to retry", path.display()));
+                warnings.push(format!(
+                    "{}: no host failed; nothing to retry",
+                    path.display()
+                ));
             }
             Some(hosts)
         }
@@ -160,7 +171,13 @@ fn now_rfc3339() -> String {
 pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     let info = RunInfo {
         id: run_id.clone(),
         started_at: started_at.clone(),
@@ -174,7 +191,12 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let mut prepared = Vec::new();
     let mut diags = Diagnostics::default();
     for play in &plan.playbook.plays {
-        let hosts = match app::select_hosts(&plan.inventory, &play.hosts.value, Some(play.hosts.span), plan.args.limit.as_deref()) {
+        let hosts = match app::select_hosts(
+            &plan.inventory,
+            &play.hosts.value,
+            Some(play.hosts.span),
+            plan.args.limit.as_deref(),
+        ) {
             Ok(h) => h,
             Err(d) => {
                 diags.push(d);
@@ -208,7 +230,10 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let mut warnings = plan.warnings.clone();
     for h in &plan.inventory.hosts {
         if h.ssh.host_key_checking == Some(crate::inventory::HostKeyChecking::Off) {
-            let w = format!("host key checking is OFF for {}: connections can be intercepted", h.name);
+            let w = format!(
+                "host key checking is OFF for {}: connections can be intercepted",
+                h.name
+            );
             if !warnings.contains(&w) {
                 warnings.push(w);
             }
@@ -228,11 +253,22 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         dry_run: plan.args.dry_run,
     });
 
+    if plan.args.dry_run {
+        match dry_run_text(&plan) {
+            Ok(text) => {
+                let _ = tx.send(Event::Plan { text });
+            }
+            Err(d) => return Err(d.into()),
+        }
+    }
     let dir = Arc::new(plan.playbook.dir.clone());
     let mut play_reports = Vec::new();
     let mut dead: HashSet<String> = HashSet::new();
     for (play, graph, scoped) in prepared {
-        let _ = tx.send(Event::PlayStarted { name: play.display_name(), hosts: scoped.len() });
+        let _ = tx.send(Event::PlayStarted {
+            name: play.display_name(),
+            hosts: scoped.len(),
+        });
         let pr = run_play(
             Arc::new(play.clone()),
             graph,
@@ -268,7 +304,9 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         hosts: Summary::default(),
     };
     report.finish();
-    let _ = tx.send(Event::RunFinished { report: Box::new(report.clone()) });
+    let _ = tx.send(Event::RunFinished {
+        report: Box::new(report.clone()),
+    });
     drop(tx);
     let _ = reporter_task.await;
     write_reports(&plan.args, &report);
@@ -282,22 +320,29 @@ fn write_reports(args: &RunArgs, report: &RunReport) {
             eprintln!("error: cannot write report `{}`: {e}", p.display());
         }
     }
-    if let Some(p) = &args.junit {
-        if let Err(e) = write_atomic(p, crate::report::junit::render(report).as_bytes()) {
-            eprintln!("error: cannot write JUnit file `{}`: {e}", p.display());
-        }
+    if let Some(p) = &args.junit
+        && let Err(e) = write_atomic(p, crate::report::junit::render(report).as_bytes())
+    {
+        eprintln!("error: cannot write JUnit file `{}`: {e}", p.display());
     }
-    if let Some(p) = &args.tap {
-        if let Err(e) = write_atomic(p, crate::report::tap::render(report).as_bytes()) {
-            eprintln!("error: cannot write TAP file `{}`: {e}", p.display());
-        }
+    if let Some(p) = &args.tap
+        && let Err(e) = write_atomic(p, crate::report::tap::render(report).as_bytes())
+    {
+        eprintln!("error: cannot write TAP file `{}`: {e}", p.display());
     }
 }
 
-fn spawn_signal_handler(stop_new: CancellationToken, hard: CancellationToken, flag: Arc<std::sync::atomic::AtomicBool>) {
+fn spawn_signal_handler(
+    stop_new: CancellationToken,
+    hard: CancellationToken,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         let mut count = 0;
@@ -309,7 +354,10 @@ fn spawn_signal_handler(stop_new: CancellationToken, hard: CancellationToken, fl
             count += 1;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             if count == 1 {
-                eprintln!("interrupted: no new steps start; running ones get {}s (interrupt again to stop now)", GRACE.as_secs());
+                eprintln!(
+                    "interrupted: no new steps start; running ones get {}s (interrupt again to stop now)",
+                    GRACE.as_secs()
+                );
                 stop_new.cancel();
                 let hard2 = hard.clone();
                 tokio::spawn(async move {
@@ -405,32 +453,36 @@ async fn run_play(
             let sem = sem.clone();
             let failures = failures.clone();
             let excluded = dead.contains(&host.name);
-            handles.push((idx, tokio::spawn(async move {
-                let permit = tokio::select! {
-                    p = sem.acquire_owned() => p.ok(),
-                    _ = pr.stop_new.cancelled() => None,
-                };
-                let too_many = threshold.is_some_and(|t| failures.load(std::sync::atomic::Ordering::SeqCst) > t);
-                let report = if excluded {
-                    skip_host(&pr, &host, "the host failed in an earlier play")
-                } else if permit.is_none() || pr.stop_new.is_cancelled() {
-                    skip_host(&pr, &host, "the run was interrupted")
-                } else if too_many {
-                    skip_host(&pr, &host, "max_failures was exceeded")
-                } else {
-                    run_host(pr.clone(), host.clone(), scope).await
-                };
-                if matches!(report.status, Status::Failed | Status::Unreachable) {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-                let _ = pr.events.send(Event::HostFinished {
-                    host: report.name.clone(),
-                    status: report.status,
-                    duration_ms: report.duration_ms,
-                });
-                drop(permit);
-                report
-            })));
+            handles.push((
+                idx,
+                tokio::spawn(async move {
+                    let permit = tokio::select! {
+                        p = sem.acquire_owned() => p.ok(),
+                        _ = pr.stop_new.cancelled() => None,
+                    };
+                    let too_many = threshold
+                        .is_some_and(|t| failures.load(std::sync::atomic::Ordering::SeqCst) > t);
+                    let report = if excluded {
+                        skip_host(&pr, &host, "the host failed in an earlier play")
+                    } else if permit.is_none() || pr.stop_new.is_cancelled() {
+                        skip_host(&pr, &host, "the run was interrupted")
+                    } else if too_many {
+                        skip_host(&pr, &host, "max_failures was exceeded")
+                    } else {
+                        run_host(pr.clone(), host.clone(), scope).await
+                    };
+                    if matches!(report.status, Status::Failed | Status::Unreachable) {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = pr.events.send(Event::HostFinished {
+                        host: report.name.clone(),
+                        status: report.status,
+                        duration_ms: report.duration_ms,
+                    });
+                    drop(permit);
+                    report
+                }),
+            ));
         }
         for (idx, h) in handles {
             match h.await {
@@ -454,11 +506,17 @@ async fn run_play(
             if f > t && next < total {
                 stop_reason = Some(format!(
                     "max_failures ({}) was exceeded: {f} host{} failed",
-                    play.strategy.max_failures.map(|m| m.to_string()).unwrap_or_default(),
+                    play.strategy
+                        .max_failures
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                     if f == 1 { "" } else { "s" }
                 ));
                 let _ = events.send(Event::Warning {
-                    message: format!("{}; no further batch starts", stop_reason.clone().unwrap_or_default()),
+                    message: format!(
+                        "{}; no further batch starts",
+                        stop_reason.clone().unwrap_or_default()
+                    ),
                 });
             }
         }
@@ -515,7 +573,9 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
     let mut set_vars = VarMap::new();
     let mut stopped: Option<String> = None;
     let mut running = FuturesUnordered::new();
-    let _ = pr.events.send(Event::HostStarted { host: host.name.clone() });
+    let _ = pr.events.send(Event::HostStarted {
+        host: host.name.clone(),
+    });
     loop {
         // Start every ready step (bounded), unless the host has stopped.
         if stopped.is_none() && !pr.stop_new.is_cancelled() {
@@ -529,10 +589,16 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                 started_flags[i] = true;
                 let step = &play.steps[i];
                 let failed_dep = graph.deps[i].iter().find(|&&d| {
-                    done[d].as_ref().is_some_and(|r| matches!(r.report.status, Status::Failed | Status::Unreachable) && !r.report.ignored)
+                    done[d].as_ref().is_some_and(|r| {
+                        matches!(r.report.status, Status::Failed | Status::Unreachable)
+                            && !r.report.ignored
+                    })
                 });
                 let skip_reason = if let Some(&d) = failed_dep {
-                    Some(format!("needs `{}`, which failed", play.steps[d].display_name()))
+                    Some(format!(
+                        "needs `{}`, which failed",
+                        play.steps[d].display_name()
+                    ))
                 } else if let Some(r) = tag_skip(&pr, &step.tags) {
                     Some(r)
                 } else if pr.dry_run {
@@ -542,11 +608,17 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                 };
                 if let Some(reason) = skip_reason {
                     let r = task::skip(step, reason);
-                    let _ = pr.events.send(Event::TaskFinished { host: host.name.clone(), task: Box::new(r.report.clone()) });
+                    let _ = pr.events.send(Event::TaskFinished {
+                        host: host.name.clone(),
+                        task: Box::new(r.report.clone()),
+                    });
                     done[i] = Some(r);
                     continue;
                 }
-                let _ = pr.events.send(Event::TaskStarted { host: host.name.clone(), step: step.display_name() });
+                let _ = pr.events.send(Event::TaskStarted {
+                    host: host.name.clone(),
+                    step: step.display_name(),
+                });
                 let input = TaskInput {
                     step,
                     host: &host,
@@ -559,7 +631,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                     limits: pr.limits,
                 };
                 let once = step.run_once.then(|| &pr.once[i]);
-                let host_name = host.name.clone();
                 running.push(async move {
                     let r = match once {
                         Some(cell) => {
@@ -571,7 +642,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                         }
                         None => task::run(input).await,
                     };
-                    let _ = host_name;
                     (i, r)
                 });
             }
@@ -579,21 +649,27 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
         if running.is_empty() {
             break;
         }
-        let Some((i, r)) = running.next().await else { break };
+        let Some((i, r)) = running.next().await else {
+            break;
+        };
         outputs.insert(play.steps[i].id.clone(), r.output.clone());
         for (k, v) in &r.set {
             set_vars.insert(k.clone(), v.clone());
         }
-        let _ = pr.events.send(Event::TaskFinished { host: host.name.clone(), task: Box::new(r.report.clone()) });
+        let _ = pr.events.send(Event::TaskFinished {
+            host: host.name.clone(),
+            task: Box::new(r.report.clone()),
+        });
         match r.report.status {
             Status::Unreachable => {
-                stopped = Some(format!("the host is unreachable ({})", r.report.message.clone().unwrap_or_default()));
+                stopped = Some(format!(
+                    "the host is unreachable ({})",
+                    r.report.message.clone().unwrap_or_default()
+                ));
                 cancel.cancel();
             }
-            Status::Failed if !r.report.ignored => {
-                if stopped.is_none() {
-                    stopped = Some(format!("step `{}` failed", play.steps[i].display_name()));
-                }
+            Status::Failed if !r.report.ignored && stopped.is_none() => {
+                stopped = Some(format!("step `{}` failed", play.steps[i].display_name()));
             }
             _ => {}
         }
@@ -609,7 +685,10 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
             Some(r) => r.report,
             None => {
                 let r = task::skip(&play.steps[i], reason.clone()).report;
-                let _ = pr.events.send(Event::TaskFinished { host: host.name.clone(), task: Box::new(r.clone()) });
+                let _ = pr.events.send(Event::TaskFinished {
+                    host: host.name.clone(),
+                    task: Box::new(r.clone()),
+                });
                 r
             }
         })
@@ -626,11 +705,19 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
 
 /// Output of a dry run: the plan text of each host (used by tests and `--dry-run`).
 pub fn dry_run_text(plan: &RunPlan) -> Result<String, Diagnostic> {
-    let info = RunInfo { id: "dry-run".into(), started_at: String::new() };
+    let info = RunInfo {
+        id: "dry-run".into(),
+        started_at: String::new(),
+    };
     let mut plans = Vec::new();
     for play in &plan.playbook.plays {
         let graph = Graph::build(play)?;
-        for h in app::select_hosts(&plan.inventory, &play.hosts.value, Some(play.hosts.span), plan.args.limit.as_deref())? {
+        for h in app::select_hosts(
+            &plan.inventory,
+            &play.hosts.value,
+            Some(play.hosts.span),
+            plan.args.limit.as_deref(),
+        )? {
             let scope = vars::host_scope(play, h, &plan.extra, &info)?;
             let ctx = scope.context(&VarMap::new(), &Json::Object(Default::default()), None);
             plans.push(crate::plan::host_plan(play, &graph, h, &ctx));

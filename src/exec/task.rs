@@ -48,9 +48,12 @@ impl TaskInput<'_> {
             Some(c) => {
                 let mut steps = self.steps.clone();
                 steps.insert(self.step.id.clone(), c.clone());
-                self.scope.context(&self.set_vars, &Json::Object(steps), item)
+                self.scope
+                    .context(&self.set_vars, &Json::Object(steps), item)
             }
-            None => self.scope.context(&self.set_vars, &Json::Object(self.steps.clone()), item),
+            None => self
+                .scope
+                .context(&self.set_vars, &Json::Object(self.steps.clone()), item),
         }
     }
 }
@@ -96,7 +99,12 @@ pub fn skip(step: &StepDef, reason: impl Into<String>) -> TaskResult {
 }
 
 fn template_failure(step: &StepDef, d: Diagnostic, started: Instant) -> TaskResult {
-    let mut r = base_report(step, Status::Failed, Some(d.one_line()), started.elapsed().as_millis() as u64);
+    let mut r = base_report(
+        step,
+        Status::Failed,
+        Some(d.one_line()),
+        started.elapsed().as_millis() as u64,
+    );
     r.error = Some(ErrorReport {
         kind: "template".into(),
         message: d.one_line(),
@@ -112,6 +120,23 @@ fn template_failure(step: &StepDef, d: Diagnostic, started: Instant) -> TaskResu
 
 /// Runs one step on one host.
 pub async fn run(input: TaskInput<'_>) -> TaskResult {
+    // The name as this host sees it (`Deploy {{ version }}` → `Deploy 2.4.1`); the name as
+    // written when it cannot be rendered yet (it names a loop item, say).
+    let name = templates()
+        .render(
+            &input.step.display_name(),
+            Place::of_span(input.step.kind_span),
+            &input.ctx(None, None),
+        )
+        .ok();
+    let mut result = run_task(input).await;
+    if let Some(n) = name {
+        result.report.name = n;
+    }
+    result
+}
+
+async fn run_task(input: TaskInput<'_>) -> TaskResult {
     let step = input.step;
     let started = Instant::now();
     let t = templates();
@@ -146,7 +171,7 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             Err(d) => return template_failure(step, d, started),
         }
         let a = attempts(&input, None).await;
-        return finish(step, &input, vec![a.1], a.0, started, None);
+        return finish(step, vec![a.1], a.0, started, None);
     };
     let mut results = Vec::new();
     let mut total_attempts = 0;
@@ -175,11 +200,15 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             break;
         }
     }
-    finish(step, &input, results, total_attempts, started, Some(items.len()))
+    finish(step, results, total_attempts, started, Some(items.len()))
 }
 
 fn when_text(step: &StepDef) -> String {
-    step.when.iter().map(|w| w.value.as_str()).collect::<Vec<_>>().join(" and ")
+    step.when
+        .iter()
+        .map(|w| w.value.as_str())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn when_holds(step: &StepDef, ctx: &minijinja::Value) -> Result<bool, Diagnostic> {
@@ -214,7 +243,12 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
             (max.min(10_000), delay, backoff)
         }
     };
-    let timeout = match step.timeout.as_ref().map(|d| d.resolve(&render)).transpose() {
+    let timeout = match step
+        .timeout
+        .as_ref()
+        .map(|d| d.resolve(&render))
+        .transpose()
+    {
         Ok(t) => t,
         Err(d) => return (0, template_attempt(d)),
     };
@@ -224,7 +258,10 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
         n += 1;
         let a = attempt(input, item, timeout).await;
         let retryable = matches!(a.status, Status::Failed)
-            && !matches!(a.error, Some(StepError::Template(_)) | Some(StepError::Cancelled));
+            && !matches!(
+                a.error,
+                Some(StepError::Template(_)) | Some(StepError::Cancelled)
+            );
         if !retryable || n >= max || input.cancel.is_cancelled() {
             return (n, a);
         }
@@ -232,7 +269,9 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
             _ = tokio::time::sleep(wait) => {}
             _ = input.cancel.cancelled() => return (n, a),
         }
-        wait = wait.mul_f64(backoff.clamp(0.0, 1000.0)).min(std::time::Duration::from_secs(3600));
+        wait = wait
+            .mul_f64(backoff.clamp(0.0, 1000.0))
+            .min(std::time::Duration::from_secs(3600));
     }
 }
 
@@ -281,7 +320,11 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
     let output = match result {
         Ok(o) => o,
         Err(e) => {
-            let status = if e.is_unreachable() { Status::Unreachable } else { Status::Failed };
+            let status = if e.is_unreachable() {
+                Status::Unreachable
+            } else {
+                Status::Failed
+            };
             return Attempt {
                 status,
                 output: StepOutput::default(),
@@ -360,7 +403,11 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
 }
 
 /// Checks the declared (or default) expectations against a result.
-fn check_expectations(step: &StepDef, fields: &Json, ctx: &minijinja::Value) -> Result<Vec<Check>, Diagnostic> {
+fn check_expectations(
+    step: &StepDef,
+    fields: &Json,
+    ctx: &minijinja::Value,
+) -> Result<Vec<Check>, Diagnostic> {
     let exps = if step.expect_node.is_none() {
         default_expectations(&step.spec)
     } else {
@@ -400,7 +447,6 @@ fn lookup(spec: &StepSpec, fields: &Json, field: &str, key: Option<&str>) -> Opt
 
 fn finish(
     step: &StepDef,
-    input: &TaskInput<'_>,
     results: Vec<Attempt>,
     attempts: u32,
     started: Instant,
@@ -423,11 +469,19 @@ fn finish(
         .find(|a| matches!(a.status, Status::Failed | Status::Unreachable));
     let message = match (bad, looped) {
         (Some(a), Some(_)) => {
-            let item = a.output.fields.get("item").map(expect::short).unwrap_or_default();
+            let item = a
+                .output
+                .fields
+                .get("item")
+                .map(expect::short)
+                .unwrap_or_default();
             a.message.clone().map(|m| format!("item {item}: {m}"))
         }
         (Some(a), None) => a.message.clone(),
-        (None, _) => results.last().and_then(|a| a.message.clone()).filter(|_| status != Status::Ok || looped.is_none()),
+        (None, _) => results
+            .last()
+            .and_then(|a| a.message.clone())
+            .filter(|_| status != Status::Ok || looped.is_none()),
     };
     let error = bad.and_then(|a| a.error.as_ref()).map(|e| ErrorReport {
         kind: e.kind().to_string(),
@@ -436,7 +490,10 @@ fn finish(
     });
     let checks: Vec<CheckReport> = match bad {
         Some(a) => a.checks.iter().map(CheckReport::from).collect(),
-        None => results.last().map(|a| a.checks.iter().map(CheckReport::from).collect()).unwrap_or_default(),
+        None => results
+            .last()
+            .map(|a| a.checks.iter().map(CheckReport::from).collect())
+            .unwrap_or_default(),
     };
     let mut warnings: Vec<String> = Vec::new();
     for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
@@ -457,7 +514,10 @@ fn finish(
             Json::Object(out.fields)
         }
         Some(_) => {
-            let list: Vec<Json> = results.into_iter().map(|a| Json::Object(a.output.fields)).collect();
+            let list: Vec<Json> = results
+                .into_iter()
+                .map(|a| Json::Object(a.output.fields))
+                .collect();
             if let crate::steps::StepSpec::Set(_) = step.spec {
                 for r in &list {
                     if let Some(o) = r.as_object() {
@@ -472,14 +532,24 @@ fn finish(
             serde_json::json!({ "results": list })
         }
     };
-    let _ = input;
     let mut report = base_report(step, status, message, ms);
     report.error = error;
     report.checks = checks;
     report.attempts = attempts;
-    report.warnings = if step.secret { warnings.iter().map(|_| "*** (secret step)".to_string()).collect() } else { warnings };
+    report.warnings = if step.secret {
+        warnings
+            .iter()
+            .map(|_| "*** (secret step)".to_string())
+            .collect()
+    } else {
+        warnings
+    };
     report.ignored = step.ignore_errors && status == Status::Failed;
-    report.output = if step.secret { Json::String("***".into()) } else { output.clone() };
+    report.output = if step.secret {
+        Json::String("***".into())
+    } else {
+        output.clone()
+    };
     if step.secret {
         report.message = report.message.map(|_| "*** (secret step)".to_string());
         for c in &mut report.checks {
@@ -487,5 +557,9 @@ fn finish(
             c.expected = Json::String("***".into());
         }
     }
-    TaskResult { report, output, set }
+    TaskResult {
+        report,
+        output,
+        set,
+    }
 }

@@ -176,10 +176,10 @@ fn ini_value(v: &str) -> Value {
     };
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
         // Python 3 refuses leading zeros (`0644`): that stays a string.
-        if digits == "0" || !digits.starts_with('0') {
-            if let Ok(i) = format!("{sign}{digits}").parse::<i64>() {
-                return Value::from(i);
-            }
+        if (digits == "0" || !digits.starts_with('0'))
+            && let Ok(i) = format!("{sign}{digits}").parse::<i64>()
+        {
+            return Value::from(i);
         }
         return Value::String(t.to_string());
     }
@@ -434,7 +434,9 @@ pub(crate) fn load_ini(file: FileId, text: &str, raw: &mut Raw, diags: &mut Diag
                     diags.push(
                         Diagnostic::error("expected `key=value`")
                             .at(whole)
-                            .label(format!("a `[{group}:vars]` section holds `name=value` lines"))
+                            .label(format!(
+                                "a `[{group}:vars]` section holds `name=value` lines"
+                            ))
                             .help("write one variable per line, e.g. `http_port=8080`"),
                     );
                     continue;
@@ -561,7 +563,14 @@ fn section(
 }
 
 /// `name[:port] [key=value ...]` in a hosts section.
-fn host_line(line: &str, file: FileId, ln: u32, group: &str, raw: &mut Raw, diags: &mut Diagnostics) {
+fn host_line(
+    line: &str,
+    file: FileId,
+    ln: u32,
+    group: &str,
+    raw: &mut Raw,
+    diags: &mut Diagnostics,
+) {
     let toks = match tokenize(line, file, ln) {
         Ok(t) => t,
         Err(d) => {
@@ -586,7 +595,7 @@ fn host_line(line: &str, file: FileId, ln: u32, group: &str, raw: &mut Raw, diag
             return;
         }
     };
-    let names = match expand_host_name(name, |s, l| {
+    let names = match expand_host_name(name, raw.hosts.len(), |s, l| {
         let c = first.col + u32::try_from(s).ok()?;
         Some(Span::new(file, ln, c, ln, c + u32::try_from(l).ok()?))
     }) {
@@ -711,7 +720,7 @@ fn yaml_group(
     let def: AnsGroup = match yaml::decode(node) {
         Ok(d) => d,
         Err(e) => {
-            diags.push(e.into_diagnostic());
+            diags.push(super::native::decode_error(e));
             return;
         }
     };
@@ -776,7 +785,7 @@ fn yaml_host(key: &Node, value: &Node, group: &str, raw: &mut Raw, diags: &mut D
             return;
         }
     };
-    let names = match expand_host_name(name, |s, l| inside(key, s, l)) {
+    let names = match expand_host_name(name, raw.hosts.len(), |s, l| inside(key, s, l)) {
         Ok(n) => n,
         Err(d) => {
             diags.push(d);
@@ -954,7 +963,7 @@ mod tests {
     use serde_json::json;
 
     fn ok(text: &str) -> crate::inventory::Inventory {
-        match crate::inventory::from_str("hosts.ini", text) {
+        match crate::inventory::load_str("hosts.ini", text) {
             Ok(i) => i,
             Err(d) => panic!("did not load:\n{d}"),
         }
@@ -962,7 +971,9 @@ mod tests {
 
     #[test]
     fn ini_sections_vars_children_and_ungrouped() {
-        let i = ok("# comment\nlone ansible_host=10.0.0.5\n\n[web]\nweb[1:2].lab http_port=8080\ncanary.lab:2222 ansible_user=root # comment\n\n[web:vars]\nrole = frontend # trailing comment\nmax=5\n\n[prod:children]\nweb\n\n[all:vars]\nenv=prod\n");
+        let i = ok(
+            "# comment\nlone ansible_host=10.0.0.5\n\n[web]\nweb[1:2].lab http_port=8080\ncanary.lab:2222 ansible_user=root # comment\n\n[web:vars]\nrole = frontend # trailing comment\nmax=5\n\n[prod:children]\nweb\n\n[all:vars]\nenv=prod\n",
+        );
         let names: Vec<&str> = i.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["lone", "web1.lab", "web2.lab", "canary.lab"]);
         let lone = i.host("lone").expect("lone");
@@ -1012,7 +1023,9 @@ mod tests {
 
     #[test]
     fn ini_connection_vars_at_group_level() {
-        let i = ok("[web]\nw1\n[web:vars]\nansible_user=deploy\nansible_port=2200\nansible_ssh_private_key_file=/keys/id\nansible_ssh_common_args='-o ProxyJump=bastion'\n");
+        let i = ok(
+            "[web]\nw1\n[web:vars]\nansible_user=deploy\nansible_port=2200\nansible_ssh_private_key_file=/keys/id\nansible_ssh_common_args='-o ProxyJump=bastion'\n",
+        );
         let w = i.host("w1").expect("w1");
         assert_eq!(w.user.as_deref(), Some("deploy"));
         assert_eq!(w.port, Some(2200));
@@ -1025,7 +1038,10 @@ mod tests {
     #[test]
     fn proxy_jump_forms() {
         assert_eq!(proxy_jump("-o ProxyJump=b1").as_deref(), Some("b1"));
-        assert_eq!(proxy_jump("-oProxyJump=u@b:22 -v").as_deref(), Some("u@b:22"));
+        assert_eq!(
+            proxy_jump("-oProxyJump=u@b:22 -v").as_deref(),
+            Some("u@b:22")
+        );
         assert_eq!(proxy_jump("-J b2").as_deref(), Some("b2"));
         assert_eq!(proxy_jump("-o StrictHostKeyChecking=no"), None);
     }
@@ -1039,13 +1055,22 @@ mod tests {
         assert_eq!((s.line, s.col, s.end_col), (2, 17, 20));
 
         let d = err("e2.ini", "[web]\nw1 oops\n");
-        assert_eq!(d[0].title, "expected `key=value` after the host name, found `oops`");
-        assert_eq!(d[0].span.map(|s| (s.line, s.col, s.end_col)), Some((2, 4, 8)));
+        assert_eq!(
+            d[0].title,
+            "expected `key=value` after the host name, found `oops`"
+        );
+        assert_eq!(
+            d[0].span.map(|s| (s.line, s.col, s.end_col)),
+            Some((2, 4, 8))
+        );
 
         let d = err("e3.ini", "[web:var]\n");
         assert_eq!(d[0].title, "unknown section type `var`");
         assert_eq!(d[0].label, "did you mean `vars`?");
-        assert_eq!(d[0].span.map(|s| (s.line, s.col, s.end_col)), Some((1, 6, 9)));
+        assert_eq!(
+            d[0].span.map(|s| (s.line, s.col, s.end_col)),
+            Some((1, 6, 9))
+        );
 
         let d = err("e4.ini", "[web]\nw1\n[wev:vars]\nx=1\n");
         assert_eq!(d[0].title, "variables for undefined group `wev`");
@@ -1058,7 +1083,10 @@ mod tests {
 
         let d = err("e6.ini", "[web]\n  web[3:1]\n");
         assert_eq!(d[0].title, "invalid host range `[3:1]`");
-        assert_eq!(d[0].span.map(|s| (s.line, s.col, s.end_col)), Some((2, 6, 11)));
+        assert_eq!(
+            d[0].span.map(|s| (s.line, s.col, s.end_col)),
+            Some((2, 6, 11))
+        );
 
         let d = err("e7.ini", "[web]\nw1 motd=\"unclosed\n");
         assert_eq!(d[0].title, "unclosed quote in host line");
@@ -1067,11 +1095,17 @@ mod tests {
         let d = err("e8.ini", "[web]\nw1:99999\n");
         assert_eq!(d[0].title, "invalid port in host `w1:99999`");
         assert_eq!(d[0].label, "`99999` is not a port number from 1 to 65535");
-        assert_eq!(d[0].span.map(|s| (s.line, s.col, s.end_col)), Some((2, 4, 9)));
+        assert_eq!(
+            d[0].span.map(|s| (s.line, s.col, s.end_col)),
+            Some((2, 4, 9))
+        );
 
         let d = err("e9.ini", "[web]\nw1\n[web:vars]\njust text\n");
         assert_eq!(d[0].title, "expected `key=value`");
-        assert_eq!(d[0].label, "a `[web:vars]` section holds `name=value` lines");
+        assert_eq!(
+            d[0].label,
+            "a `[web:vars]` section holds `name=value` lines"
+        );
 
         let d = err("e10.ini", "[web extra]\n");
         assert_eq!(d[0].title, "invalid section header");
@@ -1086,7 +1120,15 @@ mod tests {
             "all:\n  hosts:\n    mail.example.com:\n  vars:\n    ntp: ntp.example.com\n  children:\n    web:\n      hosts:\n        web[1:2].example.com:\n          http_port: 80\n        canary:2222:\n          ansible_host: 10.0.0.9\n          ansible_user: ops\n      vars: { ansible_port: 2200 }\n    prod:\n      children:\n        web:\n",
         );
         let names: Vec<&str> = i.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["mail.example.com", "web1.example.com", "web2.example.com", "canary"]);
+        assert_eq!(
+            names,
+            [
+                "mail.example.com",
+                "web1.example.com",
+                "web2.example.com",
+                "canary"
+            ]
+        );
         let mail = i.host("mail.example.com").expect("mail");
         assert_eq!(mail.groups, ["all", "ungrouped"]);
         assert_eq!(mail.vars["ntp"], json!("ntp.example.com"));
@@ -1104,13 +1146,19 @@ mod tests {
 
     #[test]
     fn ansible_yaml_errors() {
-        let d = err("a.yml", "all:\n  children:\n    web:\n      host: { w1: }\n");
+        let d = err(
+            "a.yml",
+            "all:\n  children:\n    web:\n      host: { w1: }\n",
+        );
         assert_eq!(d[0].title, "unknown key `host`");
         assert_eq!(d[0].label, "did you mean `hosts`?");
         let d = err("b.yml", "all:\n  hosts: [w1, w2]\n");
         assert_eq!(d[0].title, "expected a mapping of hosts, found a list");
         let d = err("c.yml", "all:\n  hosts:\n    w1: just-a-string\n");
-        assert_eq!(d[0].title, "expected a mapping of host variables, found a string");
+        assert_eq!(
+            d[0].title,
+            "expected a mapping of host variables, found a string"
+        );
         let d = err("d.yml", "all:\n  hosts:\n    w1: { ansible_port: many }\n");
         assert_eq!(d[0].title, "invalid `ansible_port` value `many`");
         assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((3, 25)));
@@ -1120,16 +1168,25 @@ mod tests {
     fn group_vars_and_host_vars_folders() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path();
-        std::fs::write(p.join("hosts"), "[web]\nw1 x=inline\nw2\n[web:vars]\ny=inline\n")
-            .expect("write");
+        std::fs::write(
+            p.join("hosts"),
+            "[web]\nw1 x=inline\nw2\n[web:vars]\ny=inline\n",
+        )
+        .expect("write");
         std::fs::create_dir_all(p.join("group_vars/all")).expect("mkdir");
         std::fs::create_dir_all(p.join("host_vars")).expect("mkdir");
-        std::fs::write(p.join("group_vars/web.yml"), "y: from_file\nansible_user: deploy\n")
-            .expect("write");
+        std::fs::write(
+            p.join("group_vars/web.yml"),
+            "y: from_file\nansible_user: deploy\n",
+        )
+        .expect("write");
         std::fs::write(p.join("group_vars/all/main.yaml"), "z: all_dir\n").expect("write");
         std::fs::write(p.join("group_vars/nosuch.yml"), "q: 1\n").expect("write");
-        std::fs::write(p.join("host_vars/w1"), "x: from_host_file\nansible_host: 10.1.1.1\n")
-            .expect("write");
+        std::fs::write(
+            p.join("host_vars/w1"),
+            "x: from_host_file\nansible_host: 10.1.1.1\n",
+        )
+        .expect("write");
         let i = crate::inventory::load(&[p.join("hosts")]).expect("loads");
         let w1 = i.host("w1").expect("w1");
         assert_eq!(w1.vars["x"], json!("from_host_file"));
@@ -1140,7 +1197,10 @@ mod tests {
         assert!(!w1.vars.contains_key("q"));
         std::fs::write(p.join("host_vars/w2.yml"), "- not a map\n").expect("write");
         let d = crate::inventory::load(&[p.join("hosts")]).expect_err("bad var file");
-        assert_eq!(d.0[0].title, "expected a mapping of variables, found a list");
+        assert_eq!(
+            d.0[0].title,
+            "expected a mapping of variables, found a list"
+        );
     }
 
     #[test]
@@ -1148,8 +1208,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path();
         std::fs::write(p.join("01-web.ini"), "[web]\nw1\n").expect("write");
-        std::fs::write(p.join("02-db.yml"), "all:\n  children:\n    db:\n      hosts: { d1: }\n")
-            .expect("write");
+        std::fs::write(
+            p.join("02-db.yml"),
+            "all:\n  children:\n    db:\n      hosts: { d1: }\n",
+        )
+        .expect("write");
         std::fs::write(p.join("README.md"), "# not an inventory\n").expect("write");
         std::fs::write(p.join(".hidden"), "[x]\n").expect("write");
         let i = crate::inventory::load(&[p.to_path_buf()]).expect("loads");

@@ -12,6 +12,9 @@
 //! from `all`, longest path) and, at equal depth, by name — so a child's vars beat its parent's
 //! — then the host's own vars. SSH settings merge the same way, key by key.
 
+// `Diagnostic` is this crate's error value everywhere; it is returned by value on purpose.
+#![allow(clippy::result_large_err)]
+
 mod ansible;
 mod native;
 mod pattern;
@@ -76,13 +79,7 @@ pub struct Host {
 /// How sortie connects to a host over SSH. Set for every host at the top of the inventory,
 /// per group, or per host; the more specific level wins, key by key.
 #[derive(
-    Default,
-    Clone,
-    Debug,
-    PartialEq,
-    serde::Deserialize,
-    serde::Serialize,
-    schemars::JsonSchema,
+    Default, Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(deny_unknown_fields)]
 pub struct SshSettings {
@@ -130,14 +127,7 @@ pub struct SshSettings {
 
 /// Host key policy: `strict`, `accept-new` or `off`.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Deserialize,
-    serde::Serialize,
-    schemars::JsonSchema,
+    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyChecking {
@@ -274,7 +264,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Inventory, Diagnostics> {
 
 /// Reads one inventory from text (registered under `name`), as `load` reads a file; relative
 /// paths in it are relative to the current directory. For tests and callers holding the text.
-pub fn from_str(name: &str, text: &str) -> Result<Inventory, Diagnostics> {
+pub fn load_str(name: &str, text: &str) -> Result<Inventory, Diagnostics> {
     let mut raw = Raw::default();
     let mut diags = Diagnostics::default();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -426,7 +416,9 @@ const ANSIBLE_GROUP_KEYS: &[&str] = &["hosts", "children", "vars"];
 /// made of groups (`all:` with `hosts`/`children`/`vars`); else sortie's native format.
 fn detect(name: &str, file: crate::diag::FileId, text: &str) -> Result<Format, Diagnostic> {
     let lower = name.to_ascii_lowercase();
-    let yaml_name = [".yml", ".yaml", ".json"].iter().any(|e| lower.ends_with(e));
+    let yaml_name = [".yml", ".yaml", ".json"]
+        .iter()
+        .any(|e| lower.ends_with(e));
     if !yaml_name {
         let first = text
             .lines()
@@ -562,10 +554,14 @@ pub(crate) fn group_name_error(name: &str, label: String, span: Option<Span>) ->
         .help("group names appear in host patterns: use letters, digits, `_`, `-` and `.`")
 }
 
-/// Checks and expands one written host name (ranges included). `at(start, len)` places a
-/// character range of the name in its file.
+/// Most hosts one inventory may hold (all files together).
+pub const MAX_HOSTS: usize = 1_000_000;
+
+/// Checks and expands one written host name (ranges included), for an inventory that holds
+/// `known` hosts so far. `at(start, len)` places a character range of the name in its file.
 pub(crate) fn expand_host_name(
     name: &str,
+    known: usize,
     at: impl Fn(usize, usize) -> Option<Span>,
 ) -> Result<Vec<String>, Diagnostic> {
     let len = name.chars().count();
@@ -589,12 +585,19 @@ pub(crate) fn expand_host_name(
     if !range::has_range(name) {
         return Ok(vec![name.to_string()]);
     }
-    range::expand(name).map_err(|e| {
+    let names = range::expand(name).map_err(|e| {
         Diagnostic::error(e.title)
             .at_opt(at(e.start, e.len))
             .label(e.label)
             .help(e.help)
-    })
+    })?;
+    if known.saturating_add(names.len()) > MAX_HOSTS {
+        return Err(Diagnostic::error("the inventory has too many hosts")
+            .at_opt(at(0, len))
+            .label(format!("this range takes it past {MAX_HOSTS} hosts"))
+            .help("split the inventory, or narrow its ranges"));
+    }
+    Ok(names)
 }
 
 /// The span of characters `start..start+len` inside a one-line YAML scalar.
@@ -689,9 +692,9 @@ fn resolve(mut raw: Raw, sources: Vec<String>) -> Result<Inventory, Diagnostics>
             parents[c].push(p);
         }
     }
-    for g in 1..n {
-        if parents[g].is_empty() {
-            parents[g].push(0);
+    for (g, ps) in parents.iter_mut().enumerate().skip(1) {
+        if ps.is_empty() {
+            ps.push(0);
             children[0].push(g);
         }
     }
@@ -881,7 +884,8 @@ fn cycle_diagnostic(
 fn topo_order(children: &[Vec<usize>], parents: &[Vec<usize>]) -> Vec<usize> {
     let n = children.len();
     let mut missing: Vec<usize> = parents.iter().map(Vec::len).collect();
-    let mut queue: std::collections::VecDeque<usize> = (0..n).filter(|g| missing[*g] == 0).collect();
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..n).filter(|g| missing[*g] == 0).collect();
     let mut out = Vec::with_capacity(n);
     while let Some(g) = queue.pop_front() {
         out.push(g);
@@ -960,12 +964,18 @@ impl Inventory {
         let shown = self.shown_groups(selected);
         let names: HashSet<&str> = selected.iter().map(|h| h.name.as_str()).collect();
         let mut out = String::new();
+        let mut lines = 0usize;
         // (group, depth); a group under several parents is drawn under each.
         let mut stack: Vec<(&str, usize)> = vec![("all", 0)];
         while let Some((g, d)) = stack.pop() {
             let Some(group) = self.groups.get(g) else {
                 continue;
             };
+            lines += 1;
+            if lines > GRAPH_MAX_LINES {
+                out.push_str("  …\n");
+                break;
+            }
             out.push_str(&graph_line(&format!("@{g}:"), d));
             for h in group.hosts.iter().filter(|h| names.contains(h.as_str())) {
                 out.push_str(&graph_line(h, d + 1));
@@ -987,6 +997,9 @@ impl Inventory {
         shown
     }
 }
+
+/// Past this many groups drawn, `graph` stops (groups under many parents multiply).
+const GRAPH_MAX_LINES: usize = 100_000;
 
 fn graph_line(name: &str, depth: usize) -> String {
     if depth == 0 {
@@ -1018,14 +1031,14 @@ pub(crate) mod tests {
 
     /// Loads an inventory from text, panicking with the rendered diagnostics on failure.
     pub(crate) fn inv(text: &str) -> Inventory {
-        match from_str("inv.yml", text) {
+        match load_str("inv.yml", text) {
             Ok(i) => i,
             Err(d) => panic!("inventory did not load:\n{d}"),
         }
     }
 
     pub(crate) fn err(name: &str, text: &str) -> Vec<Diagnostic> {
-        match from_str(name, text) {
+        match load_str(name, text) {
             Ok(_) => panic!("inventory loaded but should not"),
             Err(d) => d.0,
         }
@@ -1044,7 +1057,9 @@ pub(crate) mod tests {
 
     #[test]
     fn precedence_group_over_all() {
-        let i = inv("vars: { tier: base }\ngroups: { web: { hosts: { h1: {} }, vars: { tier: web } } }\n");
+        let i = inv(
+            "vars: { tier: base }\ngroups: { web: { hosts: { h1: {} }, vars: { tier: web } } }\n",
+        );
         assert_eq!(host(&i, "h1").vars["tier"], json!("web"));
     }
 
@@ -1154,7 +1169,7 @@ pub(crate) mod tests {
             Some("define the group `wev`, or remove it from the children of `prod`")
         );
         let s = d[0].span.expect("span");
-        assert_eq!((s.line, s.col, s.end_col), (3, 23, 26));
+        assert_eq!((s.line, s.col, s.end_col), (3, 22, 25));
     }
 
     #[test]
@@ -1164,7 +1179,10 @@ pub(crate) mod tests {
             "groups:\n  a: { children: [b] }\n  b: { children: [c] }\n  c: { children: [a] }\n",
         );
         assert_eq!(d[0].title, "cycle in group children: `a` → `b` → `c` → `a`");
-        assert_eq!(d[0].label, "`a` is a child of `c` here, which closes the cycle");
+        assert_eq!(
+            d[0].label,
+            "`a` is a child of `c` here, which closes the cycle"
+        );
         assert_eq!(d[0].span.map(|s| s.line), Some(4));
         assert_eq!(d[0].secondary.len(), 2);
         assert_eq!(d[0].secondary[0].1, "`b` is a child of `a` here");
@@ -1175,7 +1193,10 @@ pub(crate) mod tests {
     #[test]
     fn all_cannot_be_a_child() {
         let d = err("all.yml", "groups:\n  web: { children: [all] }\n");
-        assert_eq!(d[0].title, "the group `all` cannot be a child of another group");
+        assert_eq!(
+            d[0].title,
+            "the group `all` cannot be a child of another group"
+        );
     }
 
     #[test]
@@ -1183,8 +1204,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a.yml");
         let b = dir.path().join("b.yml");
-        std::fs::write(&a, "vars: { x: 1, y: 1 }\ngroups: { web: { hosts: { w1: {} } } }\n")
-            .expect("write");
+        std::fs::write(
+            &a,
+            "vars: { x: 1, y: 1 }\ngroups: { web: { hosts: { w1: {} } } }\n",
+        )
+        .expect("write");
         std::fs::write(
             &b,
             "vars: { y: 2 }\ngroups: { web: { hosts: { w2: {} } }, db: { hosts: { d1: {} } } }\n",
@@ -1205,9 +1229,13 @@ pub(crate) mod tests {
         let d = load(&[PathBuf::from("/nonexistent/inv.yml")]).expect_err("missing");
         assert_eq!(d.0[0].title, "cannot read inventory `/nonexistent/inv.yml`");
         assert_eq!(d.0[0].label, "no such file or directory");
-        assert_eq!(d.0[0].help.as_deref(), Some("check the path given with `-i`"));
+        assert_eq!(
+            d.0[0].help.as_deref(),
+            Some("check the path given with `-i`")
+        );
     }
 
+    #[cfg(unix)]
     #[test]
     fn dynamic_inventory_scripts_are_refused() {
         use std::os::unix::fs::PermissionsExt;
@@ -1216,7 +1244,11 @@ pub(crate) mod tests {
         std::fs::write(&p, "#!/usr/bin/env python3\nprint('{}')\n").expect("write");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let d = load(&[p]).expect_err("script");
-        assert!(d.0[0].title.ends_with("ec2.py` is a dynamic inventory script"));
+        assert!(
+            d.0[0]
+                .title
+                .ends_with("ec2.py` is a dynamic inventory script")
+        );
     }
 
     #[test]
@@ -1233,7 +1265,10 @@ pub(crate) mod tests {
         assert!(nat("groups: { web: {} }\n"));
         assert!(nat("group: { web: { hosts: {} } }\n"));
         assert!(nat(""));
-        assert!(matches!(detect("x.yml", f, "[a, b]\n"), Ok(Format::Native(_))));
+        assert!(matches!(
+            detect("x.yml", f, "[a, b]\n"),
+            Ok(Format::Native(_))
+        ));
         assert!(detect("x.yml", f, "a: [\n").is_err());
     }
 
@@ -1257,7 +1292,10 @@ pub(crate) mod tests {
             "@all:\n  |--@prod:\n  |  |--@web:\n  |  |  |--w1\n  |--@db:\n  |  |--d1\n  |--@ungrouped:\n  |  |--lone\n"
         );
         let web = i.select("web", None).expect("web");
-        assert_eq!(i.graph(&web), "@all:\n  |--@prod:\n  |  |--@web:\n  |  |  |--w1\n");
+        assert_eq!(
+            i.graph(&web),
+            "@all:\n  |--@prod:\n  |  |--@web:\n  |  |  |--w1\n"
+        );
         let j = i.to_json(&web);
         assert_eq!(j["hosts"]["w1"]["address"], json!("10.0.0.1"));
         assert_eq!(j["hosts"]["w1"]["vars"]["role"], json!("fe"));
@@ -1265,5 +1303,189 @@ pub(crate) mod tests {
         assert_eq!(j["groups"]["all"]["children"], json!(["prod"]));
         assert_eq!(j["groups"]["web"]["vars"], json!({"role": "fe"}));
         assert!(j["groups"].get("db").is_none());
+    }
+
+    fn fixture(name: &str) -> Inventory {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/inventory")
+            .join(name);
+        match load(&[path]) {
+            Ok(i) => i,
+            Err(d) => panic!("{name} did not load:\n{d}"),
+        }
+    }
+
+    /// (name, address, port, user, groups) of a host.
+    type Summary = (String, String, Option<u16>, Option<String>, Vec<String>);
+
+    fn summary(i: &Inventory) -> Vec<Summary> {
+        i.hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    h.address.clone(),
+                    h.port,
+                    h.user.clone(),
+                    h.groups.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixture_native() {
+        let i = fixture("native.yml");
+        let names: Vec<&str> = i.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "web01.example.com",
+                "web02.example.com",
+                "web03.example.com",
+                "canary",
+                "db-a",
+                "db-b",
+                "bastion"
+            ]
+        );
+        let web = host(&i, "web02.example.com");
+        assert_eq!(web.groups, ["all", "prod", "web"]);
+        assert_eq!(
+            web.vars,
+            IndexMap::from([
+                ("env".to_string(), json!("prod")),
+                ("http_port".to_string(), json!(8081)),
+                ("role".to_string(), json!("frontend")),
+                ("tier".to_string(), json!("production")),
+            ])
+        );
+        assert_eq!(web.user.as_deref(), Some("deploy"));
+        assert_eq!(web.ssh.connect_timeout, Some(Duration::from_secs(10)));
+        let kh = web.ssh.known_hosts.as_ref().expect("known_hosts");
+        assert!(
+            kh.ends_with("tests/fixtures/inventory/known_hosts"),
+            "{kh:?}"
+        );
+        assert!(kh.is_absolute());
+        let canary = host(&i, "canary");
+        assert_eq!(
+            (canary.address.as_str(), canary.port),
+            ("10.0.0.9", Some(2222))
+        );
+        assert_eq!(canary.vars["canary"], json!(true));
+        let db = host(&i, "db-b");
+        assert_eq!(db.user.as_deref(), Some("postgres"));
+        assert_eq!(db.ssh.jump.as_deref(), Some("bastion"));
+        assert_eq!(db.vars["role"], json!("database"));
+        assert_eq!(db.vars["http_port"], json!(8080));
+        let bastion = host(&i, "bastion");
+        assert_eq!(bastion.groups, ["all", "ungrouped"]);
+        assert_eq!(bastion.address, "203.0.113.10");
+        assert_eq!(
+            names_of(&i, "prod:!canary:!db-a"),
+            [
+                "web01.example.com",
+                "web02.example.com",
+                "web03.example.com",
+                "db-b"
+            ]
+        );
+    }
+
+    fn names_of(i: &Inventory, pattern: &str) -> Vec<String> {
+        names(i.select(pattern, None))
+    }
+
+    #[test]
+    fn fixture_ansible_ini() {
+        let i = fixture("ansible.ini");
+        let s = summary(&i);
+        let row = |n: &str| s.iter().find(|r| r.0 == n).cloned().expect("host");
+        let grp = |g: &[&str]| g.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(s.len(), 7);
+        assert_eq!(s[0].0, "bastion.example.com");
+        assert_eq!(
+            row("canary.example.com"),
+            (
+                "canary.example.com".into(),
+                "10.0.0.9".into(),
+                Some(2222),
+                Some("deploy".into()),
+                grp(&["all", "prod", "web"])
+            )
+        );
+        assert_eq!(row("db-a.example.com").3.as_deref(), Some("postgres"));
+        assert_eq!(row("bastion.example.com").1, "203.0.113.10");
+        let canary = host(&i, "canary.example.com");
+        assert_eq!(canary.vars["canary"], json!(true));
+        assert_eq!(canary.vars["http_port"], json!(8080));
+        assert_eq!(canary.vars["tier"], json!("production"));
+        assert_eq!(canary.vars["env"], json!("prod"));
+        assert!(!canary.vars.contains_key("ansible_host"));
+        let db = host(&i, "db-b.example.com");
+        assert_eq!(db.ssh.jump.as_deref(), Some("bastion.example.com"));
+        assert_eq!(db.vars["role"], json!("database"));
+    }
+
+    #[test]
+    fn fixture_ansible_yaml_matches_the_ini() {
+        let ini = fixture("ansible.ini");
+        let yml = fixture("ansible.yml");
+        assert_eq!(summary(&yml), summary(&ini));
+        for (a, b) in yml.hosts.iter().zip(&ini.hosts) {
+            assert_eq!(a.vars.get("role"), b.vars.get("role"), "{}", a.name);
+            assert_eq!(a.vars.get("canary"), b.vars.get("canary"), "{}", a.name);
+            assert_eq!(a.vars.get("tier"), b.vars.get("tier"), "{}", a.name);
+            assert_eq!(a.ssh.jump, b.ssh.jump, "{}", a.name);
+        }
+    }
+
+    /// Mutated fixtures never panic, and every rejection is located.
+    #[test]
+    fn mutated_inventories_are_rejected_with_located_diagnostics() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory");
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % (n.max(1) as u64)).unwrap_or(0)
+        };
+        const BITS: &[char] = &[
+            '[', ']', ':', '{', '}', ',', '=', '#', '\'', '"', '\n', ' ', '-', '!', '&', '~', '*',
+            'x', '9', '\t',
+        ];
+        for name in ["native.yml", "ansible.ini", "ansible.yml"] {
+            let text = std::fs::read_to_string(dir.join(name)).expect("fixture");
+            let chars: Vec<char> = text.chars().collect();
+            for round in 0..400 {
+                let mut c = chars.clone();
+                for _ in 0..1 + rand(3) {
+                    let at = rand(c.len() + 1).min(c.len());
+                    match rand(4) {
+                        0 => c.truncate(at),
+                        1 if at < c.len() => {
+                            c.remove(at);
+                        }
+                        2 => c.insert(at, BITS[rand(BITS.len())]),
+                        _ => {
+                            let end = (at + rand(40)).min(c.len());
+                            let piece: Vec<char> = c[at..end].to_vec();
+                            c.splice(at..at, piece);
+                        }
+                    }
+                }
+                let mutated: String = c.into_iter().collect();
+                let label = format!("{round}-{name}");
+                if let Err(d) = load_str(&label, &mutated) {
+                    for x in &d.0 {
+                        assert!(x.span.is_some(), "unlocated: {x:?}\n---\n{mutated}");
+                        assert!(!x.label.is_empty(), "no label: {x:?}\n---\n{mutated}");
+                        assert!(x.help.is_some(), "no help: {x:?}\n---\n{mutated}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -39,7 +39,7 @@ pub struct InventoryFile {
     /// Hosts by name that need no group (they form `ungrouped` unless a group lists them).
     /// Names may hold ranges: `web[01:20].example.com`, `db-[a:c]`, `node[1:9:2]`.
     #[serde(default)]
-    #[schemars(with = "Option<BTreeMap<String, Option<HostDef>>>")]
+    #[schemars(with = "Option<HostsSchema>")]
     pub hosts: Option<RawNode>,
 }
 
@@ -50,12 +50,12 @@ pub struct GroupDef {
     /// Hosts of this group: a mapping of host name to its settings (`{}` for none), or a list
     /// of names of hosts defined elsewhere. Names may hold ranges: `web[01:20].example.com`.
     #[serde(default)]
-    #[schemars(with = "Option<BTreeMap<String, Option<HostDef>>>")]
+    #[schemars(with = "Option<HostsSchema>")]
     pub hosts: Option<RawNode>,
     /// Names of groups whose hosts also belong to this group. A child's vars override this
     /// group's.
     #[serde(default)]
-    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(with = "Option<ChildrenSchema>")]
     pub children: Option<RawNode>,
     /// Variables of this group's hosts: they override `all` vars and parent groups' vars, and
     /// host vars override them. Groups at the same depth apply in name order.
@@ -94,6 +94,25 @@ pub struct HostDef {
     pub vars: Option<RawNode>,
 }
 
+/// Hosts: a mapping of host name to settings, or a list of names (schema only).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum HostsSchema {
+    Map(BTreeMap<String, Option<HostDef>>),
+    List(Vec<String>),
+}
+
+/// Child groups: a list of group names, or (Ansible style) a mapping of names to nothing
+/// (schema only).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ChildrenSchema {
+    List(Vec<String>),
+    Map(BTreeMap<String, ()>),
+}
+
 /// Reads a native inventory tree into `raw`. Relative SSH paths are resolved against `base`.
 pub(crate) fn load(root: &Node, base: &Path, raw: &mut Raw, diags: &mut Diagnostics) {
     if root.is_null() {
@@ -114,7 +133,7 @@ pub(crate) fn load(root: &Node, base: &Path, raw: &mut Raw, diags: &mut Diagnost
     let file: InventoryFile = match yaml::decode(root) {
         Ok(f) => f,
         Err(e) => {
-            diags.push(e.into_diagnostic());
+            diags.push(decode_error(e));
             return;
         }
     };
@@ -162,7 +181,7 @@ fn group(key: &Node, value: &Node, base: &Path, raw: &mut Raw, diags: &mut Diagn
     let def: GroupDef = match yaml::decode(value) {
         Ok(d) => d,
         Err(e) => {
-            diags.push(e.into_diagnostic());
+            diags.push(decode_error(e));
             return;
         }
     };
@@ -229,10 +248,13 @@ fn child_names(node: &Node, diags: &mut Diagnostics) -> Vec<(String, Span)> {
 }
 
 fn expected_list(node: &Node) -> Diagnostic {
-    Diagnostic::error(format!("expected a list of group names, found {}", node.describe()))
-        .at(node.span)
-        .label("expected a list")
-        .help("`children` lists group names: `children: [web, db]`")
+    Diagnostic::error(format!(
+        "expected a list of group names, found {}",
+        node.describe()
+    ))
+    .at(node.span)
+    .label("expected a list")
+    .help("`children` lists group names: `children: [web, db]`")
 }
 
 /// A group's (or the top level's) `hosts`: a mapping of name → settings, or a list of names.
@@ -240,7 +262,9 @@ fn host_entries(node: &Node, group: &str, base: &Path, raw: &mut Raw, diags: &mu
     match &node.kind {
         NodeKind::Map(entries) => {
             for (k, v) in entries {
-                let names = match expand_host_name(&k.key_text(), |s, l| inside(k, s, l)) {
+                let names = match expand_host_name(&k.key_text(), raw.hosts.len(), |s, l| {
+                    inside(k, s, l)
+                }) {
                     Ok(n) => n,
                     Err(d) => {
                         diags.push(d);
@@ -250,7 +274,7 @@ fn host_entries(node: &Node, group: &str, base: &Path, raw: &mut Raw, diags: &mu
                 let def: HostDef = match yaml::decode(v) {
                     Ok(d) => d,
                     Err(e) => {
-                        diags.push(e.into_diagnostic());
+                        diags.push(decode_error(e));
                         continue;
                     }
                 };
@@ -291,7 +315,8 @@ fn host_entries(node: &Node, group: &str, base: &Path, raw: &mut Raw, diags: &mu
                     if def.jump.is_some() {
                         h.ssh.jump.clone_from(&def.jump);
                     }
-                    h.vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    h.vars
+                        .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
                     raw.add_member(group, &name);
                 }
             }
@@ -307,7 +332,7 @@ fn host_entries(node: &Node, group: &str, base: &Path, raw: &mut Raw, diags: &mu
                     );
                     continue;
                 };
-                match expand_host_name(text, |s, l| inside(item, s, l)) {
+                match expand_host_name(text, raw.hosts.len(), |s, l| inside(item, s, l)) {
                     Ok(names) => {
                         for name in names {
                             raw.host(&name, Some(item.span));
@@ -335,6 +360,18 @@ fn expected_mapping(node: &Node, key: &str, example: &str) -> Diagnostic {
     .at(node.span)
     .label("expected a mapping")
     .help(format!("write e.g. {example}"))
+}
+
+/// A decoding error as a diagnostic that always has a label and a help line.
+pub(crate) fn decode_error(e: yaml::DeError) -> Diagnostic {
+    let mut d = e.into_diagnostic();
+    if d.label.is_empty() {
+        d.label = "invalid value".into();
+    }
+    if d.help.is_none() {
+        d.help = Some("every key of the format and its type: `sortie schema inventory`".into());
+    }
+    d
 }
 
 /// A `vars:` mapping as JSON values (YAML 1.2 core schema), in file order.
@@ -380,7 +417,10 @@ groups:
         assert_eq!(i.hosts[0].address, "web01.example.com");
         assert_eq!(i.hosts[19].name, "web20.example.com");
         let canary = i.host("canary").expect("canary");
-        assert_eq!((canary.address.as_str(), canary.port), ("10.0.0.9", Some(2222)));
+        assert_eq!(
+            (canary.address.as_str(), canary.port),
+            ("10.0.0.9", Some(2222))
+        );
         assert_eq!(canary.user.as_deref(), Some("deploy"));
         assert_eq!(canary.vars["role"], json!("frontend"));
         assert_eq!(canary.vars["env"], json!("prod"));
@@ -460,12 +500,18 @@ groups:
         let d = err("a.yml", "hosts:\n  h1: { address: '' }\n");
         assert_eq!(d[0].title, "empty host address");
         let d = err("top.yml", "- a\n- b\n");
-        assert_eq!(d[0].title, "expected a mapping at the top of the inventory, found a list");
+        assert_eq!(
+            d[0].title,
+            "expected a mapping at the top of the inventory, found a list"
+        );
     }
 
     #[test]
     fn range_errors_point_inside_the_name() {
-        let d = err("r.yml", "groups:\n  web:\n    hosts:\n      web[5:1].lab: {}\n");
+        let d = err(
+            "r.yml",
+            "groups:\n  web:\n    hosts:\n      web[5:1].lab: {}\n",
+        );
         assert_eq!(d[0].title, "invalid host range `[5:1]`");
         assert_eq!(d[0].label, "`5` comes after `1`");
         let s = d[0].span.expect("span");
@@ -484,7 +530,10 @@ groups:
         let d = err("g.yml", "groups: { 'a:b': {} }\n");
         assert_eq!(d[0].title, "invalid group name `a:b`");
         assert_eq!(d[0].label, "`:` cannot appear in a group name");
-        let d = err("c.yml", "groups: { a: { children: { b: { hosts: {} } } } }\n");
+        let d = err(
+            "c.yml",
+            "groups: { a: { children: { b: { hosts: {} } } } }\n",
+        );
         assert_eq!(d[0].title, "a group cannot be defined inside `children`");
         let d = err("c2.yml", "groups: { a: { children: web } }\n");
         assert_eq!(d[0].title, "expected a list of group names, found a string");

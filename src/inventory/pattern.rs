@@ -75,9 +75,13 @@ impl Pattern {
             };
             let at = |d: Diagnostic| d.at_opt(term_span(span, text, start, len));
             if rest.trim().is_empty() {
-                return Err(at(Diagnostic::error(format!("incomplete host pattern `{term}`"))
-                    .label(format!("`{term}` must be followed by a group or host name"))
-                    .help("write e.g. `web:!canary` (web without canary) or `web:&prod` (web and prod)")));
+                return Err(at(Diagnostic::error(format!(
+                    "incomplete host pattern `{term}`"
+                ))
+                .label(format!("`{term}` must be followed by a group or host name"))
+                .help(
+                    "write e.g. `web:!canary` (web without canary) or `web:&prod` (web and prod)",
+                )));
             }
             let (name, subscript) = split_subscript(rest);
             let matcher = if name == "all" || name == "*" {
@@ -242,8 +246,11 @@ impl Pattern {
 
 /// Every group's hosts (direct or through children), as ascending indexes into `inv.hosts`.
 fn group_members(inv: &Inventory) -> indexmap::IndexMap<&str, Vec<usize>> {
-    let mut m: indexmap::IndexMap<&str, Vec<usize>> =
-        inv.groups.keys().map(|g| (g.as_str(), Vec::new())).collect();
+    let mut m: indexmap::IndexMap<&str, Vec<usize>> = inv
+        .groups
+        .keys()
+        .map(|g| (g.as_str(), Vec::new()))
+        .collect();
     for (i, h) in inv.hosts.iter().enumerate() {
         for g in &h.groups {
             if let Some(v) = m.get_mut(g.as_str()) {
@@ -285,7 +292,10 @@ fn apply_subscript(hosts: Vec<usize>, sub: Subscript) -> Vec<usize> {
         }
         Subscript::Slice(start, end) => {
             let end = end.map_or(hosts.len(), |e| e.saturating_add(1).min(hosts.len()));
-            hosts.get(start..end).map(<[usize]>::to_vec).unwrap_or_default()
+            hosts
+                .get(start..end)
+                .map(<[usize]>::to_vec)
+                .unwrap_or_default()
         }
     }
 }
@@ -454,7 +464,10 @@ groups:
         assert_eq!(names(&i, "all"), every);
         assert_eq!(names(&i, "*"), every);
         assert_eq!(names(&i, "web"), ["web1", "web2", "web3", "canary"]);
-        assert_eq!(names(&i, "prod"), ["web1", "web2", "web3", "canary", "db1", "db2"]);
+        assert_eq!(
+            names(&i, "prod"),
+            ["web1", "web2", "web3", "canary", "db1", "db2"]
+        );
         assert_eq!(names(&i, "db2"), ["db2"]);
     }
 
@@ -536,7 +549,10 @@ groups:
         let d = Pattern::parse(" : ,", None).expect_err("bad");
         assert_eq!(d.title, "empty host pattern");
         let d = Pattern::parse("~web(", None).expect_err("bad");
-        assert_eq!(d.title, "invalid regular expression in host pattern `~web(`");
+        assert_eq!(
+            d.title,
+            "invalid regular expression in host pattern `~web(`"
+        );
         assert_eq!(d.label, "unclosed group");
         assert!(Pattern::parse("web:&prod:!canary", None).is_ok());
     }

@@ -126,7 +126,8 @@ fn too_many(name: &str, chars: &[char], total: usize) -> RangeError {
 
 /// Parses the text between the brackets. Errors are (label, help).
 fn parse_range(inner: &str) -> Result<Part, (String, String)> {
-    const FORM: &str = "write `[start:end]` or `[start:end:step]`, e.g. `[01:20]`, `[a:f]` or `[1:9:2]`";
+    const FORM: &str =
+        "write `[start:end]` or `[start:end:step]`, e.g. `[01:20]`, `[a:f]` or `[1:9:2]`";
     let fields: Vec<&str> = inner.split(':').map(str::trim).collect();
     if fields.len() < 2 || fields.len() > 3 {
         return Err((
@@ -250,7 +251,11 @@ mod tests {
     fn numeric_ranges_keep_zero_padding() {
         assert_eq!(
             ok("web[01:03].example.com"),
-            vec!["web01.example.com", "web02.example.com", "web03.example.com"]
+            vec![
+                "web01.example.com",
+                "web02.example.com",
+                "web03.example.com"
+            ]
         );
         assert_eq!(ok("n[8:10]"), vec!["n8", "n9", "n10"]);
         assert_eq!(ok("n[:2]"), vec!["n0", "n1", "n2"]);

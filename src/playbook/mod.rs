@@ -16,7 +16,7 @@ pub use model::*;
 use crate::diag::{Diagnostic, Diagnostics, Span, did_you_mean, register_source};
 use crate::expect;
 use crate::steps::{KIND_NAMES, StepSpec, lifts_step_fields};
-use crate::yaml::{self, Node, NodeKind, decode, decode_lenient};
+use crate::yaml::{self, Node, NodeKind, decode};
 
 /// Reads a file and registers its text for diagnostics.
 pub fn read_source(path: &Path, what: &str) -> Result<(crate::diag::FileId, String), Diagnostic> {
@@ -30,17 +30,26 @@ pub fn read_source(path: &Path, what: &str) -> Result<(crate::diag::FileId, Stri
                 "{what} `{}` is not UTF-8 text",
                 path.display()
             ))
-            .label(format!("invalid byte at offset {}", e.utf8_error().valid_up_to()))
+            .label(format!(
+                "invalid byte at offset {}",
+                e.utf8_error().valid_up_to()
+            ))
             .help("save the file as UTF-8")),
         },
         Err(e) => {
             let help = match e.kind() {
-                std::io::ErrorKind::NotFound => "check the path; relative paths start from the current directory",
+                std::io::ErrorKind::NotFound => {
+                    "check the path; relative paths start from the current directory"
+                }
                 std::io::ErrorKind::PermissionDenied => "check the file's permissions",
                 _ => "check that the path names a readable file",
             };
-            Err(Diagnostic::error(format!("cannot read {what} `{}`: {}", path.display(), io_reason(&e)))
-                .help(help))
+            Err(Diagnostic::error(format!(
+                "cannot read {what} `{}`: {}",
+                path.display(),
+                io_reason(&e)
+            ))
+            .help(help))
         }
     }
 }
@@ -57,7 +66,17 @@ fn io_reason(e: &std::io::Error) -> String {
 /// Loads and validates a playbook file.
 pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
     let (file, text) = read_source(path, "playbook")?;
-    let root = yaml::parse(file, &text)?;
+    load_text(path, file, &text)
+}
+
+/// Loads and validates playbook text (already registered as `file`); `path` places it.
+pub fn load_str(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
+    let file = register_source(path.display().to_string(), text);
+    load_text(path, file, text)
+}
+
+fn load_text(path: &Path, file: crate::diag::FileId, text: &str) -> Result<Playbook, Diagnostics> {
+    let root = yaml::parse(file, text)?;
     let dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -75,11 +94,13 @@ pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
                 .into());
         }
         _ => {
-            return Err(Diagnostic::error("a playbook must be a play or a list of plays")
-                .at(root.span)
-                .label(format!("found {}", root.describe()))
-                .help("start with `name:`, `hosts:` and `steps:` keys")
-                .into());
+            return Err(
+                Diagnostic::error("a playbook must be a play or a list of plays")
+                    .at(root.span)
+                    .label(format!("found {}", root.describe()))
+                    .help("start with `name:`, `hosts:` and `steps:` keys")
+                    .into(),
+            );
         }
     };
     if play_nodes.is_empty() {
@@ -156,6 +177,7 @@ fn ansible_hint(key: &str) -> Option<&'static str> {
             "sortie has no handlers, roles or includes; use steps with `when:` and `needs:`"
         }
         "forks" => "use `strategy: { concurrency: N }` or `-c N`",
+        "groups" | "children" => "this looks like an inventory: pass it with `-i FILE`",
         _ => return None,
     })
 }
@@ -185,17 +207,24 @@ fn read_play(index: usize, node: &Node, dir: &Path, diags: &mut Diagnostics) -> 
         return None;
     };
     let mut known = Vec::new();
+    let mut unknown = false;
     for (k, v) in entries {
         if PLAY_KEYS.contains(&k.key_text().as_str()) {
             known.push((k.clone(), v.clone()));
-        } else if KIND_NAMES.contains(&k.key_text().as_str()) || STEP_KEYS.contains(&k.key_text().as_str()) {
+        } else if KIND_NAMES.contains(&k.key_text().as_str())
+            || STEP_KEYS.contains(&k.key_text().as_str())
+        {
             diags.push(
-                Diagnostic::error(format!("`{}` belongs to a step, not to the play", k.key_text()))
-                    .at(k.span)
-                    .label("step key at play level")
-                    .help("put steps in a list under `steps:`, each starting with `- `"),
+                Diagnostic::error(format!(
+                    "`{}` belongs to a step, not to the play",
+                    k.key_text()
+                ))
+                .at(k.span)
+                .label("step key at play level")
+                .help("put steps in a list under `steps:`, each starting with `- `"),
             );
         } else {
+            unknown = true;
             diags.push(unknown_key("play", k, PLAY_KEYS, &[]));
         }
     }
@@ -219,8 +248,12 @@ fn read_play(index: usize, node: &Node, dir: &Path, diags: &mut Diagnostics) -> 
     }
     let mut vars_files = Vec::new();
     for f in raw.vars_files.map(|v| v.into_vec()).unwrap_or_default() {
-        let path = dir.join(f.value.as_str());
-        match load_vars_file(&path, f.span) {
+        let path = if Path::new(f.value.as_str()).is_absolute() || dir == Path::new(".") {
+            PathBuf::from(f.value.as_str())
+        } else {
+            dir.join(f.value.as_str())
+        };
+        match load_vars_file(&path, Some(f.span)) {
             Ok(v) => vars_files.push(VarsFile { path: f, vars: v }),
             Err(d) => diags.extend(d),
         }
@@ -241,6 +274,7 @@ fn read_play(index: usize, node: &Node, dir: &Path, diags: &mut Diagnostics) -> 
                 Vec::new()
             }
         },
+        None if unknown => Vec::new(),
         None => {
             diags.push(
                 Diagnostic::error("the play has no `steps`")
@@ -269,8 +303,22 @@ fn read_play(index: usize, node: &Node, dir: &Path, diags: &mut Diagnostics) -> 
 }
 
 /// Loads a vars file (a YAML mapping) into variables.
-pub fn load_vars_file(path: &Path, at: Span) -> Result<IndexMap<String, Node>, Diagnostics> {
-    let (file, text) = read_source(path, "vars file").map_err(|d| d.at_opt(Some(at)))?;
+pub fn load_vars_file(
+    path: &Path,
+    at: Option<Span>,
+) -> Result<IndexMap<String, Node>, Diagnostics> {
+    let (file, text) = read_source(path, "vars file").map_err(|d| {
+        let Some(at) = at else { return d };
+        let d = d.at(at).label("listed here");
+        if d.help
+            .as_deref()
+            .is_some_and(|h| h.starts_with("check the path"))
+        {
+            d.help("`vars_files` paths are relative to the playbook's folder")
+        } else {
+            d
+        }
+    })?;
     let root = yaml::parse(file, &text)?;
     match &root.kind {
         NodeKind::Map(entries) => Ok(entries
@@ -278,15 +326,22 @@ pub fn load_vars_file(path: &Path, at: Span) -> Result<IndexMap<String, Node>, D
             .map(|(k, v)| (k.key_text(), v.clone()))
             .collect()),
         _ if root.is_null() => Ok(IndexMap::new()),
-        _ => Err(Diagnostic::error("a vars file must be a mapping of variables")
-            .at(root.span)
-            .label(format!("found {}", root.describe()))
-            .help("write `name: value` lines")
-            .into()),
+        _ => Err(
+            Diagnostic::error("a vars file must be a mapping of variables")
+                .at(root.span)
+                .label(format!("found {}", root.describe()))
+                .help("write `name: value` lines")
+                .into(),
+        ),
     }
 }
 
-fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Diagnostics) -> Option<StepDef> {
+fn read_step(
+    index: usize,
+    node: &Node,
+    defaults: &StepDefaults,
+    diags: &mut Diagnostics,
+) -> Option<StepDef> {
     let Some(entries) = node.as_map() else {
         let mut d = Diagnostic::error("a step must be a mapping")
             .at(node.span)
@@ -316,7 +371,7 @@ fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Dia
                 d.title = format!("unknown step kind `{key}`");
                 d.label = format!("did you mean `{s}`?");
                 d.help = Some(format!("step kinds: {}", KIND_NAMES.join(", ")));
-            } else if ansible_hint(&key).is_none() && kinds.is_empty() && did_you_mean(&key, STEP_KEYS.iter().copied()).is_none() {
+            } else if ansible_hint(&key).is_none() {
                 d.help = Some(format!(
                     "a step has one kind ({}) and optional keys ({})",
                     KIND_NAMES.join(", "),
@@ -370,7 +425,9 @@ fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Dia
                             .at(k.span)
                             .label(format!("inside `{kind}`"))
                             .also(other.span, "and at step level")
-                            .help(format!("keep one `{key}`: at the step level or inside `{kind}:`, not both")),
+                            .help(format!(
+                                "keep one `{key}`: at the step level or inside `{kind}:`, not both"
+                            )),
                     );
                     ok = false;
                 } else {
@@ -399,7 +456,9 @@ fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Dia
         Some(Err(e)) => {
             let mut d = e.into_diagnostic().at_opt(Some(args.span));
             if d.title.starts_with("expected") && args.as_str().is_some() {
-                d = d.help(format!("`{kind}` takes a mapping of arguments; see `sortie schema playbook`"));
+                d = d.help(format!(
+                    "`{kind}` takes a mapping of arguments; see `sortie schema playbook`"
+                ));
             }
             diags.push(d);
             return None;
@@ -420,7 +479,11 @@ fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Dia
         Some(s) => (s.value.clone(), true, s.span),
         None => (format!("#{}", index + 1), false, kind_key.span),
     };
-    let mut tags = defaults.tags.clone().map(|t| t.into_vec()).unwrap_or_default();
+    let mut tags = defaults
+        .tags
+        .clone()
+        .map(|t| t.into_vec())
+        .unwrap_or_default();
     tags.extend(c.tags.map(|t| t.into_vec()).unwrap_or_default());
     Some(StepDef {
         index,
@@ -453,7 +516,8 @@ fn read_step(index: usize, node: &Node, defaults: &StepDefaults, diags: &mut Dia
 pub fn default_expectations(spec: &StepSpec) -> Vec<expect::Expectation> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Vec<expect::Expectation>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Vec<expect::Expectation>>>> =
+        OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
     map.entry(spec.name())
@@ -470,9 +534,4 @@ pub fn default_expectations(spec: &StepSpec) -> Vec<expect::Expectation> {
             expect::parse(&node, spec.name(), spec.expect_fields(), &mut sink)
         })
         .clone()
-}
-
-/// Checks a typed value read leniently (used by `Tpl` and friends in tests).
-pub fn check_lenient<T: serde::de::DeserializeOwned>(node: &Node) -> Result<T, Diagnostic> {
-    decode_lenient(node).map_err(|e| e.into_diagnostic())
 }

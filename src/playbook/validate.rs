@@ -39,16 +39,17 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
             continue;
         }
         if !valid_id(&s.id) {
-            let suggestion: String = s
-                .id
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
+            let suggestion: String =
+                s.id.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
             out.push(
                 Diagnostic::error(format!("`{}` is not a valid step id", s.id))
                     .at(s.id_span)
                     .label("letters, digits and `_`, not starting with a digit")
-                    .help(format!("templates read results as `steps.<id>`; try `{suggestion}`")),
+                    .help(format!(
+                        "templates read results as `steps.<id>`; try `{suggestion}`"
+                    )),
             );
         }
         if let Some(first) = seen.get(s.id.as_str()) {
@@ -74,8 +75,9 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
                         .help("name the steps it depends on, or `needs: []` to start at once"),
                 );
             } else if !seen.contains_key(n.value.as_str()) {
-                let mut d = Diagnostic::error(format!("`needs` names an unknown step `{}`", n.value))
-                    .at(n.span);
+                let mut d =
+                    Diagnostic::error(format!("`needs` names an unknown step `{}`", n.value))
+                        .at(n.span);
                 d = match did_you_mean(&n.value, seen.keys().copied()) {
                     Some(c) => d.label(format!("did you mean `{c}`?")),
                     None => d.label("no step has this id"),
@@ -135,4 +137,3 @@ impl Place {
         }
     }
 }
-

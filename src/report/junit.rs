@@ -38,7 +38,10 @@ pub fn render(r: &RunReport) -> String {
                         }
                         let mut desc = format!("at {}\n", t.location);
                         for c in t.checks.iter().filter(|c| !c.passed) {
-                            desc.push_str(&format!("{}: expected {} {}, found {}\n", c.field, c.matcher, c.expected, c.actual));
+                            desc.push_str(&format!(
+                                "{}: expected {} {}, found {}\n",
+                                c.field, c.matcher, c.expected, c.actual
+                            ));
                         }
                         s.set_description(desc);
                         s

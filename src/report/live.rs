@@ -13,14 +13,42 @@ use crate::cli::Format;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { run_id: String, playbook: String, hosts: usize, dry_run: bool },
-    PlayStarted { name: String, hosts: usize },
-    HostStarted { host: String },
-    TaskStarted { host: String, step: String },
-    TaskFinished { host: String, task: Box<TaskReport> },
-    HostFinished { host: String, status: Status, duration_ms: u64 },
-    Warning { message: String },
-    RunFinished { report: Box<RunReport> },
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        hosts: usize,
+        dry_run: bool,
+    },
+    PlayStarted {
+        name: String,
+        hosts: usize,
+    },
+    HostStarted {
+        host: String,
+    },
+    TaskStarted {
+        host: String,
+        step: String,
+    },
+    TaskFinished {
+        host: String,
+        task: Box<TaskReport>,
+    },
+    HostFinished {
+        host: String,
+        status: Status,
+        duration_ms: u64,
+    },
+    Warning {
+        message: String,
+    },
+    /// The rendered plan of a dry run.
+    Plan {
+        text: String,
+    },
+    RunFinished {
+        report: Box<RunReport>,
+    },
 }
 
 /// The one owner of the terminal during a run.
@@ -52,11 +80,25 @@ impl Reporter {
                     let _ = writeln!(out, "{ev}");
                 }
                 _ => match ev {
-                    Event::RunStarted { playbook, hosts, dry_run, .. } => {
-                        let _ = writeln!(out, "sortie: {playbook} on {hosts} host{}{}", if hosts == 1 { "" } else { "s" }, if dry_run { " (dry run)" } else { "" });
+                    Event::RunStarted {
+                        playbook,
+                        hosts,
+                        dry_run,
+                        ..
+                    } => {
+                        let _ = writeln!(
+                            out,
+                            "sortie: {playbook} on {hosts} host{}{}",
+                            if hosts == 1 { "" } else { "s" },
+                            if dry_run { " (dry run)" } else { "" }
+                        );
                     }
                     Event::PlayStarted { name, hosts } => {
-                        let _ = writeln!(out, "\nPLAY {name} ({hosts} host{})", if hosts == 1 { "" } else { "s" });
+                        let _ = writeln!(
+                            out,
+                            "\nPLAY {name} ({hosts} host{})",
+                            if hosts == 1 { "" } else { "s" }
+                        );
                     }
                     Event::HostStarted { host } => {
                         width = width.max(host.chars().count());
@@ -66,12 +108,17 @@ impl Reporter {
                         for w in &task.warnings {
                             let _ = writeln!(out, "{:width$}  warning: {w}", "");
                         }
-                        if self.verbose > 0 && task.output.as_object().is_some_and(|o| !o.is_empty()) {
+                        if self.verbose > 0
+                            && task.output.as_object().is_some_and(|o| !o.is_empty())
+                        {
                             let _ = writeln!(out, "{:width$}  {}", "", task.output);
                         }
                     }
                     Event::Warning { message } => {
                         eprintln!("warning: {message}");
+                    }
+                    Event::Plan { text } => {
+                        let _ = write!(out, "\n{text}");
                     }
                     Event::RunFinished { report } => {
                         let _ = write!(out, "{}", plain::recap(&report));

@@ -14,7 +14,19 @@ use serde_json::Value as Json;
 use crate::expect::Check;
 
 /// What became of a task, a host or a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -155,7 +167,10 @@ impl HostReport {
     pub fn compute_status(tasks: &[TaskReport]) -> Status {
         if tasks.iter().any(|t| t.status == Status::Unreachable) {
             Status::Unreachable
-        } else if tasks.iter().any(|t| t.status == Status::Failed && !t.ignored) {
+        } else if tasks
+            .iter()
+            .any(|t| t.status == Status::Failed && !t.ignored)
+        {
             Status::Failed
         } else if tasks.iter().any(|t| t.status == Status::Changed) {
             Status::Changed
@@ -207,7 +222,9 @@ impl RunReport {
         let mut out: Vec<String> = Vec::new();
         for p in &self.plays {
             for h in &p.hosts {
-                if matches!(h.status, Status::Failed | Status::Unreachable) && !out.contains(&h.name) {
+                if matches!(h.status, Status::Failed | Status::Unreachable)
+                    && !out.contains(&h.name)
+                {
                     out.push(h.name.clone());
                 }
             }
@@ -229,8 +246,14 @@ fn bump(s: &mut Summary, st: Status) {
 /// Writes a file atomically: a temporary name beside it, then a rename.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -244,7 +267,11 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 
 /// The report schema (`schemas/report.schema.json`).
 pub fn schema() -> schemars::Schema {
-    let mut s = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12()).into_root_schema_for::<RunReport>();
-    s.insert("$id".into(), Json::String("https://sortie.dev/schemas/report.schema.json".into()));
+    let mut s = schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+        .into_root_schema_for::<RunReport>();
+    s.insert(
+        "$id".into(),
+        Json::String("https://sortie.dev/schemas/report.schema.json".into()),
+    );
     s
 }

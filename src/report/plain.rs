@@ -16,7 +16,10 @@ pub fn task_line(host: &str, t: &TaskReport, width: usize) -> String {
         line.push_str("  [ignored]");
     }
     if let Some(m) = &t.message
-        && matches!(t.status, Status::Failed | Status::Unreachable | Status::Skipped)
+        && matches!(
+            t.status,
+            Status::Failed | Status::Unreachable | Status::Skipped
+        )
     {
         line.push_str(" — ");
         line.push_str(m);
@@ -54,19 +57,22 @@ pub fn recap(r: &RunReport) -> String {
     let mut out = String::new();
     for p in &r.plays {
         out.push_str(&format!("\nRECAP {}\n", p.name));
-        let width = p.hosts.iter().map(|h| h.name.chars().count()).max().unwrap_or(4).max(4);
+        let width = p
+            .hosts
+            .iter()
+            .map(|h| h.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         out.push_str(&format!(
             "{:<width$}  {:<11} {:>4} {:>7} {:>6} {:>7} {:>11} {:>8}\n",
             "host", "status", "ok", "changed", "failed", "skipped", "unreachable", "time"
         ));
         let mut hosts: Vec<&HostReport> = p.hosts.iter().collect();
-        hosts.sort_by_key(|h| {
-            let rank = match h.status {
-                Status::Unreachable => 0,
-                Status::Failed => 1,
-                _ => 2,
-            };
-            rank
+        hosts.sort_by_key(|h| match h.status {
+            Status::Unreachable => 0,
+            Status::Failed => 1,
+            _ => 2,
         });
         for h in hosts {
             let c = counts(h);
@@ -93,7 +99,12 @@ pub fn recap(r: &RunReport) -> String {
     if !failures.is_empty() {
         out.push_str(&format!("\nFAILURES ({})\n", failures.len()));
         for (host, t) in failures {
-            out.push_str(&format!("{host} · {} · {} ({})\n", t.name, t.status.as_str(), t.location));
+            out.push_str(&format!(
+                "{host} · {} · {} ({})\n",
+                t.name,
+                t.status.as_str(),
+                t.location
+            ));
             if let Some(e) = &t.error {
                 out.push_str(&format!("  {}: {}\n", e.kind, e.message));
                 if let Some(h) = &e.help {
@@ -110,7 +121,8 @@ pub fn recap(r: &RunReport) -> String {
                     c.location
                 ));
             }
-            if t.error.is_none() && t.checks.iter().all(|c| c.passed)
+            if t.error.is_none()
+                && t.checks.iter().all(|c| c.passed)
                 && let Some(m) = &t.message
             {
                 out.push_str(&format!("  {m}\n"));
@@ -126,7 +138,11 @@ pub fn recap(r: &RunReport) -> String {
         s.changed,
         s.failed,
         s.unreachable,
-        if s.skipped > 0 { format!(", {} skipped", s.skipped) } else { String::new() },
+        if s.skipped > 0 {
+            format!(", {} skipped", s.skipped)
+        } else {
+            String::new()
+        },
         human_ms(r.duration_ms)
     ));
     if r.interrupted {

@@ -15,18 +15,33 @@ pub fn render(r: &RunReport) -> String {
         let desc = format!("{host} - {} - {}", play, t.name).replace('#', "\\#");
         let ok = !matches!(t.status, Status::Failed | Status::Unreachable) || t.ignored;
         let directive = match t.status {
-            Status::Skipped => format!(" # SKIP {}", t.message.clone().unwrap_or_default().replace('#', "\\#")),
+            Status::Skipped => format!(
+                " # SKIP {}",
+                t.message.clone().unwrap_or_default().replace('#', "\\#")
+            ),
             _ if t.ignored => " # TODO ignored failure".to_string(),
             _ => String::new(),
         };
-        out.push_str(&format!("{} {} - {}{}\n", if ok { "ok" } else { "not ok" }, n + 1, desc, directive));
+        out.push_str(&format!(
+            "{} {} - {}{}\n",
+            if ok { "ok" } else { "not ok" },
+            n + 1,
+            desc,
+            directive
+        ));
         if !ok || t.ignored {
             out.push_str("  ---\n");
             out.push_str(&format!("  status: {}\n", t.status.as_str()));
             if let Some(m) = &t.message {
-                out.push_str(&format!("  message: {}\n", serde_json::Value::String(m.clone())));
+                out.push_str(&format!(
+                    "  message: {}\n",
+                    serde_json::Value::String(m.clone())
+                ));
             }
-            out.push_str(&format!("  at: {}\n", serde_json::Value::String(t.location.clone())));
+            out.push_str(&format!(
+                "  at: {}\n",
+                serde_json::Value::String(t.location.clone())
+            ));
             for c in t.checks.iter().filter(|c| !c.passed) {
                 out.push_str(&format!(
                     "  - field: {}\n    expected: {}\n    found: {}\n",

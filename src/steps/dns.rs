@@ -33,7 +33,9 @@ pub struct Dns {
 }
 
 /// DNS record types sortie can query and normalise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 pub enum RecordType {
     A,
     AAAA,
@@ -57,11 +59,16 @@ pub enum Protocol {
 
 impl Kind for Dns {
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(async { Err(super::StepError::Protocol("the `dns` step is being built".into())) })
+        Box::pin(async {
+            Err(super::StepError::Protocol(
+                "the `dns` step is being built".into(),
+            ))
+        })
     }
 
     const NAME: &'static str = "dns";
-    const SUMMARY: &'static str = "Query DNS from the runner and check rcodes, answers, TTLs, zone transfers.";
+    const SUMMARY: &'static str =
+        "Query DNS from the runner and check rcodes, answers, TTLs, zone transfers.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &[
@@ -93,9 +100,16 @@ impl Kind for Dns {
                 Diagnostic::error(if given.is_empty() {
                     "`dns` needs `name`, `reverse` or `axfr`".to_string()
                 } else {
-                    format!("`dns` takes one of `name`, `reverse`, `axfr`, not `{}` and `{}`", given[0], given[1])
+                    format!(
+                        "`dns` takes one of `name`, `reverse`, `axfr`, not `{}` and `{}`",
+                        given[0], given[1]
+                    )
                 })
-                .at(given.get(1).and_then(|k| cx.args.get(k)).map(|n| n.span).unwrap_or(cx.kind_span))
+                .at(given
+                    .get(1)
+                    .and_then(|k| cx.args.get(k))
+                    .map(|n| n.span)
+                    .unwrap_or(cx.kind_span))
                 .label("one query per step")
                 .help("`name: www.example.com`, `reverse: 192.0.2.1` or `axfr: example.com`"),
             );
@@ -105,9 +119,15 @@ impl Kind for Dns {
         {
             out.push(
                 Diagnostic::error(format!("`{addr}` is not an IP address"))
-                    .at(cx.args.get("reverse").map(|n| n.span).unwrap_or(cx.kind_span))
+                    .at(cx
+                        .args
+                        .get("reverse")
+                        .map(|n| n.span)
+                        .unwrap_or(cx.kind_span))
                     .label("`reverse` takes an IPv4 or IPv6 address")
-                    .help("use `name:` with `type: PTR` for a name that is already in-addr.arpa form"),
+                    .help(
+                        "use `name:` with `type: PTR` for a name that is already in-addr.arpa form",
+                    ),
             );
         }
         if let Some(servers) = cx.args.get("servers").and_then(|s| s.as_seq()) {

@@ -67,14 +67,20 @@ struct GroupGuard {
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pid) = self.pgid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        if let Some(pid) = self
+            .pgid
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
     }
 }
 
 /// Reads a stream, keeping at most `limit` bytes and counting the rest.
-pub async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(mut r: R, limit: usize) -> (Vec<u8>, u64) {
+pub async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    mut r: R,
+    limit: usize,
+) -> (Vec<u8>, u64) {
     use tokio::io::AsyncReadExt;
     let mut kept = Vec::new();
     let mut dropped = 0u64;
@@ -94,41 +100,76 @@ pub async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(mut r: R, limit: usiz
 }
 
 /// The `rc`/`stdout`/`stderr` result of a command, with what was cut said.
-pub fn command_output(rc: i64, stdout: Vec<u8>, out_dropped: u64, stderr: Vec<u8>, err_dropped: u64) -> super::StepOutput {
+pub fn command_output(
+    rc: i64,
+    stdout: Vec<u8>,
+    out_dropped: u64,
+    stderr: Vec<u8>,
+    err_dropped: u64,
+) -> super::StepOutput {
     let mut o = super::StepOutput {
         changed: true,
         ..Default::default()
     }
     .with("rc", rc)
-    .with("stdout", String::from_utf8_lossy(&stdout).trim_end_matches('\n').to_string())
-    .with("stderr", String::from_utf8_lossy(&stderr).trim_end_matches('\n').to_string());
+    .with(
+        "stdout",
+        String::from_utf8_lossy(&stdout)
+            .trim_end_matches('\n')
+            .to_string(),
+    )
+    .with(
+        "stderr",
+        String::from_utf8_lossy(&stderr)
+            .trim_end_matches('\n')
+            .to_string(),
+    );
     if out_dropped > 0 {
         o = o.with("stdout_truncated_bytes", out_dropped);
-        o.warnings.push(format!("stdout: kept the first {} bytes, {out_dropped} more not kept", stdout.len()));
+        o.warnings.push(format!(
+            "stdout: kept the first {} bytes, {out_dropped} more not kept",
+            stdout.len()
+        ));
     }
     if err_dropped > 0 {
         o = o.with("stderr_truncated_bytes", err_dropped);
-        o.warnings.push(format!("stderr: kept the first {} bytes, {err_dropped} more not kept", stderr.len()));
+        o.warnings.push(format!(
+            "stderr: kept the first {} bytes, {err_dropped} more not kept",
+            stderr.len()
+        ));
     }
     o
 }
 
-async fn run_local(spec: &Local, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, super::StepError> {
+async fn run_local(
+    spec: &Local,
+    cx: &super::TaskCx<'_>,
+) -> Result<super::StepOutput, super::StepError> {
     use super::{StepError, StepOutput};
     use tokio::io::AsyncWriteExt;
     let resolve = |p: &str| {
         let path = std::path::Path::new(p);
-        if path.is_absolute() { path.to_path_buf() } else { cx.dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cx.dir.join(path)
+        }
     };
     if let Some(c) = &spec.creates
         && resolve(c).exists()
     {
-        return Ok(StepOutput { skipped: Some(format!("`{c}` exists")), ..Default::default() });
+        return Ok(StepOutput {
+            skipped: Some(format!("`{c}` exists")),
+            ..Default::default()
+        });
     }
     if let Some(r) = &spec.removes
         && !resolve(r).exists()
     {
-        return Ok(StepOutput { skipped: Some(format!("`{r}` does not exist")), ..Default::default() });
+        return Ok(StepOutput {
+            skipped: Some(format!("`{r}` does not exist")),
+            ..Default::default()
+        });
     }
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c").arg(&spec.cmd);
@@ -137,7 +178,11 @@ async fn run_local(spec: &Local, cx: &super::TaskCx<'_>) -> Result<super::StepOu
         None => cx.dir.to_path_buf(),
     });
     cmd.envs(&spec.env);
-    cmd.stdin(if spec.stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    cmd.stdin(if spec.stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
     cmd.stdout(std::process::Stdio::piped());
     cmd.stderr(std::process::Stdio::piped());
     cmd.process_group(0);

@@ -50,7 +50,9 @@ pub struct CheckCx<'a> {
 }
 
 /// One step kind.
-pub trait Kind: DeserializeOwned + schemars::JsonSchema + Clone + Debug + Send + Sync + 'static {
+pub trait Kind:
+    DeserializeOwned + schemars::JsonSchema + Clone + Debug + Send + Sync + 'static
+{
     /// The key that names the kind in a step (`ssh`, `http`, …).
     const NAME: &'static str;
     /// One line for the docs and `sortie schema`.
@@ -120,9 +122,18 @@ pub enum StepError {
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error("authentication failed for {user}@{host}: {reason}")]
-    Auth { user: String, host: String, reason: String },
+    Auth {
+        user: String,
+        host: String,
+        reason: String,
+    },
     #[error("host key {problem} for {host} ({fingerprint})")]
-    HostKey { host: String, problem: String, fingerprint: String, help: String },
+    HostKey {
+        host: String,
+        problem: String,
+        fingerprint: String,
+        help: String,
+    },
     #[error("timed out after {0}")]
     Timeout(String),
     #[error("{0}")]
@@ -137,7 +148,10 @@ pub enum StepError {
 
 impl StepError {
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, StepError::Connect { .. } | StepError::Auth { .. } | StepError::HostKey { .. })
+        matches!(
+            self,
+            StepError::Connect { .. } | StepError::Auth { .. } | StepError::HostKey { .. }
+        )
     }
 
     /// What to do about it, when there is something to say.
@@ -175,7 +189,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_output: 1 << 20 }
+        Limits {
+            max_output: 1 << 20,
+        }
     }
 }
 
@@ -212,7 +228,12 @@ fn run_kind<'a, K: Kind>(node: &'a Node, cx: &'a TaskCx<'a>) -> StepFuture<'a> {
 
 /// Renders a step's arguments for one host: command fields through the shell guard, raw
 /// fields untouched, everything else with native types kept.
-pub fn render_args(kind: &str, node: &Node, ctx: &minijinja::Value, unsafe_shell: bool) -> Result<Node, Diagnostic> {
+pub fn render_args(
+    kind: &str,
+    node: &Node,
+    ctx: &minijinja::Value,
+    unsafe_shell: bool,
+) -> Result<Node, Diagnostic> {
     use crate::template::{Place, templates};
     use crate::yaml::NodeKind;
     let (command, raw) = field_rules(kind);
@@ -229,7 +250,11 @@ pub fn render_args(kind: &str, node: &Node, ctx: &minijinja::Value, unsafe_shell
                 let key = k.key_text();
                 let value = if command.contains(&key.as_str()) && v.as_str().is_some() {
                     let text = v.as_str().unwrap_or_default();
-                    Node::scalar(t.render_command(text, Place::of(v), ctx, unsafe_shell)?, crate::yaml::Style::Quoted, v.span)
+                    Node::scalar(
+                        t.render_command(text, Place::of(v), ctx, unsafe_shell)?,
+                        crate::yaml::Style::Quoted,
+                        v.span,
+                    )
                 } else if raw.contains(&key.as_str()) {
                     v.clone()
                 } else {
@@ -237,7 +262,10 @@ pub fn render_args(kind: &str, node: &Node, ctx: &minijinja::Value, unsafe_shell
                 };
                 out.push((t.render_node(k, ctx)?, value));
             }
-            Ok(Node { span: node.span, kind: NodeKind::Map(out) })
+            Ok(Node {
+                span: node.span,
+                kind: NodeKind::Map(out),
+            })
         }
         _ => t.render_node(node, ctx),
     }
@@ -270,6 +298,7 @@ macro_rules! kinds {
     ($($variant:ident($module:ident::$ty:ident)),* $(,)?) => {
         /// The payload of one step: the arguments of its kind.
         #[derive(Clone, Debug)]
+        #[allow(clippy::large_enum_variant)]
         pub enum StepSpec {
             $($variant($module::$ty)),*
         }
@@ -409,7 +438,9 @@ impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for BoolOr<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let crate::yaml::RawNode(node) = crate::yaml::RawNode::deserialize(d)?;
-        let r = if node.describe() == "a boolean" || node.as_str().is_some_and(crate::yaml::lenient_template) {
+        let r = if node.describe() == "a boolean"
+            || node.as_str().is_some_and(crate::yaml::lenient_template)
+        {
             crate::yaml::decode_any::<bool>(&node).map(BoolOr::Bool)
         } else {
             crate::yaml::decode_any::<T>(&node).map(BoolOr::Value)
@@ -420,5 +451,6 @@ impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for BoolOr<T> {
 
 /// Is this text a literal (not a template) that fails `check`? Helper for kind rules.
 pub fn literal(node: Option<&Node>) -> Option<&str> {
-    node.and_then(Node::as_str).filter(|t| !crate::yaml::is_template(t))
+    node.and_then(Node::as_str)
+        .filter(|t| !crate::yaml::is_template(t))
 }

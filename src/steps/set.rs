@@ -41,7 +41,10 @@ impl Kind for Set {
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {
         for (k, _) in cx.args.as_map().unwrap_or(&[]) {
             let name = k.key_text();
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if RESERVED.contains(&name.as_str()) {
                 out.push(

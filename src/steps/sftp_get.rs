@@ -27,11 +27,16 @@ pub struct SftpGet {
 
 impl Kind for SftpGet {
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(async { Err(super::StepError::Protocol("the `sftp_get` step is being built".into())) })
+        Box::pin(async {
+            Err(super::StepError::Protocol(
+                "the `sftp_get` step is being built".into(),
+            ))
+        })
     }
 
     const NAME: &'static str = "sftp_get";
-    const SUMMARY: &'static str = "Download files from the host over SFTP into a per-host folder, atomically.";
+    const SUMMARY: &'static str =
+        "Download files from the host over SFTP into a per-host folder, atomically.";
     const RUNS_ON: RunsOn = RunsOn::Host;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["files", "bytes", "changed"],

@@ -43,23 +43,32 @@ impl<'de> Deserialize<'de> for Mode {
         let digits = text.strip_prefix("0o").unwrap_or(&text);
         match u32::from_str_radix(digits, 8) {
             Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(Mode(m)),
-            _ => Err(serde::de::Error::custom(crate::yaml::carry(crate::yaml::DeError {
-                message: format!("`{text}` is not a file mode"),
-                span: Some(n.span),
-                label: "expected octal permissions such as \"0644\"".into(),
-                help: Some("quote the mode so YAML keeps it as written: `mode: \"0644\"`".into()),
-            }))),
+            _ => Err(serde::de::Error::custom(crate::yaml::carry(
+                crate::yaml::DeError {
+                    message: format!("`{text}` is not a file mode"),
+                    span: Some(n.span),
+                    label: "expected octal permissions such as \"0644\"".into(),
+                    help: Some(
+                        "quote the mode so YAML keeps it as written: `mode: \"0644\"`".into(),
+                    ),
+                },
+            ))),
         }
     }
 }
 
 impl Kind for SftpPut {
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(async { Err(super::StepError::Protocol("the `sftp_put` step is being built".into())) })
+        Box::pin(async {
+            Err(super::StepError::Protocol(
+                "the `sftp_put` step is being built".into(),
+            ))
+        })
     }
 
     const NAME: &'static str = "sftp_put";
-    const SUMMARY: &'static str = "Upload files to the host over SFTP, atomically, skipping unchanged ones.";
+    const SUMMARY: &'static str =
+        "Upload files to the host over SFTP, atomically, skipping unchanged ones.";
     const RUNS_ON: RunsOn = RunsOn::Host;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["files", "bytes", "changed"],
@@ -86,7 +95,14 @@ impl Kind for SftpPut {
             let title = if given.is_empty() {
                 "`sftp_put` needs something to upload".to_string()
             } else {
-                format!("`sftp_put` takes one of `src`, `content`, `template`, not {}", given.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(" and "))
+                format!(
+                    "`sftp_put` takes one of `src`, `content`, `template`, not {}",
+                    given
+                        .iter()
+                        .map(|g| format!("`{g}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
             };
             out.push(
                 Diagnostic::error(title)

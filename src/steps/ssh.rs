@@ -46,12 +46,17 @@ impl<'de> Deserialize<'de> for Sudo {
             ("a boolean", t) => Sudo::Root(matches!(t, "true" | "True" | "TRUE")),
             _ if n.as_str().is_some() => Sudo::User(t.to_string()),
             _ => {
-                return Err(serde::de::Error::custom(crate::yaml::carry(crate::yaml::DeError {
-                    message: format!("expected true, false or a user name, found {}", n.describe()),
-                    span: Some(n.span),
-                    label: "expected true, false or a user name".into(),
-                    help: None,
-                })));
+                return Err(serde::de::Error::custom(crate::yaml::carry(
+                    crate::yaml::DeError {
+                        message: format!(
+                            "expected true, false or a user name, found {}",
+                            n.describe()
+                        ),
+                        span: Some(n.span),
+                        label: "expected true, false or a user name".into(),
+                        help: None,
+                    },
+                )));
             }
         })
     }
@@ -59,7 +64,11 @@ impl<'de> Deserialize<'de> for Sudo {
 
 impl Kind for Ssh {
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(async { Err(super::StepError::Protocol("the `ssh` step is being built".into())) })
+        Box::pin(async {
+            Err(super::StepError::Protocol(
+                "the `ssh` step is being built".into(),
+            ))
+        })
     }
 
     const NAME: &'static str = "ssh";

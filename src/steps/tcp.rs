@@ -49,7 +49,8 @@ pub struct TcpRead {
 
 impl Kind for Tcp {
     const NAME: &'static str = "tcp";
-    const SUMMARY: &'static str = "Probe a TCP port from the runner: connect, optionally send and read.";
+    const SUMMARY: &'static str =
+        "Probe a TCP port from the runner: connect, optionally send and read.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["open", "connect_ms", "response"],
@@ -99,6 +100,21 @@ pub fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// A TLS handshake failure in words, with what to do about the common ones.
+fn tls_failure(target: &str, name: &str, e: &std::io::Error) -> String {
+    let raw = e.to_string();
+    let hint = if raw.contains("UnknownIssuer") {
+        "the certificate is not signed by a trusted CA: give `tls: { ca: CA.pem }`, or `verify: false` to skip the check".to_string()
+    } else if raw.contains("NotValidForName") {
+        format!("the certificate is not valid for `{name}`: set `tls: {{ server_name: … }}`")
+    } else if raw.contains("Expired") {
+        "the certificate has expired".to_string()
+    } else {
+        "the server did not complete a TLS handshake".to_string()
+    };
+    format!("TLS handshake with {target} failed: {hint} ({raw})")
+}
+
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -125,7 +141,10 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
         Err(_) => {
             return Ok(StepOutput::default()
                 .with("open", false)
-                .with("error", format!("no answer within {}", crate::units::Duration(wait)))
+                .with(
+                    "error",
+                    format!("no answer within {}", crate::units::Duration(wait)),
+                )
                 .with("address", target));
         }
     };
@@ -140,18 +159,32 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
             };
             let ca = settings.ca.as_ref().map(|c| {
                 let p = std::path::Path::new(c);
-                if p.is_absolute() { p.to_path_buf() } else { cx.dir.join(p) }
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    cx.dir.join(p)
+                }
             });
             let config = crate::tls::client_config(settings.verify.unwrap_or(true), ca.as_deref())
                 .map_err(StepError::Io)?;
-            let name = settings.server_name.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
-            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
-                .map_err(|_| StepError::Protocol(format!("`{name}` is not a valid TLS server name")))?;
+            let name = settings
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string());
+            let server_name =
+                rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                    StepError::Protocol(format!("`{name}` is not a valid TLS server name"))
+                })?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             match tokio::time::timeout(wait, connector.connect(server_name, tcp)).await {
                 Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => return Err(StepError::Protocol(format!("TLS handshake with {target} failed: {e}"))),
-                Err(_) => return Err(StepError::Timeout(format!("{} (TLS handshake)", crate::units::Duration(wait)))),
+                Ok(Err(e)) => return Err(StepError::Protocol(tls_failure(&target, &name, &e))),
+                Err(_) => {
+                    return Err(StepError::Timeout(format!(
+                        "{} (TLS handshake)",
+                        crate::units::Duration(wait)
+                    )));
+                }
             }
         }
     };
@@ -166,7 +199,11 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
     let mut response = Vec::new();
     let want_read = spec.read.is_some() || spec.send.is_some();
     if want_read {
-        let until = spec.read.as_ref().and_then(|r| r.until.as_ref()).map(|u| unescape(u));
+        let until = spec
+            .read
+            .as_ref()
+            .and_then(|r| r.until.as_ref())
+            .map(|u| unescape(u));
         let max = spec
             .read
             .as_ref()

@@ -1,1 +1,244 @@
-//! `sortie check` on every example playbook and every invalid one (exact diagnostics).
+//! `sortie check` on every example playbook and inventory, and on every file in
+//! `playbooks/invalid/` against the exact diagnostic stored beside it.
+
+use crate::harness::{repo, sortie};
+
+fn yml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yml")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("inventory"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_example_playbook_passes_check() {
+    let dir = repo().join("playbooks");
+    let files = yml_files(&dir);
+    assert!(files.len() >= 4, "examples: {files:?}");
+    for f in files {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let out = sortie(&dir, &["check", &name]);
+        assert_eq!(out.code, 0, "{name}:\n{}", out.all());
+        assert!(
+            out.stdout.starts_with(&format!("ok: {name}")),
+            "{}",
+            out.all()
+        );
+        assert!(out.stderr.is_empty(), "{}", out.all());
+        // The examples declare their schema for editors.
+        let text = std::fs::read_to_string(&f).expect("read");
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schemas/playbook.schema.json"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn examples_check_against_both_example_inventories() {
+    let dir = repo().join("playbooks");
+    for inv in ["inventory.yml", "inventory.ini"] {
+        for pb in ["deploy.yml", "nightly-logs.yml", "ci-validate.yml"] {
+            let out = sortie(&dir, &["check", pb, "-i", inv]);
+            assert_eq!(out.code, 0, "{pb} with {inv}:\n{}", out.all());
+            assert!(out.stdout.contains("hosts"), "{}", out.all());
+        }
+    }
+}
+
+#[test]
+fn every_invalid_playbook_gives_its_exact_diagnostic() {
+    let dir = repo().join("playbooks/invalid");
+    let files = yml_files(&dir);
+    assert!(files.len() >= 20, "only {} invalid examples", files.len());
+    for f in files {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let expected_path = f.with_extension("expected");
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("{} has no .expected file", name));
+        let out = sortie(&dir, &["check", &name]);
+        assert_eq!(out.code, 3, "{name} must be rejected:\n{}", out.all());
+        assert_eq!(out.stdout, "", "{name}: nothing on stdout");
+        assert_eq!(out.stderr, expected, "{name}: diagnostic differs");
+        // Every diagnostic names the file, line and column, and says what to do.
+        assert!(
+            out.stderr.contains(&format!("--> {name}:")),
+            "{name}: no location\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("= help: "),
+            "{name}: no help line\n{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{name}");
+    }
+}
+
+#[test]
+fn several_mistakes_are_reported_together() {
+    let dir = repo().join("playbooks/invalid");
+    let out = sortie(&dir, &["check", "several-mistakes.yml"]);
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.matches("error: ").count() >= 3, "{}", out.stderr);
+}
+
+#[test]
+fn missing_playbook_is_a_clear_error() {
+    let dir = repo();
+    let out = sortie(&dir, &["check", "no/such/playbook.yml"]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .starts_with("error: cannot read playbook `no/such/playbook.yml`: no such file"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("help:"), "{}", out.stderr);
+}
+
+#[test]
+fn inventory_list_resolves_native_and_ini() {
+    let dir = repo().join("playbooks");
+    for inv in ["inventory.yml", "inventory.ini"] {
+        let out = sortie(&dir, &["inventory", "-i", inv, "--list"]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        let hosts = v["hosts"].as_object().expect("hosts");
+        assert!(
+            hosts.contains_key("web01.example.com") && hosts.contains_key("web04.example.com"),
+            "{inv}: {hosts:?}"
+        );
+        assert_eq!(v["hosts"]["canary"]["address"], "10.0.0.9", "{inv}");
+        assert_eq!(v["hosts"]["canary"]["port"], 2222, "{inv}");
+        assert_eq!(
+            v["hosts"]["web02.example.com"]["vars"]["role"], "frontend",
+            "{inv}"
+        );
+        assert_eq!(v["hosts"]["db1"]["vars"]["env"], "prod", "{inv}");
+        let out = sortie(
+            &dir,
+            &["inventory", "-i", inv, "--list", "-l", "web:!canary"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(v["hosts"].as_object().map(|o| o.len()), Some(4), "{inv}");
+    }
+}
+
+#[test]
+fn plan_renders_steps_per_host_in_three_formats() {
+    let dir = repo().join("playbooks");
+    let out = sortie(
+        &dir,
+        &[
+            "plan",
+            "deploy.yml",
+            "-i",
+            "inventory.yml",
+            "--host",
+            "web02.example.com",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("web02.example.com"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("http://web02.example.com:8080/health"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("canary"), "{}", out.stdout);
+    let out = sortie(
+        &dir,
+        &[
+            "plan",
+            "ci-validate.yml",
+            "-i",
+            "inventory.yml",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let first = &v[0];
+    assert_eq!(first["steps"][0]["needs"], serde_json::json!([]));
+    let out = sortie(
+        &dir,
+        &[
+            "plan",
+            "deploy.yml",
+            "-i",
+            "inventory.yml",
+            "--format",
+            "dot",
+        ],
+    );
+    assert!(out.stdout.starts_with("digraph sortie {"), "{}", out.stdout);
+    assert!(out.stdout.contains("->"), "{}", out.stdout);
+    let out = sortie(
+        &dir,
+        &[
+            "plan",
+            "deploy.yml",
+            "-i",
+            "inventory.yml",
+            "--host",
+            "web2",
+        ],
+    );
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("no play runs on host `web2`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn schemas_in_the_repo_match_the_types() {
+    for which in ["playbook", "inventory", "report"] {
+        let out = sortie(&repo(), &["schema", which]);
+        assert_eq!(out.code, 0);
+        let path = repo().join(format!("schemas/{which}.schema.json"));
+        let stored = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            stored == out.stdout,
+            "schemas/{which}.schema.json is out of date: run `cargo run -- schema {which} > schemas/{which}.schema.json`"
+        );
+    }
+}
+
+#[test]
+fn readme_shows_the_example_files_as_they_are() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    for f in [
+        "playbooks/deploy.yml",
+        "playbooks/nightly-logs.yml",
+        "playbooks/ci-validate.yml",
+        "playbooks/inventory.yml",
+        "playbooks/inventory.ini",
+    ] {
+        let text = std::fs::read_to_string(repo().join(f)).expect("example");
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md does not show {f} as it is"
+        );
+    }
+    assert!(readme.contains("scripts/demo") && readme.contains("scripts/test"));
+}

@@ -42,11 +42,17 @@ impl Output {
                 }
             }
         }
-        panic!("no task {step} on {host} in report:\n{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        panic!(
+            "no task {step} on {host} in report:\n{}",
+            serde_json::to_string_pretty(r).unwrap_or_default()
+        );
     }
 
     pub fn status(&self, host: &str, step: &str) -> String {
-        self.task(host, step)["status"].as_str().unwrap_or("").to_string()
+        self.task(host, step)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn host_status(&self, host: &str) -> String {
@@ -62,7 +68,10 @@ impl Output {
     }
 
     pub fn all(&self) -> String {
-        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -97,7 +106,10 @@ impl Case {
 
     /// Writes an inventory into the case's directory.
     pub fn inventory(mut self, text: &str) -> Case {
-        let p = self.dir.path().join(format!("inventory{}.yml", self.inventory.len()));
+        let p = self
+            .dir
+            .path()
+            .join(format!("inventory{}.yml", self.inventory.len()));
         std::fs::write(&p, text).expect("write inventory");
         self.inventory.push(p);
         self
@@ -161,9 +173,10 @@ impl Case {
 
 pub fn finish(mut c: Command, report: Option<&Path>) -> Output {
     let out = c.output().expect("run sortie");
-    let report = report
-        .filter(|p| p.exists())
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).expect("read report")).expect("report is JSON"));
+    let report = report.filter(|p| p.exists()).map(|p| {
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read report"))
+            .expect("report is JSON")
+    });
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -188,8 +201,9 @@ pub struct TestLab {
 impl TestLab {
     pub fn start(n: usize) -> TestLab {
         let dir = tempfile::tempdir().expect("temp dir");
-        let lab = sortie::lab::Lab::start(sortie::lab::LabOptions::for_test(n, dir.path().join("lab")))
-            .expect("the lab starts (is openssh-server installed?)");
+        let lab =
+            sortie::lab::Lab::start(sortie::lab::LabOptions::for_test(n, dir.path().join("lab")))
+                .expect("the lab starts (is openssh-server installed?)");
         TestLab { lab, dir }
     }
 

@@ -5,4 +5,5 @@ mod harness;
 
 mod check;
 mod engine;
+mod fuzz;
 mod http;
