@@ -89,6 +89,7 @@ pub fn base_report(step: &StepDef, status: Status, message: Option<String>, ms: 
         attempts: 0,
         duration_ms: ms,
         location: step.kind_span.to_string(),
+        warnings: Vec::new(),
     }
 }
 
@@ -351,7 +352,10 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
     if failed_msg.is_none()
         && let Some(c) = checks.iter().find(|c| !c.passed)
     {
-        failed_msg = Some(c.message());
+        failed_msg = Some(match step.spec.failure_context(&fields) {
+            Some(context) => format!("{} — {context}", c.message()),
+            None => c.message(),
+        });
     }
     // `until`: with this attempt's result visible as steps.<id>.
     if failed_msg.is_none()
@@ -494,6 +498,12 @@ fn finish(
             .map(|a| a.checks.iter().map(CheckReport::from).collect())
             .unwrap_or_default(),
     };
+    let mut warnings: Vec<String> = Vec::new();
+    for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
     let mut set = VarMap::new();
     let output = match looped {
         None => {
@@ -529,6 +539,14 @@ fn finish(
     report.error = error;
     report.checks = checks;
     report.attempts = attempts;
+    report.warnings = if step.secret {
+        warnings
+            .iter()
+            .map(|_| "*** (secret step)".to_string())
+            .collect()
+    } else {
+        warnings
+    };
     report.ignored = step.ignore_errors && status == Status::Failed;
     report.output = if step.secret {
         Json::String("***".into())

@@ -105,6 +105,9 @@ impl Reporter {
                     }
                     Event::TaskFinished { host, task } => {
                         let _ = writeln!(out, "{}", plain::task_line(&host, &task, width));
+                        for w in &task.warnings {
+                            let _ = writeln!(out, "{:width$}  warning: {w}", "");
+                        }
                         if self.verbose > 0
                             && task.output.as_object().is_some_and(|o| !o.is_empty())
                         {

@@ -107,6 +107,9 @@ pub struct TaskReport {
     pub duration_ms: u64,
     /// Where the step is written (`file:line:col`).
     pub location: String,
+    /// What the step warned about (TLS not verified, output cut short, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Everything that happened on one host in one play.

@@ -45,6 +45,8 @@ pub struct CheckCx<'a> {
     pub run_once: bool,
     pub args: &'a Node,
     pub kind_span: Span,
+    /// The step's declared expectations (for kinds that check their keys, e.g. JSONPath).
+    pub expect: &'a [crate::expect::Expectation],
 }
 
 /// One step kind.
@@ -85,6 +87,12 @@ pub trait Kind:
         expected: Json,
     ) -> (Option<Json>, Json) {
         (Self::lookup(fields, field, key), expected)
+    }
+
+    /// What to add to a failed expectation's message: what was asked and a glimpse of the
+    /// answer (for `http`, the request line, the status and a body excerpt).
+    fn failure_context(_fields: &Json) -> Option<String> {
+        None
     }
 
     /// Runs the step with its arguments rendered for this host.
@@ -350,6 +358,11 @@ macro_rules! kinds {
             /// What one matcher compares, as the kind reads it: (actual, expected).
             pub fn expectation_values(&self, fields: &Json, field: &str, key: Option<&str>, op: Op, expected: Json) -> (Option<Json>, Json) {
                 match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::expectation_values(fields, field, key, op, expected)),* }
+            }
+
+            /// More for a failed expectation's message, as the kind sees it.
+            pub fn failure_context(&self, fields: &Json) -> Option<String> {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::failure_context(fields)),* }
             }
 
             /// Reads the rendered arguments as this kind and runs the step.

@@ -7,3 +7,4 @@ mod check;
 mod dns;
 mod engine;
 mod fuzz;
+mod http;
