@@ -27,6 +27,7 @@ use crate::inventory::{Host, Inventory};
 use crate::plan::Graph;
 use crate::playbook::{Play, Playbook};
 use crate::report::live::{Event, Reporter};
+use crate::report::redact::Redactor;
 use crate::report::{HostReport, PlayReport, RunReport, Status, Summary, TaskReport, write_atomic};
 use crate::steps::Limits;
 use crate::vars::{self, RunInfo, Scope, VarMap};
@@ -186,6 +187,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let hard = CancellationToken::new();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     spawn_signal_handler(stop_new.clone(), hard.clone(), interrupted.clone());
+    let redactor = Arc::new(Redactor::for_run(&plan.playbook, &plan.inventory));
 
     // Resolve hosts and scopes of every play first: bad input stops the run before anything.
     let mut prepared = Vec::new();
@@ -210,7 +212,12 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         let mut scoped = Vec::new();
         for h in hosts {
             match vars::host_scope(play, h, &plan.extra, &info) {
-                Ok(s) => scoped.push((Arc::new(h.clone()), s)),
+                Ok(s) => {
+                    // The values of the play's `secrets:` for this host.
+                    redactor.add_vars(&play.secrets, &s.base);
+                    redactor.add_vars(&play.secrets, &s.extra);
+                    scoped.push((Arc::new(h.clone()), s))
+                }
                 Err(d) => diags.push(d),
             }
         }
@@ -240,7 +247,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         }
     }
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
-    let reporter = Reporter::new(plan.args.format, plan.args.verbose);
+    let reporter = Reporter::new(plan.args.format, plan.args.verbose, redactor.clone());
     let total_hosts: usize = prepared.iter().map(|(_, _, s)| s.len()).sum();
     let reporter_task = tokio::spawn(reporter.run(rx, total_hosts));
     for w in &warnings {
@@ -279,6 +286,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
             tx.clone(),
             stop_new.clone(),
             hard.clone(),
+            redactor.clone(),
         )
         .await;
         for h in &pr.hosts {
@@ -309,7 +317,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     });
     drop(tx);
     let _ = reporter_task.await;
-    write_reports(&plan.args, &report);
+    write_reports(&plan.args, &redactor.report(&report));
     Ok(report)
 }
 
@@ -385,6 +393,7 @@ struct PlayRun {
     stop_new: CancellationToken,
     hard: CancellationToken,
     limits: Limits,
+    redactor: Arc<Redactor>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -398,6 +407,7 @@ async fn run_play(
     events: mpsc::UnboundedSender<Event>,
     stop_new: CancellationToken,
     hard: CancellationToken,
+    redactor: Arc<Redactor>,
 ) -> PlayReport {
     let n = play.steps.len();
     let pr = Arc::new(PlayRun {
@@ -412,6 +422,7 @@ async fn run_play(
         stop_new: stop_new.clone(),
         hard: hard.clone(),
         limits: Limits::default(),
+        redactor,
     });
     let total = scoped.len();
     let concurrency = plan
@@ -617,6 +628,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                 }
                 let _ = pr.events.send(Event::TaskStarted {
                     host: host.name.clone(),
+                    id: step.id.clone(),
                     step: step.display_name(),
                 });
                 let input = TaskInput {
@@ -629,6 +641,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                     dir: pr.dir.as_path(),
                     cancel: &cancel,
                     limits: pr.limits,
+                    redactor: &pr.redactor,
                 };
                 let once = step.run_once.then(|| &pr.once[i]);
                 let host_name = host.name.clone();
@@ -658,6 +671,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
         for (k, v) in &r.set {
             set_vars.insert(k.clone(), v.clone());
         }
+        pr.redactor.add_vars(&play.secrets, &r.set);
         let _ = pr.events.send(Event::TaskFinished {
             host: host.name.clone(),
             task: Box::new(r.report.clone()),
