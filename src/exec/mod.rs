@@ -186,7 +186,15 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let stop_new = CancellationToken::new();
     let hard = CancellationToken::new();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    spawn_signal_handler(stop_new.clone(), hard.clone(), interrupted.clone());
+    // Made first so that the signal handler reports through the reporter (it holds a weak
+    // sender: the channel still closes when the run's senders are dropped).
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    spawn_signal_handler(
+        stop_new.clone(),
+        hard.clone(),
+        interrupted.clone(),
+        tx.downgrade(),
+    );
     let redactor = Arc::new(Redactor::for_run(&plan.playbook, &plan.inventory));
 
     // Resolve hosts and scopes of every play first: bad input stops the run before anything.
@@ -246,7 +254,6 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
             }
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let reporter = Reporter::new(plan.args.format, plan.args.verbose, redactor.clone());
     let total_hosts: usize = prepared.iter().map(|(_, _, s)| s.len()).sum();
     let reporter_task = tokio::spawn(reporter.run(rx, total_hosts));
@@ -344,6 +351,7 @@ fn spawn_signal_handler(
     stop_new: CancellationToken,
     hard: CancellationToken,
     flag: Arc<std::sync::atomic::AtomicBool>,
+    events: mpsc::WeakUnboundedSender<Event>,
 ) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -362,10 +370,18 @@ fn spawn_signal_handler(
             count += 1;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             if count == 1 {
-                eprintln!(
+                let message = format!(
                     "interrupted: no new steps start; running ones get {}s (interrupt again to stop now)",
                     GRACE.as_secs()
                 );
+                // Through the reporter, which owns the terminal; straight to stderr if the
+                // run's reporting is already over.
+                match events.upgrade() {
+                    Some(tx) => {
+                        let _ = tx.send(Event::Warning { message });
+                    }
+                    None => eprintln!("{message}"),
+                }
                 stop_new.cancel();
                 let hard2 = hard.clone();
                 tokio::spawn(async move {

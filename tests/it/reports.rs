@@ -35,16 +35,17 @@ steps:
     local: "echo broken-on-{{ host.name }} >&2; test {{ host.name }} != h02 && sleep 1"
 "#;
 
-/// Runs `sortie run ARGS` under `script` in a 30×120 pseudo-terminal, with `env` set for
-/// sortie. Returns its exit code, every byte the terminal received, and the screens seen while
+/// Runs `sortie run ARGS` under `script` in a pseudo-terminal of `rows`×120, with `env` set
+/// for sortie. Returns its exit code, every byte the terminal received, and the screens seen while
 /// the run was going (one per 50 ms poll, read back through a vt100 emulator).
 fn run_in_pty(
     dir: &Path,
     args: &[String],
     env: &[(String, String)],
     no_color: bool,
+    rows: u16,
 ) -> (i32, Vec<u8>, Vec<String>) {
-    let mut cmd = String::from("stty rows 30 cols 120; exec env");
+    let mut cmd = format!("stty rows {rows} cols 120; exec env");
     for (k, v) in env {
         cmd.push_str(&format!(" {k}={}", shlex::try_quote(v).expect("quotable")));
     }
@@ -90,7 +91,7 @@ fn run_in_pty(
             let _ = child.wait();
             panic!("sortie under script did not finish in 30s");
         }
-        screens.push(screen_of(&bytes.lock().expect("lock")));
+        screens.push(screen_of(&bytes.lock().expect("lock"), rows));
         std::thread::sleep(Duration::from_millis(50));
     };
     reader.join().expect("reader");
@@ -109,8 +110,8 @@ fn case_args(case: &Case) -> Vec<String> {
     a
 }
 
-fn screen_of(bytes: &[u8]) -> String {
-    let rows = std::num::NonZeroU16::new(30).expect("rows");
+fn screen_of(bytes: &[u8], rows: u16) -> String {
+    let rows = std::num::NonZeroU16::new(rows).expect("rows");
     let cols = std::num::NonZeroU16::new(120).expect("cols");
     let mut p = vt100::Parser::new(rows, cols, 0);
     p.process(bytes);
@@ -125,7 +126,7 @@ fn screen_of(bytes: &[u8]) -> String {
 #[test]
 fn the_live_view_shows_a_line_per_host_then_the_recap_in_a_terminal() {
     let case = Case::new(THREE_HOSTS).inventory(&local_hosts(3));
-    let (code, bytes, screens) = run_in_pty(case.dir.path(), &case_args(&case), &[], true);
+    let (code, bytes, screens) = run_in_pty(case.dir.path(), &case_args(&case), &[], true, 30);
     assert_eq!(code, 1, "h02 failed");
     let host_line =
         regex::Regex::new(r"(?m)^\S+ h0(\d)\s+Warm up\s+\d+(ms|\.\ds)\s*$").expect("re");
@@ -159,7 +160,7 @@ fn the_live_view_shows_a_line_per_host_then_the_recap_in_a_terminal() {
         "{failure_seen}"
     );
     // At the end the bars are gone and the recap is on the screen.
-    let end = screen_of(&bytes);
+    let end = screen_of(&bytes, 30);
     assert!(end.contains("RECAP live"), "{end}");
     assert!(end.contains("FAILURES (1)"), "{end}");
     assert!(end.contains("h02 · Check · failed"), "{end}");
@@ -174,11 +175,39 @@ fn the_live_view_shows_a_line_per_host_then_the_recap_in_a_terminal() {
     assert!(text.contains("\u{1b}[2K"), "the view redraws in place");
     assert!(!text.contains("\u{1b}[31m"), "NO_COLOR means no color");
     // Without NO_COLOR, statuses are colored on the terminal.
-    let (_, colored, _) = run_in_pty(case.dir.path(), &case_args(&case), &[], false);
+    let (_, colored, _) = run_in_pty(case.dir.path(), &case_args(&case), &[], false, 30);
     assert!(
         String::from_utf8_lossy(&colored).contains("\u{1b}[31m"),
         "a failure is red on a color terminal"
     );
+}
+
+#[test]
+fn the_live_view_keeps_to_a_screenful_of_hosts() {
+    let pb = "hosts: fleet\nsteps:\n  - name: Wait\n    local: \"sleep 1.5\"\n";
+    let case = Case::new(pb).inventory(&local_hosts(12));
+    // 10 rows: 7 host lines, "… and 5 more", the overall bar, and a line to spare.
+    let (code, bytes, screens) = run_in_pty(case.dir.path(), &case_args(&case), &[], true, 10);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&bytes));
+    let host_line = regex::Regex::new(r"(?m)^\S+ h\d\d\s+Wait\s").expect("re");
+    let full = screens
+        .iter()
+        .find(|s| s.contains("… and 5 more hosts in flight"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no \"and 5 more\" line:\n{}",
+                screens.last().cloned().unwrap_or_default()
+            )
+        });
+    assert_eq!(host_line.find_iter(full).count(), 7, "{full}");
+    assert!(full.contains("0/12 hosts"), "{full}");
+    for s in &screens {
+        assert!(
+            host_line.find_iter(s).count() <= 7,
+            "more than a screenful:\n{s}"
+        );
+    }
+    assert!(screen_of(&bytes, 10).contains("12 hosts: 0 ok, 12 changed"));
 }
 
 #[test]
@@ -608,7 +637,8 @@ fn secrets_appear_in_no_output() {
 
     // The live view in a terminal, with -v.
     let live = secrets_case().arg("-v");
-    let (code, bytes, screens) = run_in_pty(live.dir.path(), &case_args(&live), &live.env, true);
+    let (code, bytes, screens) =
+        run_in_pty(live.dir.path(), &case_args(&live), &live.env, true, 30);
     assert_eq!(code, 1, "{}", String::from_utf8_lossy(&bytes));
     assert!(String::from_utf8_lossy(&bytes).contains("token=***"));
     assert_no_secret("the live view", &bytes);
