@@ -207,6 +207,11 @@ impl StepDef {
         if let Some(n) = &self.name {
             return n.value.clone();
         }
+        // A secret step's arguments may hold the secret itself, and its name is shown before
+        // the redactor has seen its rendered arguments.
+        if self.secret {
+            return format!("{} ***", self.kind);
+        }
         if let crate::yaml::NodeKind::Map(entries) = &self.args.kind
             && self.kind == "set"
         {

@@ -552,6 +552,8 @@ steps:
     local:
       cmd: "echo $DB_PASS {{ env.SORTIE_TEST_DEPLOY_KEY }}"
       env: { DB_PASS: "dbpass-7f3e9c1a" }
+  - secret: true
+    local: "echo literal-0bd2e7 > /dev/null; true; true; true; true; true; true; true; true"
   - name: Later steps print what the secret step used
     local: "echo $SORTIE_TEST_DEPLOY_KEY dbpass-7f3e9c1a >&2; test {{ host.name }} != h02"
 "#;
@@ -563,6 +565,7 @@ const SECRET_VALUES: &[&str] = &[
     "loginpw-88b1d0",
     "deploykey-5c02aa",
     "dbpass-7f3e9c1a",
+    "literal-0bd2e7",
 ];
 
 fn secrets_case() -> Case {
@@ -626,6 +629,11 @@ fn secrets_appear_in_no_output() {
         assert!(String::from_utf8_lossy(&bytes).contains("***"), "{f}");
     }
     assert_eq!(out.task("h01", "Deploy key")["output"], "***");
+    assert_eq!(
+        out.task("h01", "#6")["name"],
+        "local ***",
+        "an unnamed secret step"
+    );
 
     // JSON events.
     let out = run_json(&secrets_case());
