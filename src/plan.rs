@@ -191,14 +191,12 @@ pub fn host_plan(
     host: &crate::inventory::Host,
     ctx: &minijinja::Value,
 ) -> HostPlan {
-    let t = templates();
     let steps = play
         .steps
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let args = render_partially(&s.args, ctx, s.secret);
-            let _ = t;
             PlannedStep {
                 id: s.id.clone(),
                 name: s.display_name(),

@@ -18,7 +18,7 @@ fn generator() -> SchemaGenerator {
 pub fn playbook() -> Schema {
     let mut g = generator();
     let play = g.subschema_for::<PlayRaw>();
-    let common = g.subschema_for::<StepCommon>();
+    g.subschema_for::<StepCommon>();
     let kinds = kind_schemas(&mut g);
     let mut defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
     let common_props = defs
@@ -58,7 +58,6 @@ pub fn playbook() -> Schema {
             }
         }
     }
-    let _ = common;
     defs.remove("StepCommon");
     defs.insert(
         "Step".into(),

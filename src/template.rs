@@ -580,6 +580,32 @@ mod tests {
     }
 
     #[test]
+    fn quote_gives_words_a_posix_shell_reads_back_exactly() {
+        for word in [
+            "plain",
+            "two words",
+            "it's",
+            "$(rm -rf /)",
+            "`x`",
+            "a\nb",
+            "*?[]",
+            "",
+            "-n",
+            "é ü",
+            "\\",
+        ] {
+            let q = shell_quote(word).expect("quotable");
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {q}"))
+                .output()
+                .expect("sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "quoted as {q}");
+        }
+        assert!(shell_quote("nul\0byte").is_err());
+    }
+
+    #[test]
     fn filters() {
         let f = register_source("t.yml", "x");
         let place = Place {

@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Diagnostics, Span, register_source};
 use crate::inventory::Host;
 use crate::playbook::Play;
 use crate::template::{Place, json_to_value, templates};
-use crate::yaml::{self, Node, NodeKind};
+use crate::yaml::{self, Node};
 
 /// Variables as JSON values, in definition order.
 pub type VarMap = IndexMap<String, Json>;
@@ -195,9 +195,4 @@ impl Scope {
 /// Renders a string with a context; used for names and messages.
 pub fn render_text(text: &str, span: Span, ctx: &Value) -> Result<String, Diagnostic> {
     templates().render(text, Place::of_span(span), ctx)
-}
-
-/// True when the node holds a string (it is a scalar).
-pub fn is_scalar(n: &Node) -> bool {
-    matches!(n.kind, NodeKind::Scalar { .. })
 }

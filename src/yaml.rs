@@ -916,11 +916,7 @@ struct NodeDe<'a> {
     node: &'a Node,
 }
 
-impl<'a> NodeDe<'a> {
-    fn fix(&self, r: Result<impl Sized, DeError>) -> Result<(), DeError> {
-        r.map(|_| ())
-    }
-}
+impl<'a> NodeDe<'a> {}
 
 macro_rules! wrap {
     ($self:ident, $e:expr) => {{
@@ -1348,7 +1344,7 @@ impl<'a> de::EnumAccess<'a> for MapVariant<'a> {
 impl<'a> de::VariantAccess<'a> for NodeDe<'a> {
     type Error = DeError;
     fn unit_variant(self) -> Result<(), DeError> {
-        self.fix(Ok::<(), DeError>(()))
+        Ok(())
     }
     fn newtype_variant_seed<T: de::DeserializeSeed<'a>>(
         self,

@@ -660,7 +660,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                     redactor: &pr.redactor,
                 };
                 let once = step.run_once.then(|| &pr.once[i]);
-                let host_name = host.name.clone();
                 running.push(async move {
                     let r = match once {
                         Some(cell) => {
@@ -672,7 +671,6 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                         }
                         None => task::run(input).await,
                     };
-                    let _ = host_name;
                     (i, r)
                 });
             }

@@ -121,6 +121,23 @@ fn template_failure(step: &StepDef, d: Diagnostic, started: Instant) -> TaskResu
 
 /// Runs one step on one host.
 pub async fn run(input: TaskInput<'_>) -> TaskResult {
+    // The name as this host sees it (`Deploy {{ version }}` → `Deploy 2.4.1`); the name as
+    // written when it cannot be rendered yet (it names a loop item, say).
+    let name = templates()
+        .render(
+            &input.step.display_name(),
+            Place::of_span(input.step.kind_span),
+            &input.ctx(None, None),
+        )
+        .ok();
+    let mut result = run_task(input).await;
+    if let Some(n) = name {
+        result.report.name = n;
+    }
+    result
+}
+
+async fn run_task(input: TaskInput<'_>) -> TaskResult {
     let step = input.step;
     let started = Instant::now();
     let t = templates();
@@ -155,7 +172,7 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             Err(d) => return template_failure(step, d, started),
         }
         let a = attempts(&input, None).await;
-        return finish(step, &input, vec![a.1], a.0, started, None);
+        return finish(step, vec![a.1], a.0, started, None);
     };
     let mut results = Vec::new();
     let mut total_attempts = 0;
@@ -184,14 +201,7 @@ pub async fn run(input: TaskInput<'_>) -> TaskResult {
             break;
         }
     }
-    finish(
-        step,
-        &input,
-        results,
-        total_attempts,
-        started,
-        Some(items.len()),
-    )
+    finish(step, results, total_attempts, started, Some(items.len()))
 }
 
 fn when_text(step: &StepDef) -> String {
@@ -442,7 +452,6 @@ fn lookup(spec: &StepSpec, fields: &Json, field: &str, key: Option<&str>) -> Opt
 
 fn finish(
     step: &StepDef,
-    input: &TaskInput<'_>,
     results: Vec<Attempt>,
     attempts: u32,
     started: Instant,
@@ -522,7 +531,6 @@ fn finish(
             serde_json::json!({ "results": list })
         }
     };
-    let _ = input;
     let mut report = base_report(step, status, message, ms);
     report.error = error;
     report.checks = checks;

@@ -16,7 +16,7 @@ pub use model::*;
 use crate::diag::{Diagnostic, Diagnostics, Span, did_you_mean, register_source};
 use crate::expect;
 use crate::steps::{KIND_NAMES, StepSpec, lifts_step_fields};
-use crate::yaml::{self, Node, NodeKind, decode, decode_lenient};
+use crate::yaml::{self, Node, NodeKind, decode};
 
 /// Reads a file and registers its text for diagnostics.
 pub fn read_source(path: &Path, what: &str) -> Result<(crate::diag::FileId, String), Diagnostic> {
@@ -539,9 +539,4 @@ pub fn default_expectations(spec: &StepSpec) -> Vec<expect::Expectation> {
             expect::parse(&node, spec.name(), spec.expect_fields(), &mut sink)
         })
         .clone()
-}
-
-/// Checks a typed value read leniently (used by `Tpl` and friends in tests).
-pub fn check_lenient<T: serde::de::DeserializeOwned>(node: &Node) -> Result<T, Diagnostic> {
-    decode_lenient(node).map_err(|e| e.into_diagnostic())
 }

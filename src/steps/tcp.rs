@@ -100,6 +100,21 @@ pub fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// A TLS handshake failure in words, with what to do about the common ones.
+fn tls_failure(target: &str, name: &str, e: &std::io::Error) -> String {
+    let raw = e.to_string();
+    let hint = if raw.contains("UnknownIssuer") {
+        "the certificate is not signed by a trusted CA: give `tls: { ca: CA.pem }`, or `verify: false` to skip the check".to_string()
+    } else if raw.contains("NotValidForName") {
+        format!("the certificate is not valid for `{name}`: set `tls: {{ server_name: … }}`")
+    } else if raw.contains("Expired") {
+        "the certificate has expired".to_string()
+    } else {
+        "the server did not complete a TLS handshake".to_string()
+    };
+    format!("TLS handshake with {target} failed: {hint} ({raw})")
+}
+
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -163,11 +178,7 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             match tokio::time::timeout(wait, connector.connect(server_name, tcp)).await {
                 Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => {
-                    return Err(StepError::Protocol(format!(
-                        "TLS handshake with {target} failed: {e}"
-                    )));
-                }
+                Ok(Err(e)) => return Err(StepError::Protocol(tls_failure(&target, &name, &e))),
                 Err(_) => {
                     return Err(StepError::Timeout(format!(
                         "{} (TLS handshake)",

@@ -525,3 +525,131 @@ steps:
         "all < parent < child < host < play < vars_files < set < item < -e"
     );
 }
+
+/// A TLS listener with a fresh self-signed certificate for 127.0.0.1: it sends a greeting line
+/// on every connection. Returns the port and the certificate (PEM) to trust.
+fn tls_listener() -> (u16, String, std::sync::mpsc::Sender<()>) {
+    use tokio::io::AsyncWriteExt;
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("cert");
+    let pem = cert.cert.pem();
+    let der = cert.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+        cert.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key)
+    .expect("server config");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+            for _ in 0..50 {
+                if stop_rx.try_recv().is_ok() {
+                    break;
+                }
+                let Ok(Ok((tcp, _))) =
+                    tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+                else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tls.write_all(b"hello-tls\n").await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+    });
+    (port, pem, stop_tx)
+}
+
+#[test]
+fn tcp_over_tls_with_a_test_ca_an_unknown_ca_and_verification_off() {
+    let (port, pem, _stop) = tls_listener();
+    let pb = format!(
+        r#"
+hosts: all
+steps:
+  - id: trusted
+    needs: []
+    tcp: {{ port: {port}, tls: {{ ca: ca.pem }}, read: {{ until: "\n" }}, timeout: 3s }}
+    expect: {{ response: "hello-tls\n" }}
+  - id: unknown_ca
+    needs: []
+    tcp: {{ port: {port}, tls: true, read: {{ until: "\n" }}, timeout: 3s }}
+    ignore_errors: true
+  - id: unverified
+    needs: []
+    tcp: {{ port: {port}, tls: {{ verify: false }}, read: {{ until: "\n" }}, timeout: 3s }}
+    expect: {{ response: {{ contains: hello }} }}
+"#
+    );
+    let out = Case::new(&pb).file("ca.pem", &pem).run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.status("localhost", "trusted"), "ok");
+    assert_eq!(out.status("localhost", "unverified"), "ok");
+    let bad = out.task("localhost", "unknown_ca");
+    assert_eq!(bad["status"], "failed");
+    let msg = bad["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("TLS handshake") && msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn changed_when_decides_changed() {
+    let pb = r#"
+hosts: all
+steps:
+  - id: quiet
+    local: "echo nothing to do"
+    changed_when: "'updated' in steps.quiet.stdout"
+  - id: loud
+    local: "echo updated 3 files"
+    changed_when: "'updated' in steps.loud.stdout"
+"#;
+    let out = Case::new(pb).run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.status("localhost", "quiet"), "ok");
+    assert_eq!(out.status("localhost", "loud"), "changed");
+}
+
+#[test]
+fn limit_narrows_the_hosts() {
+    let pb = "hosts: fleet\nsteps:\n  - local: \"echo {{ host.name }} >> ran.txt\"\n";
+    let case = Case::new(pb)
+        .inventory(&local_hosts(4))
+        .args(["-l", "h02:h04"]);
+    let out = case.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let mut ran: Vec<String> = std::fs::read_to_string(case.path("ran.txt"))
+        .expect("ran")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["h02", "h04"]);
+    let out = Case::new(pb)
+        .inventory(&local_hosts(4))
+        .args(["-l", "h9"])
+        .run();
+    assert_eq!(out.code, 3, "an unknown --limit is invalid input");
+}

@@ -72,19 +72,8 @@ fn mutate(rng: &mut Rng, src: &str) -> String {
     let chars: Vec<char> = src.chars().collect();
     match rng.below(9) {
         0 => chars[..rng.below(chars.len() + 1)].iter().collect(),
-        1 | 2 => {
-            // Replace a word with a value of another type.
-            let words: Vec<(usize, usize)> = word_spans(&chars);
-            if words.is_empty() {
-                return src.to_string();
-            }
-            let (a, b) = words[rng.below(words.len())];
-            let rep = REPLACEMENTS[rng.below(REPLACEMENTS.len())];
-            let mut s: String = chars[..a].iter().collect();
-            s.push_str(rep);
-            s.extend(&chars[b..]);
-            s
-        }
+        // Replace a word with a value of another type.
+        1 | 2 => mutate_small(rng, src),
         3 => {
             // Random bytes (as chars, controls included).
             let mut s = chars.clone();
