@@ -438,6 +438,9 @@ fn check_expectations(
                 }
             } else {
                 let arg = t.render_node(&m.arg, ctx)?.to_json();
+                let (actual, arg) =
+                    step.spec
+                        .expectation_values(fields, &e.field, e.key.as_deref(), m.op, arg);
                 checks.extend(expect::evaluate(e, &[(m.clone(), arg)], actual.as_ref()));
             }
         }

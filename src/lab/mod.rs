@@ -7,8 +7,12 @@
 //! its `vars`), `ssh_config`, `known_hosts`, the client key and `lab.json` (read back by the
 //! `sortie-lab` binary's `status` and `stop`). Nothing leaves 127.0.0.0/8, and every process the
 //! lab starts is stopped by the PID it recorded, when its owner is dropped.
+//!
+//! [`dns::DnsServer`] answers for `lab.test.` (and the lab hosts' reverse names) on 127.0.0.1; the
+//! inventory's `dns_server` (`127.0.0.1:PORT`) and `dns_port` say where.
 
 pub mod background;
+pub mod dns;
 pub mod http;
 pub mod process;
 pub mod ssh;
@@ -84,6 +88,8 @@ pub struct LabOptions {
     pub counter_hold: Duration,
     /// How long the slow listener waits before it sends its banner.
     pub slow_delay: Duration,
+    /// Port of the DNS server (UDP and TCP) on 127.0.0.1; 0 picks a free one.
+    pub dns_port: u16,
 }
 
 impl LabOptions {
@@ -93,6 +99,7 @@ impl LabOptions {
             http_port: 0,
             counter_hold: Duration::from_millis(200),
             slow_delay: Duration::from_secs(2),
+            dns_port: 0,
         }
     }
 
@@ -124,6 +131,7 @@ pub struct Lab {
     pub ssh: ssh::SshLab,
     pub http: http::HttpServer,
     pub tcp: TcpListeners,
+    pub dns: dns::DnsServer,
 }
 
 impl Lab {
@@ -162,7 +170,21 @@ impl Lab {
             )?,
             closed_port: tcp::closed_port(Ipv4Addr::LOCALHOST)?.port(),
         };
-        let lab = Lab { ssh, http, tcp };
+        let dns = dns::DnsServer::start(dns::DnsOptions {
+            port: options.dns_port,
+            ..dns::DnsOptions::with_hosts(
+                &ssh.hosts()
+                    .iter()
+                    .map(|h| (h.name.clone(), h.address))
+                    .collect::<Vec<_>>(),
+            )
+        })?;
+        let lab = Lab {
+            ssh,
+            http,
+            tcp,
+            dns,
+        };
         lab.ssh.write_inventory(&lab.vars())?;
         write_atomically(&lab.dir().join("lab.json"), &lab.info().to_json()?)?;
         Ok(lab)
@@ -186,6 +208,11 @@ impl Lab {
         port("blackhole_port", self.tcp.blackhole.port());
         port("counter_port", self.tcp.counter.port());
         port("closed_port", self.tcp.closed_port);
+        port("dns_port", self.dns.port());
+        vars.insert(
+            "dns_server".to_string(),
+            serde_json::Value::from(self.dns.addr().to_string()),
+        );
         vars.insert(
             "http_url".to_string(),
             serde_json::Value::from(format!("http://127.0.0.1:{}", self.http.port())),
