@@ -40,6 +40,8 @@ pub struct TaskInput<'a> {
     pub dir: &'a std::path::Path,
     pub cancel: &'a CancellationToken,
     pub limits: Limits,
+    /// Learns a secret step's rendered arguments and results (see `report::redact`).
+    pub redactor: &'a crate::report::redact::Redactor,
 }
 
 impl TaskInput<'_> {
@@ -292,6 +294,9 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         Ok(n) => n,
         Err(d) => return template_attempt(d),
     };
+    if step.secret {
+        input.redactor.add_derived(&rendered.to_json());
+    }
     let cx = TaskCx {
         host: input.host,
         args: &rendered,
@@ -318,6 +323,10 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         },
     };
     let output = match result {
+        Ok(o) if step.secret => {
+            input.redactor.add_derived(&Json::Object(o.fields.clone()));
+            o
+        }
         Ok(o) => o,
         Err(e) => {
             let status = if e.is_unreachable() {
@@ -555,6 +564,9 @@ fn finish(
     };
     if step.secret {
         report.message = report.message.map(|_| "*** (secret step)".to_string());
+        if let Some(e) = &mut report.error {
+            e.message = "*** (secret step)".to_string();
+        }
         for c in &mut report.checks {
             c.actual = Json::String("***".into());
             c.expected = Json::String("***".into());

@@ -3,9 +3,11 @@
 //! (`schemas/report.schema.json`), the plain per-task lines and the recap table. The runner
 //! (`exec`) produces outcomes and events; `app`/`exec` write what this module renders.
 
+pub mod human;
 pub mod junit;
 pub mod live;
 pub mod plain;
+pub mod redact;
 pub mod tap;
 
 use serde::{Deserialize, Serialize};

@@ -8,3 +8,4 @@ mod dns;
 mod engine;
 mod fuzz;
 mod http;
+mod reports;
