@@ -85,6 +85,27 @@ pub struct Scope {
     pub extra: VarMap,
     pub host: Json,
     pub run: Json,
+    /// `base`, `extra`, `host` and `run` as template values, converted once per host so that
+    /// building a task's context costs a few reference counts, not a copy of every value.
+    values: ScopeValues,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ScopeValues {
+    base: ValueMap,
+    extra: ValueMap,
+    host: Value,
+    run: Value,
+}
+
+/// Template values by name. Cloning a `Value` only bumps a reference count.
+pub type ValueMap = std::collections::BTreeMap<String, Value>;
+
+/// Converts variables to template values once.
+pub fn to_values(vars: &VarMap) -> ValueMap {
+    vars.iter()
+        .map(|(k, v)| (k.clone(), json_to_value(v)))
+        .collect()
 }
 
 /// The `host` object templates see.
@@ -97,6 +118,12 @@ pub fn host_object(h: &Host) -> Json {
         "groups": h.groups,
         "vars": h.vars,
     })
+}
+
+/// The process environment as a template value (read once: it does not change during a run).
+fn env_value() -> Value {
+    static ENV: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| json_to_value(&env_object())).clone()
 }
 
 fn env_object() -> Json {
@@ -137,7 +164,9 @@ pub fn host_scope(
         extra: extra.clone(),
         host: host_json,
         run: run_json,
+        values: ScopeValues::default(),
     };
+    scope.refresh_values();
     // Render templated vars; repeat so that vars may refer to vars defined later.
     let templated: Vec<&String> = raw
         .iter()
@@ -153,6 +182,7 @@ pub fn host_scope(
                 Ok(n) => {
                     let j = n.to_json();
                     if scope.base.get(*k) != Some(&j) {
+                        scope.values.base.insert((*k).clone(), json_to_value(&j));
                         scope.base.insert((*k).clone(), j);
                         changed = true;
                     }
@@ -169,26 +199,50 @@ pub fn host_scope(
 }
 
 impl Scope {
-    /// The template context: vars < `set` vars < `item` < extra vars, and the runner's names.
+    fn refresh_values(&mut self) {
+        self.values = ScopeValues {
+            base: to_values(&self.base),
+            extra: to_values(&self.extra),
+            host: json_to_value(&self.host),
+            run: json_to_value(&self.run),
+        };
+    }
+
+    /// The template context from JSON data (converted here; for one-off uses).
     pub fn context(&self, set_vars: &VarMap, steps: &Json, item: Option<&Json>) -> Value {
-        let mut m = serde_json::Map::new();
-        for (k, v) in &self.base {
-            m.insert(k.clone(), v.clone());
-        }
+        let steps: ValueMap = match steps {
+            Json::Object(o) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+            _ => ValueMap::new(),
+        };
+        self.context_values(&to_values(set_vars), &steps, item.map(json_to_value))
+    }
+
+    /// The template context: vars < `set` vars < `item` < extra vars, and the runner's names
+    /// `host`, `steps`, `run`, `env`. Built from values already converted.
+    pub fn context_values(
+        &self,
+        set_vars: &ValueMap,
+        steps: &ValueMap,
+        item: Option<Value>,
+    ) -> Value {
+        let mut m = self.values.base.clone();
         for (k, v) in set_vars {
             m.insert(k.clone(), v.clone());
         }
         if let Some(i) = item {
-            m.insert("item".into(), i.clone());
+            m.insert("item".into(), i);
         }
-        for (k, v) in &self.extra {
+        for (k, v) in &self.values.extra {
             m.insert(k.clone(), v.clone());
         }
-        m.insert("host".into(), self.host.clone());
-        m.insert("steps".into(), steps.clone());
-        m.insert("run".into(), self.run.clone());
-        m.insert("env".into(), env_object());
-        json_to_value(&Json::Object(m))
+        m.insert("host".into(), self.values.host.clone());
+        m.insert("steps".into(), Value::from(steps.clone()));
+        m.insert("run".into(), self.values.run.clone());
+        m.insert("env".into(), env_value());
+        Value::from(m)
     }
 }
 

@@ -596,8 +596,8 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
     let cancel = pr.hard.child_token();
     let mut done: Vec<Option<TaskResult>> = vec![None; n];
     let mut started_flags = vec![false; n];
-    let mut outputs = serde_json::Map::new();
-    let mut set_vars = VarMap::new();
+    let mut outputs = crate::vars::ValueMap::new();
+    let mut set_vars = crate::vars::ValueMap::new();
     let mut stopped: Option<String> = None;
     let mut running = FuturesUnordered::new();
     let _ = pr.events.send(Event::HostStarted {
@@ -681,9 +681,12 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
         let Some((i, r)) = running.next().await else {
             break;
         };
-        outputs.insert(play.steps[i].id.clone(), r.output.clone());
+        outputs.insert(
+            play.steps[i].id.clone(),
+            crate::template::json_to_value(&r.output),
+        );
         for (k, v) in &r.set {
-            set_vars.insert(k.clone(), v.clone());
+            set_vars.insert(k.clone(), crate::template::json_to_value(v));
         }
         pr.redactor.add_vars(&play.secrets, &r.set);
         let _ = pr.events.send(Event::TaskFinished {

@@ -34,8 +34,8 @@ pub struct TaskInput<'a> {
     pub step: &'a StepDef,
     pub host: &'a Host,
     pub scope: &'a Scope,
-    pub set_vars: VarMap,
-    pub steps: serde_json::Map<String, Json>,
+    pub set_vars: crate::vars::ValueMap,
+    pub steps: crate::vars::ValueMap,
     pub conn: &'a HostConn,
     pub dir: &'a std::path::Path,
     pub cancel: &'a CancellationToken,
@@ -46,16 +46,14 @@ pub struct TaskInput<'a> {
 
 impl TaskInput<'_> {
     fn ctx(&self, item: Option<&Json>, current: Option<&Json>) -> minijinja::Value {
+        let item = item.map(crate::template::json_to_value);
         match current {
             Some(c) => {
                 let mut steps = self.steps.clone();
-                steps.insert(self.step.id.clone(), c.clone());
-                self.scope
-                    .context(&self.set_vars, &Json::Object(steps), item)
+                steps.insert(self.step.id.clone(), crate::template::json_to_value(c));
+                self.scope.context_values(&self.set_vars, &steps, item)
             }
-            None => self
-                .scope
-                .context(&self.set_vars, &Json::Object(self.steps.clone()), item),
+            None => self.scope.context_values(&self.set_vars, &self.steps, item),
         }
     }
 }
