@@ -385,6 +385,8 @@ struct PlayRun {
     stop_new: CancellationToken,
     hard: CancellationToken,
     limits: Limits,
+    /// For SSH connections whose `jump` names another inventory host.
+    inventory: Arc<Inventory>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -412,6 +414,7 @@ async fn run_play(
         stop_new: stop_new.clone(),
         hard: hard.clone(),
         limits: Limits::default(),
+        inventory: Arc::new(plan.inventory.clone()),
     });
     let total = scoped.len();
     let concurrency = plan
@@ -565,7 +568,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
     let play = &pr.play;
     let graph = &pr.graph;
     let n = play.steps.len();
-    let conn = HostConn::new(&host);
+    let conn = HostConn::new_in(&host, &pr.inventory);
     let cancel = pr.hard.child_token();
     let mut done: Vec<Option<TaskResult>> = vec![None; n];
     let mut started_flags = vec![false; n];

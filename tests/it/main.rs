@@ -6,3 +6,4 @@ mod harness;
 mod check;
 mod engine;
 mod fuzz;
+mod ssh;
