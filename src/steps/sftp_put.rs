@@ -438,6 +438,7 @@ fn put_all(
     // (temporary, final) pairs whose final name exists: renamed together with `mv -f`.
     let mut replace: Vec<(String, String)> = Vec::new();
     let mut temps: Vec<String> = Vec::new();
+    let mut warnings = Vec::new();
     let result = (|| -> Result<(), StepError> {
         for (i, u) in uploads.iter().enumerate() {
             let b = &before[i];
@@ -519,13 +520,33 @@ fn put_all(
                 }
                 cmd.push_str(&format!("mv -f -- {} {}", quote(tmp)?, quote(fin)?));
             }
-            let out = r.exec(&cmd, max_output)?;
-            if out.rc != 0 {
-                return Err(StepError::Io(format!(
-                    "cannot rename the uploaded files into place (`mv -f` rc {}): {}",
-                    out.rc,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
+            let out = match r.exec(&cmd, max_output) {
+                Ok(o) => Some(o),
+                // A login without commands (SFTP only): fall back below.
+                Err(StepError::Io(_)) => None,
+                Err(e) => return Err(e),
+            };
+            match out {
+                Some(o) if o.rc == 0 => {}
+                Some(o) if o.rc != 126 && o.rc != 127 => {
+                    return Err(StepError::Io(format!(
+                        "cannot rename the uploaded files into place (`mv -f` rc {}): {}",
+                        o.rc,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )));
+                }
+                _ => {
+                    // No shell or no `mv`: remove, then rename. Not atomic — say so.
+                    for (tmp, fin) in batch {
+                        r.unlink(fin)?;
+                        r.rename(tmp, fin)?;
+                    }
+                    warnings.push(
+                        "the host runs no commands: existing files were removed, then replaced \
+                         (not atomically)"
+                            .to_string(),
+                    );
+                }
             }
             for (tmp, _) in batch {
                 temps.retain(|t| t != tmp);
@@ -545,6 +566,7 @@ fn put_all(
     }
     Ok(StepOutput {
         changed: changed_any,
+        warnings,
         ..Default::default()
     }
     .with("files", files)
@@ -612,8 +634,16 @@ pub(super) fn remote_sha256(
             cmd.push(' ');
             cmd.push_str(&quote(p)?);
         }
-        let res = r.exec(&cmd, max_output.max(batch.len() * (PATH_LINE)))?;
-        if res.rc == 127 {
+        let res = match r.exec(&cmd, max_output.max(batch.len() * (PATH_LINE))) {
+            Ok(res) => res,
+            // No commands on this login: read the files back instead.
+            Err(StepError::Io(_)) => {
+                missing_tool = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if res.rc == 127 || res.rc == 126 {
             missing_tool = true;
             break;
         }
