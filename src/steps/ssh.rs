@@ -268,3 +268,85 @@ pub fn check_command(cmd: &str, cx: &CheckCx<'_>, out: &mut Vec<crate::diag::Dia
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cmd: &str) -> Ssh {
+        Ssh {
+            cmd: cmd.into(),
+            env: IndexMap::new(),
+            stdin: None,
+            cwd: None,
+            sudo: None,
+            creates: None,
+            removes: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_command_goes_as_written() {
+        assert_eq!(spec("uptime").command_line().unwrap(), "uptime");
+    }
+
+    #[test]
+    fn cwd_and_env_reach_the_command_exactly() {
+        let mut s = spec(r#"printf '%s|%s|%s' "$A" "$B" "$(pwd)""#);
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("my app");
+        std::fs::create_dir(&odd).unwrap();
+        s.cwd = Some(odd.display().to_string());
+        s.env
+            .insert("A".into(), "it's \"$HOME\" `id` ; rm -rf /x".into());
+        s.env.insert("B".into(), "line1\nline2".into());
+        // What a POSIX remote shell makes of it.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(s.command_line().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "it's \"$HOME\" `id` ; rm -rf /x|line1\nline2|{}",
+                odd.display()
+            )
+        );
+        s.env.insert("1BAD".into(), "x".into());
+        assert!(s.command_line().is_err());
+    }
+
+    #[test]
+    fn sudo_wraps_the_whole_script() {
+        let mut s = spec("id -u");
+        s.sudo = Some(Sudo::Root(true));
+        assert_eq!(
+            s.command_line().unwrap(),
+            "sudo -n -u root -- /bin/sh -c 'id -u'"
+        );
+        s.sudo = Some(Sudo::User("app".into()));
+        s.env.insert("X".into(), "1".into());
+        assert_eq!(
+            s.command_line().unwrap(),
+            "sudo -n -u app -- /bin/sh -c 'export X=1\nid -u'"
+        );
+        s.sudo = Some(Sudo::Root(false));
+        assert_eq!(s.command_line().unwrap(), "export X=1\nid -u");
+    }
+
+    #[test]
+    fn sudo_refusals_are_told_apart_from_command_failures() {
+        assert!(sudo_refusal(1, "sudo: a password is required\n").is_some());
+        assert!(
+            sudo_refusal(
+                1,
+                "Sorry, user deploy is not allowed to execute '/bin/sh'\n"
+            )
+            .is_some()
+        );
+        assert!(sudo_refusal(127, "sh: 1: sudo: not found\n").is_some());
+        assert!(sudo_refusal(1, "grep: no match\n").is_none());
+        assert!(sudo_refusal(2, "sudo: whatever\n").is_none());
+    }
+}

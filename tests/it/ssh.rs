@@ -955,3 +955,40 @@ fn nightly_logs_example_collects_every_host() {
         assert_eq!(out(&o, &h.name, "collect")["bytes"], 0);
     }
 }
+
+#[test]
+fn steps_side_by_side_share_the_session_without_waiting_for_each_other() {
+    let t = TestLab::start(1);
+    let c = case(
+        r#"
+name: side
+hosts: all
+steps:
+  - id: a
+    ssh: "sleep 1; echo a"
+  - id: b
+    needs: []
+    ssh: "sleep 1; echo b"
+  - id: c
+    needs: []
+    sftp_put: { content: "while others sleep", dest: "{{ lab_dir }}/side.txt" }
+  - id: d
+    needs: [a, b, c]
+    ssh: "cat {{ lab_dir }}/side.txt"
+"#,
+    )
+    .inventory(&Inv::new(&t).yaml());
+    let o = c.run();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(out(&o, "h01", "a")["stdout"], "a");
+    assert_eq!(out(&o, "h01", "b")["stdout"], "b");
+    assert_eq!(out(&o, "h01", "d")["stdout"], "while others sleep");
+    // Two one-second commands at once on one session: about one second, not two; the upload
+    // did not wait for them either.
+    let host_ms = o.report.as_ref().expect("report")["plays"][0]["hosts"][0]["duration_ms"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(host_ms < 1800, "steps were serialized: {host_ms} ms");
+    assert!(o.task("h01", "c")["duration_ms"].as_u64().unwrap_or(9999) < 800);
+    assert_eq!(t.lab.ssh.accepted_connections(0).expect("log"), 1);
+}
