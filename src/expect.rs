@@ -435,6 +435,16 @@ pub fn loose_eq(a: &Json, b: &Json) -> bool {
     }
 }
 
+/// Equality, where a list given for a value that is not a list means "one of these"
+/// (`status: [200, 204]`): a scalar can never equal a list, so nothing else is lost.
+fn eq_or_one_of(actual: &Json, expected: &Json) -> bool {
+    match (actual, expected) {
+        (Json::Array(_), _) => loose_eq(actual, expected),
+        (_, Json::Array(options)) => options.iter().any(|o| loose_eq(actual, o)),
+        _ => loose_eq(actual, expected),
+    }
+}
+
 fn text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
@@ -461,8 +471,8 @@ fn holds(m: &Matcher, arg: &Json, actual: Option<&Json>) -> bool {
         _ => {
             let Some(a) = actual else { return false };
             match m.op {
-                Op::Eq => loose_eq(a, arg),
-                Op::Ne => !loose_eq(a, arg),
+                Op::Eq => eq_or_one_of(a, arg),
+                Op::Ne => !eq_or_one_of(a, arg),
                 Op::Contains => match a {
                     Json::Array(items) => items.iter().any(|i| loose_eq(i, arg)),
                     Json::Object(o) => o.contains_key(&text(arg)),
@@ -583,6 +593,11 @@ mod tests {
         );
         assert!(evaluate(&e, &[(mk(Op::Exists), serde_json::json!(false))], None)[0].passed);
         assert!(evaluate(&e, &[(mk(Op::In), serde_json::json!([0, 2]))], Some(&a))[0].passed);
+        // A list for a scalar is "one of"; a list for a list is compared whole.
+        assert!(evaluate(&e, &[(mk(Op::Eq), serde_json::json!([2, 0]))], Some(&a))[0].passed);
+        assert!(!evaluate(&e, &[(mk(Op::Eq), serde_json::json!([1, 2]))], Some(&a))[0].passed);
+        let l = serde_json::json!(["a"]);
+        assert!(!evaluate(&e, &[(mk(Op::Eq), serde_json::json!(["a", "b"]))], Some(&l))[0].passed);
         assert!(evaluate(&e, &[(mk(Op::Lt), serde_json::json!(5))], Some(&a))[0].passed);
     }
 }

@@ -25,7 +25,7 @@ macro_rules! say {
 #[derive(Parser)]
 #[command(
     name = "sortie-lab",
-    about = "Real SSH, HTTP and TCP servers on loopback for sortie's tests"
+    about = "Real SSH, HTTP, TCP and DNS servers on loopback for sortie's tests"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +71,9 @@ struct StartArgs {
     /// HTTP port on every lab address (0: pick a free one).
     #[arg(long, default_value_t = 0)]
     http_port: u16,
+    /// DNS port (UDP and TCP) on 127.0.0.1 (0: pick a free one).
+    #[arg(long, default_value_t = 0)]
+    dns_port: u16,
     /// Stop by itself after this long (e.g. 90s, 30m, 3h).
     #[arg(long, default_value = "3h", value_parser = parse_duration)]
     ttl: Duration,
@@ -131,6 +134,8 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
         .arg(args.port.to_string())
         .arg("--http-port")
         .arg(args.http_port.to_string())
+        .arg("--dns-port")
+        .arg(args.dns_port.to_string())
         .arg("--ttl")
         .arg(format!("{}s", args.ttl.as_secs()))
         .args(args.keep_shell.then_some("--keep-shell"))
@@ -166,6 +171,9 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
                 info.login_shell,
                 info.http_url,
             );
+            if let Some(dns) = info.vars.get("dns_server").and_then(|v| v.as_str()) {
+                say!("dns:        {dns} (zone lab.test.)");
+            }
             say!("inventory:  {}", info.inventory.display());
             say!("ssh config: ssh -F {} h01", info.ssh_config.display());
             say!("stop with:  sortie-lab stop --dir {}", dir.display());
@@ -193,6 +201,7 @@ fn serve(args: &StartArgs) -> Result<ExitCode, LabError> {
     options.ssh.port = args.port;
     options.ssh.sh_login_shell = !args.keep_shell;
     options.http_port = args.http_port;
+    options.dns_port = args.dns_port;
     let lab = match Lab::start(options) {
         Ok(lab) => lab,
         Err(e) => {

@@ -27,6 +27,7 @@ use crate::inventory::{Host, Inventory};
 use crate::plan::Graph;
 use crate::playbook::{Play, Playbook};
 use crate::report::live::{Event, Reporter};
+use crate::report::redact::Redactor;
 use crate::report::{HostReport, PlayReport, RunReport, Status, Summary, TaskReport, write_atomic};
 use crate::steps::Limits;
 use crate::vars::{self, RunInfo, Scope, VarMap};
@@ -185,7 +186,16 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     let stop_new = CancellationToken::new();
     let hard = CancellationToken::new();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    spawn_signal_handler(stop_new.clone(), hard.clone(), interrupted.clone());
+    // Made first so that the signal handler reports through the reporter (it holds a weak
+    // sender: the channel still closes when the run's senders are dropped).
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    spawn_signal_handler(
+        stop_new.clone(),
+        hard.clone(),
+        interrupted.clone(),
+        tx.downgrade(),
+    );
+    let redactor = Arc::new(Redactor::for_run(&plan.playbook, &plan.inventory));
 
     // Resolve hosts and scopes of every play first: bad input stops the run before anything.
     let mut prepared = Vec::new();
@@ -210,7 +220,12 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         let mut scoped = Vec::new();
         for h in hosts {
             match vars::host_scope(play, h, &plan.extra, &info) {
-                Ok(s) => scoped.push((Arc::new(h.clone()), s)),
+                Ok(s) => {
+                    // The values of the play's `secrets:` for this host.
+                    redactor.add_vars(&play.secrets, &s.base);
+                    redactor.add_vars(&play.secrets, &s.extra);
+                    scoped.push((Arc::new(h.clone()), s))
+                }
                 Err(d) => diags.push(d),
             }
         }
@@ -239,8 +254,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
             }
         }
     }
-    let (tx, rx) = mpsc::unbounded_channel::<Event>();
-    let reporter = Reporter::new(plan.args.format, plan.args.verbose);
+    let reporter = Reporter::new(plan.args.format, plan.args.verbose, redactor.clone());
     let total_hosts: usize = prepared.iter().map(|(_, _, s)| s.len()).sum();
     let reporter_task = tokio::spawn(reporter.run(rx, total_hosts));
     for w in &warnings {
@@ -279,6 +293,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
             tx.clone(),
             stop_new.clone(),
             hard.clone(),
+            redactor.clone(),
         )
         .await;
         for h in &pr.hosts {
@@ -309,7 +324,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     });
     drop(tx);
     let _ = reporter_task.await;
-    write_reports(&plan.args, &report);
+    write_reports(&plan.args, &redactor.report(&report));
     Ok(report)
 }
 
@@ -336,6 +351,7 @@ fn spawn_signal_handler(
     stop_new: CancellationToken,
     hard: CancellationToken,
     flag: Arc<std::sync::atomic::AtomicBool>,
+    events: mpsc::WeakUnboundedSender<Event>,
 ) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -354,10 +370,18 @@ fn spawn_signal_handler(
             count += 1;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             if count == 1 {
-                eprintln!(
+                let message = format!(
                     "interrupted: no new steps start; running ones get {}s (interrupt again to stop now)",
                     GRACE.as_secs()
                 );
+                // Through the reporter, which owns the terminal; straight to stderr if the
+                // run's reporting is already over.
+                match events.upgrade() {
+                    Some(tx) => {
+                        let _ = tx.send(Event::Warning { message });
+                    }
+                    None => eprintln!("{message}"),
+                }
                 stop_new.cancel();
                 let hard2 = hard.clone();
                 tokio::spawn(async move {
@@ -387,6 +411,7 @@ struct PlayRun {
     limits: Limits,
     /// For SSH connections whose `jump` names another inventory host.
     inventory: Arc<Inventory>,
+    redactor: Arc<Redactor>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -400,6 +425,7 @@ async fn run_play(
     events: mpsc::UnboundedSender<Event>,
     stop_new: CancellationToken,
     hard: CancellationToken,
+    redactor: Arc<Redactor>,
 ) -> PlayReport {
     let n = play.steps.len();
     let pr = Arc::new(PlayRun {
@@ -415,6 +441,7 @@ async fn run_play(
         hard: hard.clone(),
         limits: Limits::default(),
         inventory: Arc::new(plan.inventory.clone()),
+        redactor,
     });
     let total = scoped.len();
     let concurrency = plan
@@ -620,6 +647,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                 }
                 let _ = pr.events.send(Event::TaskStarted {
                     host: host.name.clone(),
+                    id: step.id.clone(),
                     step: step.display_name(),
                 });
                 let input = TaskInput {
@@ -632,6 +660,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
                     dir: pr.dir.as_path(),
                     cancel: &cancel,
                     limits: pr.limits,
+                    redactor: &pr.redactor,
                 };
                 let once = step.run_once.then(|| &pr.once[i]);
                 running.push(async move {
@@ -659,6 +688,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
         for (k, v) in &r.set {
             set_vars.insert(k.clone(), v.clone());
         }
+        pr.redactor.add_vars(&play.secrets, &r.set);
         let _ = pr.events.send(Event::TaskFinished {
             host: host.name.clone(),
             task: Box::new(r.report.clone()),

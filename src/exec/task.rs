@@ -40,6 +40,8 @@ pub struct TaskInput<'a> {
     pub dir: &'a std::path::Path,
     pub cancel: &'a CancellationToken,
     pub limits: Limits,
+    /// Learns a secret step's rendered arguments and results (see `report::redact`).
+    pub redactor: &'a crate::report::redact::Redactor,
 }
 
 impl TaskInput<'_> {
@@ -89,6 +91,7 @@ pub fn base_report(step: &StepDef, status: Status, message: Option<String>, ms: 
         attempts: 0,
         duration_ms: ms,
         location: step.kind_span.to_string(),
+        warnings: Vec::new(),
     }
 }
 
@@ -291,6 +294,9 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         Ok(n) => n,
         Err(d) => return template_attempt(d),
     };
+    if step.secret {
+        input.redactor.add_derived(&rendered.to_json());
+    }
     let cx = TaskCx {
         host: input.host,
         args: &rendered,
@@ -317,6 +323,10 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         },
     };
     let output = match result {
+        Ok(o) if step.secret => {
+            input.redactor.add_derived(&Json::Object(o.fields.clone()));
+            o
+        }
         Ok(o) => o,
         Err(e) => {
             let status = if e.is_unreachable() {
@@ -351,7 +361,10 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
     if failed_msg.is_none()
         && let Some(c) = checks.iter().find(|c| !c.passed)
     {
-        failed_msg = Some(c.message());
+        failed_msg = Some(match step.spec.failure_context(&fields) {
+            Some(context) => format!("{} — {context}", c.message()),
+            None => c.message(),
+        });
     }
     // `until`: with this attempt's result visible as steps.<id>.
     if failed_msg.is_none()
@@ -429,6 +442,9 @@ fn check_expectations(
                 }
             } else {
                 let arg = t.render_node(&m.arg, ctx)?.to_json();
+                let (actual, arg) =
+                    step.spec
+                        .expectation_values(fields, &e.field, e.key.as_deref(), m.op, arg);
                 checks.extend(expect::evaluate(e, &[(m.clone(), arg)], actual.as_ref()));
             }
         }
@@ -491,6 +507,12 @@ fn finish(
             .map(|a| a.checks.iter().map(CheckReport::from).collect())
             .unwrap_or_default(),
     };
+    let mut warnings: Vec<String> = Vec::new();
+    for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
     let mut set = VarMap::new();
     let output = match looped {
         None => {
@@ -526,6 +548,14 @@ fn finish(
     report.error = error;
     report.checks = checks;
     report.attempts = attempts;
+    report.warnings = if step.secret {
+        warnings
+            .iter()
+            .map(|_| "*** (secret step)".to_string())
+            .collect()
+    } else {
+        warnings
+    };
     report.ignored = step.ignore_errors && status == Status::Failed;
     report.output = if step.secret {
         Json::String("***".into())
@@ -534,6 +564,9 @@ fn finish(
     };
     if step.secret {
         report.message = report.message.map(|_| "*** (secret step)".to_string());
+        if let Some(e) = &mut report.error {
+            e.message = "*** (secret step)".to_string();
+        }
         for c in &mut report.checks {
             c.actual = Json::String("***".into());
             c.expected = Json::String("***".into());

@@ -1,4 +1,6 @@
-//! The lab's HTTP/1.1 server (hyper), for `http` steps to talk to.
+//! The lab's HTTP server (hyper), for `http` steps to talk to: plain HTTP/1.1, or HTTPS with the
+//! lab's generated CA ([`super::pki`]), optionally requiring a client certificate (mutual TLS),
+//! speaking HTTP/2 when the client offers it.
 //!
 //! It listens on one port on every address it is given (127.0.0.1 and each SSH host's address, so
 //! `http://{{ host.address }}:{{ http_port }}/health` answers as that host), on its own thread and
@@ -8,13 +10,22 @@
 //! |---|---|
 //! | `/health` | 200 `{"status":"ok","host":NAME,"address":IP}` — NAME is the host whose address was dialled |
 //! | `/status/{code}` | that status |
-//! | `/echo` (any method, any suffix) | the request: method, path, query, args, headers, body, body_len, json |
+//! | `/echo` (any method, any suffix) | the request: method, path, query, args, headers, body, body_len, json, form, version, tls, client_cert |
 //! | `/redirect/{n}` | 302 to `/redirect/{n-1}`; `/redirect/0` is 200 |
+//! | `/redirect-to?url=U[&status=S]` | S (default 302) to U |
+//! | `/loop/a`, `/loop/b` | 302 to each other, for ever |
 //! | `/slow?ms=N` | 200 after N ms (at most 120 s) |
+//! | `/slow-body?ms=N` | 200 and half the body at once, the rest after N ms |
+//! | `/truncated/{n}` | announces 2n bytes, sends n, then drops the connection |
 //! | `/json` | a fixed sample document |
 //! | `/bytes/{n}` | n bytes of text (at most 64 MiB), `application/octet-stream` |
 //! | `/basic-auth/{user}/{pass}` | 200 with those Basic credentials, else 401 |
 //! | `/bearer[/{token}]` | 200 with a (that) Bearer token, else 401 |
+//! | `/login` (POST JSON `{"username","password"}`) | 200 `{"token":…}` when the password is [`LOGIN_PASSWORD`], else 401 |
+//! | `/api/me` | 200 `{"user":…}` with a Bearer token from `/login`, else 401 |
+//! | `/cookies/set?name=value…` | 200, setting those cookies (`Path=/`) |
+//! | `/cookies` | 200 `{"cookies":{…}}`: the cookies the request carried |
+//! | `/upload` (multipart) | 200 `{"parts":[{name, filename, content_type, size, sha256, text}]}` |
 //! | `/response-headers?Name=value` | 200 with those headers set |
 //!
 //! Every request is recorded (method, path, headers, body length and its first MiB) for tests to
@@ -28,22 +39,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use super::LabError;
 use super::background::{Background, bind_all};
+use super::pki::TestPki;
 
 const MAX_BODY: usize = 256 << 20;
 const KEPT_BODY: usize = 1 << 20;
 const MAX_RECORDED: usize = 100_000;
 const MAX_SLOW_MS: u64 = 120_000;
 const MAX_BYTES: usize = 64 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Multipart text parts up to this size are echoed back as text.
+const ECHOED_PART: usize = 4096;
+
+/// The password `/login` accepts, for any user name.
+pub const LOGIN_PASSWORD: &str = "lab-password";
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -59,6 +78,11 @@ pub struct RecordedRequest {
     /// The address the client dialled.
     pub local: SocketAddr,
     pub peer: SocketAddr,
+    /// `HTTP/1.1`, `HTTP/2.0`.
+    pub version: String,
+    /// Whether it came over TLS, and whether the client presented a certificate.
+    pub tls: bool,
+    pub client_cert: bool,
 }
 
 impl RecordedRequest {
@@ -71,12 +95,33 @@ impl RecordedRequest {
     }
 }
 
+/// What a connection negotiated, for the requests on it.
+#[derive(Clone, Copy, Debug, Default)]
+struct ConnInfo {
+    tls: bool,
+    client_cert: bool,
+}
+
 struct State {
     names: HashMap<IpAddr, String>,
     requests: Mutex<Vec<RecordedRequest>>,
     total: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Tokens `/login` handed out → user name.
+    tokens: Mutex<HashMap<String, String>>,
+    logins: AtomicUsize,
+    handshake_failures: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+/// How the TLS variant authenticates clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Any client; no certificate asked for.
+    None,
+    /// Only clients with a certificate signed by the lab CA (mutual TLS).
+    Required,
 }
 
 /// A running HTTP server; dropping it stops it.
@@ -84,6 +129,7 @@ pub struct HttpServer {
     port: u16,
     addrs: Vec<SocketAddr>,
     state: Arc<State>,
+    scheme: &'static str,
     _background: Background,
 }
 
@@ -96,6 +142,26 @@ impl HttpServer {
     /// Starts on `port` (0: a free one) on each address; each address answers `/health` with
     /// its name.
     pub fn start_on(names: &[(Ipv4Addr, String)], port: u16) -> Result<HttpServer, LabError> {
+        HttpServer::launch(names, port, None)
+    }
+
+    /// The HTTPS variant: the same routes over TLS with `pki`'s server certificate (which must
+    /// name the addresses), HTTP/2 or HTTP/1.1 by ALPN, and client certificates as `auth` says.
+    pub fn start_tls(
+        names: &[(Ipv4Addr, String)],
+        port: u16,
+        pki: &TestPki,
+        auth: ClientAuth,
+    ) -> Result<HttpServer, LabError> {
+        let config = server_config(pki, auth)?;
+        HttpServer::launch(names, port, Some(tokio_rustls::TlsAcceptor::from(config)))
+    }
+
+    fn launch(
+        names: &[(Ipv4Addr, String)],
+        port: u16,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<HttpServer, LabError> {
         let state = Arc::new(State {
             names: names
                 .iter()
@@ -105,17 +171,27 @@ impl HttpServer {
             total: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            tokens: Mutex::new(HashMap::new()),
+            logins: AtomicUsize::new(0),
+            handshake_failures: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let ips: Vec<Ipv4Addr> = names.iter().map(|(ip, _)| *ip).collect();
         let shared = state.clone();
-        let (background, (port, addrs)) = Background::start("http", move |stop| async move {
+        let (background, (port, addrs)) = Background::start(scheme, move |stop| async move {
             let (port, listeners) = bind_all(&ips, port, 1024).await?;
             let addrs: Vec<SocketAddr> =
                 ips.iter().map(|ip| SocketAddr::from((*ip, port))).collect();
             let serve = async move {
                 let mut tasks = tokio::task::JoinSet::new();
                 for listener in listeners {
-                    tasks.spawn(accept_loop(listener, shared.clone(), stop.clone()));
+                    tasks.spawn(accept_loop(
+                        listener,
+                        shared.clone(),
+                        tls.clone(),
+                        stop.clone(),
+                    ));
                 }
                 while tasks.join_next().await.is_some() {}
             };
@@ -125,6 +201,7 @@ impl HttpServer {
             port,
             addrs,
             state,
+            scheme,
             _background: background,
         })
     }
@@ -145,9 +222,9 @@ impl HttpServer {
         &self.addrs
     }
 
-    /// `http://ADDR:PORT{path}` on the first address.
+    /// `http://ADDR:PORT{path}` (`https://` for the TLS variant) on the first address.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr(), path)
+        format!("{}://{}{}", self.scheme, self.addr(), path)
     }
 
     /// Every request recorded so far (the first 100 000).
@@ -178,11 +255,57 @@ impl HttpServer {
     pub fn reset_max_in_flight(&self) {
         self.state.max_in_flight.store(0, Ordering::SeqCst);
     }
+
+    /// How many successful `/login`s there were.
+    pub fn logins(&self) -> usize {
+        self.state.logins.load(Ordering::SeqCst)
+    }
+
+    /// How many connections were accepted (a pooling client opens few).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many TLS handshakes failed (unknown CA on the client's side, missing client
+    /// certificate, …).
+    pub fn handshake_failures(&self) -> usize {
+        self.state.handshake_failures.load(Ordering::SeqCst)
+    }
+}
+
+/// The rustls server side: the lab's server certificate, h2 and http/1.1 by ALPN, and client
+/// certificates verified against the lab CA when `auth` requires them.
+fn server_config(pki: &TestPki, auth: ClientAuth) -> Result<Arc<rustls::ServerConfig>, LabError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls_err = |e: rustls::Error| LabError::Server(format!("TLS server config: {e}"));
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?;
+    let builder = match auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Required => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(pki.ca.cert_der.clone()).map_err(tls_err)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| LabError::Server(format!("client verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(vec![pki.server.cert_der.clone()], pki.server.key_der())
+        .map_err(tls_err)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let Ok(local) = listener.local_addr() else {
@@ -203,20 +326,62 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(req, state, local, peer).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let served = async {
+                match tls {
+                    None => serve(stream, false, ConnInfo::default(), state, local, peer).await,
+                    Some(acceptor) => {
+                        let shake =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                        let Ok(Ok(stream)) = shake else {
+                            state.handshake_failures.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        };
+                        let (_, conn) = stream.get_ref();
+                        let h2 = conn.alpn_protocol() == Some(b"h2".as_slice());
+                        let info = ConnInfo {
+                            tls: true,
+                            client_cert: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+                        };
+                        serve(stream, h2, info, state, local, peer).await
+                    }
+                }
+            };
             tokio::select! {
-                _ = connection => {}
+                () = served => {}
                 () = stop.cancelled() => {}
             }
         });
+    }
+}
+
+/// Serves one connection, HTTP/2 or HTTP/1.1, until it closes.
+async fn serve<S>(
+    stream: S,
+    h2: bool,
+    info: ConnInfo,
+    state: Arc<State>,
+    local: SocketAddr,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, state, info, local, peer).await) }
+    });
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 }
 
@@ -237,11 +402,19 @@ impl Drop for InFlight {
     }
 }
 
-type Body = Full<Bytes>;
+/// Response bodies: whole, or streamed (and possibly cut off with an error).
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
+    info: ConnInfo,
     local: SocketAddr,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -251,7 +424,7 @@ async fn handle(
         Ok(collected) => collected.to_bytes(),
         Err(e) => return json_response(413, &json!({ "error": e.to_string() })),
     };
-    let headers: Vec<(String, String)> = parts
+    let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
         .map(|(n, v)| {
@@ -261,6 +434,12 @@ async fn handle(
             )
         })
         .collect();
+    // HTTP/2 carries the host in the URI's authority, not in a `Host` header.
+    if parts.headers.get("host").is_none()
+        && let Some(authority) = parts.uri.authority()
+    {
+        headers.insert(0, ("host".to_string(), authority.to_string()));
+    }
     let record = RecordedRequest {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
@@ -270,6 +449,9 @@ async fn handle(
         body: body[..body.len().min(KEPT_BODY)].to_vec(),
         local,
         peer,
+        version: format!("{:?}", parts.version),
+        tls: info.tls,
+        client_cert: info.client_cert,
     };
     state.total.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut requests) = state.requests.lock()
@@ -282,10 +464,28 @@ async fn handle(
         .get(&local.ip())
         .cloned()
         .unwrap_or_else(|| local.ip().to_string());
-    route(&record, &body, &host).await
+    route(&record, &body, &host, &state).await
 }
 
-async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body> {
+fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    args.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn redirect(status: u16, location: &str) -> Response<Body> {
+    let mut resp = json_response(status, &json!({ "location": location }));
+    set_header(&mut resp, "location", location);
+    resp
+}
+
+fn unauthorized(scheme: &str) -> Response<Body> {
+    let mut resp = json_response(401, &json!({ "authenticated": false }));
+    set_header(&mut resp, "www-authenticate", scheme);
+    resp
+}
+
+async fn route(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -> Response<Body> {
     let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     let args = query_args(req.query.as_deref().unwrap_or(""));
     match segments.as_slice() {
@@ -312,6 +512,14 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body
             }
             let text = String::from_utf8_lossy(body);
             let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let form = if req
+                .header("content-type")
+                .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+            {
+                args_json(&query_args(&text))
+            } else {
+                Value::Null
+            };
             json_response(
                 200,
                 &json!({
@@ -323,36 +531,88 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body
                     "body": text,
                     "body_len": req.body_len,
                     "json": parsed,
+                    "form": form,
                     "host": host,
+                    "version": req.version,
+                    "tls": req.tls,
+                    "client_cert": req.client_cert,
                 }),
             )
         }
         ["redirect", n] => match n.parse::<u32>() {
             Ok(0) => json_response(200, &json!({ "status": "ok", "redirected": true })),
-            Ok(n) if n <= 100 => {
-                let mut resp =
-                    json_response(302, &json!({ "location": format!("/redirect/{}", n - 1) }));
-                set_header(&mut resp, "location", &format!("/redirect/{}", n - 1));
-                resp
-            }
+            Ok(n) if n <= 100 => redirect(302, &format!("/redirect/{}", n - 1)),
             _ => json_response(400, &json!({ "error": "redirect count must be 0 to 100" })),
         },
+        ["redirect-to"] => {
+            let status = arg(&args, "status")
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|s| (300..400).contains(s))
+                .unwrap_or(302);
+            match arg(&args, "url") {
+                Some(url) => redirect(status, url),
+                None => json_response(400, &json!({ "error": "give ?url=" })),
+            }
+        }
+        ["loop", "a"] => redirect(302, "/loop/b"),
+        ["loop", "b"] => redirect(302, "/loop/a"),
         ["slow"] => {
-            let ms = args
-                .iter()
-                .find(|(k, _)| k == "ms")
-                .and_then(|(_, v)| v.parse::<u64>().ok())
+            let ms = arg(&args, "ms")
+                .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(1000)
                 .min(MAX_SLOW_MS);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             json_response(200, &json!({ "status": "ok", "slept_ms": ms }))
         }
+        ["slow-body"] => {
+            let ms = arg(&args, "ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1000)
+                .min(MAX_SLOW_MS);
+            let chunks = futures_util::stream::unfold(0u8, move |step| async move {
+                match step {
+                    0 => Some((Ok(Frame::data(Bytes::from_static(b"first half,"))), 1)),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Some((Ok(Frame::data(Bytes::from_static(b" second half"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            let mut resp = Response::new(StreamBody::new(chunks).boxed());
+            set_header(&mut resp, "content-type", "text/plain");
+            resp
+        }
+        ["truncated", n] => match n.parse::<usize>().ok().filter(|n| *n <= MAX_BYTES) {
+            Some(n) => {
+                let data = Bytes::from(vec![b'x'; n]);
+                // The first frame goes out (the pause lets hyper flush it); the error then makes
+                // hyper drop the connection short of the length announced.
+                let frames =
+                    futures_util::stream::unfold((Some(data), false), |state| async move {
+                        match state {
+                            (Some(d), _) => Some((Ok(Frame::data(d)), (None, false))),
+                            (None, false) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let cut = std::io::Error::other("the lab cut this response short");
+                                Some((Err(cut), (None, true)))
+                            }
+                            (None, true) => None,
+                        }
+                    });
+                let mut resp = Response::new(StreamBody::new(frames).boxed());
+                set_header(&mut resp, "content-type", "text/plain");
+                set_header(&mut resp, "content-length", &(2 * n).to_string());
+                resp
+            }
+            None => json_response(400, &json!({ "error": "byte count must be 0 to 64 MiB" })),
+        },
         ["json"] => json_response(200, &sample_document()),
         ["bytes", n] => match n.parse::<usize>().ok().filter(|n| *n <= MAX_BYTES) {
             Some(n) => {
                 let pattern = b"abcdefghijklmnopqrstuvwxyz0123456789\n";
                 let data: Vec<u8> = pattern.iter().copied().cycle().take(n).collect();
-                let mut resp = Response::new(Full::new(Bytes::from(data)));
+                let mut resp = Response::new(full(data));
                 set_header(&mut resp, "content-type", "application/octet-stream");
                 resp
             }
@@ -366,9 +626,7 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body
             if req.header("authorization") == Some(expected.as_str()) {
                 json_response(200, &json!({ "authenticated": true, "user": user }))
             } else {
-                let mut resp = json_response(401, &json!({ "authenticated": false }));
-                set_header(&mut resp, "www-authenticate", "Basic realm=\"sortie-lab\"");
-                resp
+                unauthorized("Basic realm=\"sortie-lab\"")
             }
         }
         ["bearer", rest @ ..] if rest.len() <= 1 => {
@@ -383,11 +641,41 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body
             if ok {
                 json_response(200, &json!({ "authenticated": true, "token": token }))
             } else {
-                let mut resp = json_response(401, &json!({ "authenticated": false }));
-                set_header(&mut resp, "www-authenticate", "Bearer");
-                resp
+                unauthorized("Bearer")
             }
         }
+        ["login"] => login(req, body, host, state),
+        ["api", "me"] => {
+            let token = req
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let user = token.and_then(|t| state.tokens.lock().ok()?.get(t).cloned());
+            match user {
+                Some(user) => json_response(200, &json!({ "user": user, "host": host })),
+                None => unauthorized("Bearer"),
+            }
+        }
+        ["cookies", "set"] => {
+            let mut resp = json_response(200, &json!({ "set": args_json(&args) }));
+            for (name, value) in &args {
+                if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/")) {
+                    resp.headers_mut().append("set-cookie", v);
+                }
+            }
+            resp
+        }
+        ["cookies"] => {
+            let mut cookies = serde_json::Map::new();
+            for header in req.headers.iter().filter(|(n, _)| n == "cookie") {
+                for pair in header.1.split(';') {
+                    if let Some((k, v)) = pair.trim().split_once('=') {
+                        cookies.insert(k.to_string(), Value::from(v));
+                    }
+                }
+            }
+            json_response(200, &json!({ "cookies": cookies }))
+        }
+        ["upload"] => upload(req, body).await,
         ["response-headers"] => {
             let mut resp = json_response(200, &args_json(&args));
             for (name, value) in &args {
@@ -397,6 +685,82 @@ async fn route(req: &RecordedRequest, body: &Bytes, host: &str) -> Response<Body
         }
         _ => json_response(404, &json!({ "error": "not found", "path": req.path })),
     }
+}
+
+/// `POST /login` with `{"username": U, "password": LOGIN_PASSWORD}` → a fresh token for U.
+fn login(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -> Response<Body> {
+    if req.method != "POST" {
+        return json_response(405, &json!({ "error": "POST a JSON body" }));
+    }
+    let Ok(creds) = serde_json::from_slice::<Value>(body) else {
+        return json_response(400, &json!({ "error": "the body is not JSON" }));
+    };
+    let user = creds["username"].as_str().unwrap_or_default();
+    if user.is_empty() || creds["password"].as_str() != Some(LOGIN_PASSWORD) {
+        return json_response(401, &json!({ "error": "bad credentials" }));
+    }
+    let n = state.logins.fetch_add(1, Ordering::SeqCst) + 1;
+    let digest = sha2::Sha256::digest(format!("{user}/{host}/{n}/{}", std::process::id()));
+    let token = hex::encode(&digest[..16]);
+    if let Ok(mut tokens) = state.tokens.lock() {
+        tokens.insert(token.clone(), user.to_string());
+    }
+    json_response(
+        200,
+        &json!({ "token": token, "token_type": "Bearer", "user": user, "expires_in": 3600 }),
+    )
+}
+
+/// `/upload`: reads a multipart body (multer) and describes each part.
+async fn upload(req: &RecordedRequest, body: &Bytes) -> Response<Body> {
+    let Some(boundary) = req
+        .header("content-type")
+        .and_then(|c| multer::parse_boundary(c).ok())
+    else {
+        return json_response(400, &json!({ "error": "not a multipart body" }));
+    };
+    let whole = futures_util::stream::iter([Ok::<Bytes, Infallible>(body.clone())]);
+    let mut multipart = multer::Multipart::new(whole, boundary);
+    let mut parts = Vec::new();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return json_response(400, &json!({ "error": e.to_string() })),
+        };
+        let name = field.name().map(str::to_string);
+        let filename = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(|m| m.to_string());
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0usize;
+        let mut head = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    size += chunk.len();
+                    hasher.update(&chunk);
+                    if head.len() < ECHOED_PART {
+                        let room = ECHOED_PART - head.len();
+                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return json_response(400, &json!({ "error": e.to_string() })),
+            }
+        }
+        let text = (size <= ECHOED_PART)
+            .then(|| String::from_utf8(head).ok())
+            .flatten();
+        parts.push(json!({
+            "name": name,
+            "filename": filename,
+            "content_type": content_type,
+            "size": size,
+            "sha256": hex::encode(hasher.finalize()),
+            "text": text,
+        }));
+    }
+    json_response(200, &json!({ "parts": parts }))
 }
 
 fn sample_document() -> Value {
@@ -418,14 +782,14 @@ fn sample_document() -> Value {
 }
 
 fn json_response(status: u16, body: &Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     set_header(&mut resp, "content-type", "application/json");
     resp
 }
 
 fn empty_response(status: u16) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp
 }

@@ -136,6 +136,7 @@ pub const PLAY_KEYS: &[&str] = &[
     "strategy",
     "defaults",
     "steps",
+    "secrets",
 ];
 
 /// Keys every step may have beside its kind.
@@ -299,6 +300,10 @@ fn read_play(index: usize, node: &Node, dir: &Path, diags: &mut Diagnostics) -> 
         vars_files,
         strategy: raw.strategy.unwrap_or_default(),
         steps,
+        secrets: raw
+            .secrets
+            .map(|s| s.into_vec().into_iter().map(|n| n.value).collect())
+            .unwrap_or_default(),
     })
 }
 

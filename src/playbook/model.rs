@@ -37,6 +37,8 @@ pub struct Play {
     pub vars_files: Vec<VarsFile>,
     pub strategy: Strategy,
     pub steps: Vec<StepDef>,
+    /// Names of variables whose values are secrets (`secrets:`).
+    pub secrets: Vec<String>,
 }
 
 impl Play {
@@ -72,6 +74,10 @@ pub struct PlayRaw {
     pub vars_files: Option<OneOrMany<Spanned<String>>>,
     /// How hosts are scheduled.
     pub strategy: Option<Strategy>,
+    /// Names of variables whose values are secrets, wherever they are defined (inventory,
+    /// `vars`, `vars_files`, `set`, `-e`): their values are shown as `***` in every output —
+    /// the terminal, the JSON report and events, JUnit and TAP.
+    pub secrets: Option<OneOrMany<Spanned<String>>>,
     /// Step fields applied to every step that does not set them.
     pub defaults: Option<StepDefaults>,
     /// The steps, in order; each follows the one before unless it says `needs`.
@@ -200,6 +206,11 @@ impl StepDef {
     pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {
             return n.value.clone();
+        }
+        // A secret step's arguments may hold the secret itself, and its name is shown before
+        // the redactor has seen its rendered arguments.
+        if self.secret {
+            return format!("{} ***", self.kind);
         }
         if let crate::yaml::NodeKind::Map(entries) = &self.args.kind
             && self.kind == "set"

@@ -115,6 +115,7 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
             run_once: s.run_once,
             args: &s.args,
             kind_span: s.kind_span,
+            expect: &s.expect,
         };
         s.spec.check(&cx, &mut out);
     }

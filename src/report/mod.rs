@@ -3,9 +3,11 @@
 //! (`schemas/report.schema.json`), the plain per-task lines and the recap table. The runner
 //! (`exec`) produces outcomes and events; `app`/`exec` write what this module renders.
 
+pub mod human;
 pub mod junit;
 pub mod live;
 pub mod plain;
+pub mod redact;
 pub mod tap;
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +109,9 @@ pub struct TaskReport {
     pub duration_ms: u64,
     /// Where the step is written (`file:line:col`).
     pub location: String,
+    /// What the step warned about (TLS not verified, output cut short, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Everything that happened on one host in one play.

@@ -1,14 +1,38 @@
-//! Plain text for people: one line per finished task, and the recap — the per-host table
-//! (failures first) and every failure with its place and expected-vs-actual. The same text is
-//! printed on a terminal and off one; the live view (when there is a terminal) only adds bars.
+//! Plain text for people: one line per finished task, a task's outputs (`-v`), a failure's
+//! details, and the recap — the per-host table (failures first) and every failure with its
+//! place and expected-vs-actual. The same text is printed on a terminal and off one; the live
+//! view (`report::human`) only adds bars and color. Input is `TaskReport`s from events and the
+//! final `RunReport`; callers redact what this returns before printing it.
+
+use console::Style;
+use serde_json::Value as Json;
 
 use super::{HostReport, RunReport, Status, TaskReport};
 
-/// `h01  ✓ ok       Health check  (12ms)` — one finished task.
-pub fn task_line(host: &str, t: &TaskReport, width: usize) -> String {
+/// Lines of a failed command's stderr shown under its failure.
+const STDERR_TAIL: usize = 5;
+
+/// The status word padded to a column, colored when `color`.
+pub fn status_word(s: Status, color: bool) -> String {
+    let padded = format!("{:<11}", s.as_str());
+    if !color {
+        return padded;
+    }
+    let style = match s {
+        Status::Ok => Style::new().green(),
+        Status::Changed => Style::new().yellow(),
+        Status::Skipped => Style::new().dim(),
+        Status::Failed => Style::new().red().bold(),
+        Status::Unreachable => Style::new().magenta().bold(),
+    };
+    style.force_styling(true).apply_to(padded).to_string()
+}
+
+/// `h01   ok          Health check  (12ms)` — one finished task.
+pub fn task_line(host: &str, t: &TaskReport, width: usize, color: bool) -> String {
     let mut line = format!(
-        "{host:<width$}  {:<11} {}  ({})",
-        t.status.as_str(),
+        "{host:<width$}  {} {}  ({})",
+        status_word(t.status, color),
         t.name,
         human_ms(t.duration_ms)
     );
@@ -22,9 +46,48 @@ pub fn task_line(host: &str, t: &TaskReport, width: usize) -> String {
         )
     {
         line.push_str(" — ");
-        line.push_str(m);
+        line.push_str(&one_line(m));
     }
     line
+}
+
+fn one_line(s: &str) -> String {
+    let mut lines = s.lines();
+    let first = lines.next().unwrap_or("").to_string();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
+/// A task's result fields (`-v`), one per line under the task, multi-line strings indented.
+pub fn outputs(t: &TaskReport, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    match &t.output {
+        Json::Object(map) if map.is_empty() => {}
+        Json::Object(map) => {
+            for (k, v) in map {
+                field(&mut out, &pad, k, v);
+            }
+        }
+        other => field(&mut out, &pad, "output", other),
+    }
+    out
+}
+
+fn field(out: &mut String, pad: &str, key: &str, v: &Json) {
+    match v {
+        Json::String(s) if s.contains('\n') => {
+            out.push_str(&format!("{pad}{key}: |\n"));
+            for l in s.lines() {
+                out.push_str(&format!("{pad}  {l}\n"));
+            }
+        }
+        Json::String(s) => out.push_str(&format!("{pad}{key}: {s}\n")),
+        other => out.push_str(&format!("{pad}{key}: {other}\n")),
+    }
 }
 
 pub fn human_ms(ms: u64) -> String {
@@ -52,7 +115,67 @@ fn counts(h: &HostReport) -> [usize; 5] {
     c
 }
 
-/// The recap: a table per play (hosts with failures first), then each failure in full.
+/// What went wrong in a failed task, indented under its header: the error (and its help),
+/// each failed check with expected and found, else the message; then the tail of a
+/// command's stderr.
+pub fn failure_details(t: &TaskReport) -> String {
+    let mut out = String::new();
+    if let Some(e) = &t.error {
+        out.push_str(&format!("  {}: {}\n", e.kind, e.message));
+        if let Some(h) = &e.help {
+            out.push_str(&format!("  help: {h}\n"));
+        }
+    }
+    for c in t.checks.iter().filter(|c| !c.passed) {
+        // A kind's default expectation has no place in the playbook.
+        let place = if c.location.starts_with("<default") {
+            "default expectation"
+        } else {
+            c.location.as_str()
+        };
+        out.push_str(&format!(
+            "  {}: expected {} {}, found {}  ({place})\n",
+            c.field,
+            c.matcher,
+            crate::expect::short(&c.expected),
+            crate::expect::short(&c.actual),
+        ));
+    }
+    if t.error.is_none()
+        && t.checks.iter().all(|c| c.passed)
+        && let Some(m) = &t.message
+    {
+        out.push_str(&format!("  {m}\n"));
+    }
+    if let Some(stderr) = t.output.get("stderr").and_then(Json::as_str)
+        && !stderr.trim().is_empty()
+    {
+        let lines: Vec<&str> = stderr.lines().collect();
+        let skip = lines.len().saturating_sub(STDERR_TAIL);
+        out.push_str(if skip > 0 {
+            "  stderr (last lines):\n"
+        } else {
+            "  stderr:\n"
+        });
+        for l in &lines[skip..] {
+            out.push_str(&format!("  | {l}\n"));
+        }
+    }
+    out
+}
+
+/// `h01 · Health check · failed (deploy.yml:12:5)` — a failure's header line.
+pub fn failure_header(host: &str, t: &TaskReport) -> String {
+    format!(
+        "{host} · {} · {} ({})",
+        t.name,
+        t.status.as_str(),
+        t.location
+    )
+}
+
+/// The recap: a table per play (hosts with failures first), then each failure in full, then
+/// the totals.
 pub fn recap(r: &RunReport) -> String {
     let mut out = String::new();
     for p in &r.plays {
@@ -99,34 +222,9 @@ pub fn recap(r: &RunReport) -> String {
     if !failures.is_empty() {
         out.push_str(&format!("\nFAILURES ({})\n", failures.len()));
         for (host, t) in failures {
-            out.push_str(&format!(
-                "{host} · {} · {} ({})\n",
-                t.name,
-                t.status.as_str(),
-                t.location
-            ));
-            if let Some(e) = &t.error {
-                out.push_str(&format!("  {}: {}\n", e.kind, e.message));
-                if let Some(h) = &e.help {
-                    out.push_str(&format!("  help: {h}\n"));
-                }
-            }
-            for c in t.checks.iter().filter(|c| !c.passed) {
-                out.push_str(&format!(
-                    "  {}: expected {} {}, found {}  ({})\n",
-                    c.field,
-                    c.matcher,
-                    crate::expect::short(&c.expected),
-                    crate::expect::short(&c.actual),
-                    c.location
-                ));
-            }
-            if t.error.is_none()
-                && t.checks.iter().all(|c| c.passed)
-                && let Some(m) = &t.message
-            {
-                out.push_str(&format!("  {m}\n"));
-            }
+            out.push_str(&failure_header(host, t));
+            out.push('\n');
+            out.push_str(&failure_details(t));
         }
     }
     let s = &r.hosts;
@@ -149,4 +247,84 @@ pub fn recap(r: &RunReport) -> String {
         out.push_str("interrupted: results are what was known when the run stopped\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{CheckReport, ErrorReport};
+
+    fn task(status: Status) -> TaskReport {
+        TaskReport {
+            id: "#1".into(),
+            name: "Health".into(),
+            kind: "local".into(),
+            status,
+            ignored: false,
+            message: Some("rc: expected eq 0, found 3".into()),
+            error: None,
+            checks: vec![CheckReport {
+                field: "rc".into(),
+                matcher: "eq".into(),
+                expected: 0.into(),
+                actual: 3.into(),
+                passed: false,
+                location: "pb.yml:4:5".into(),
+            }],
+            output: serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb\nc\nd\ne\nf\ng"}),
+            attempts: 1,
+            duration_ms: 1500,
+            location: "pb.yml:3:5".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_shows_expected_found_place_and_stderr_tail() {
+        let t = task(Status::Failed);
+        assert_eq!(
+            failure_header("h01", &t),
+            "h01 · Health · failed (pb.yml:3:5)"
+        );
+        assert_eq!(
+            failure_details(&t),
+            "  rc: expected eq 0, found 3  (pb.yml:4:5)\n  stderr (last lines):\n  | c\n  | d\n  | e\n  | f\n  | g\n"
+        );
+    }
+
+    #[test]
+    fn an_error_shows_kind_message_and_help() {
+        let mut t = task(Status::Unreachable);
+        t.checks.clear();
+        t.output = serde_json::json!({});
+        t.error = Some(ErrorReport {
+            kind: "connect".into(),
+            message: "cannot connect to 127.0.0.1:1: refused".into(),
+            help: Some("is sshd running?".into()),
+        });
+        assert_eq!(
+            failure_details(&t),
+            "  connect: cannot connect to 127.0.0.1:1: refused\n  help: is sshd running?\n"
+        );
+    }
+
+    #[test]
+    fn task_lines_have_no_escape_codes_without_color() {
+        let t = task(Status::Failed);
+        let line = task_line("h01", &t, 5, false);
+        assert_eq!(
+            line,
+            "h01    failed      Health  (1.5s) — rc: expected eq 0, found 3"
+        );
+        assert!(task_line("h01", &t, 5, true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn outputs_put_each_field_on_its_line() {
+        let t = task(Status::Ok);
+        assert_eq!(
+            outputs(&t, 2),
+            "  rc: 3\n  stdout: \n  stderr: |\n    a\n    b\n    c\n    d\n    e\n    f\n    g\n"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::{Diagnostic, Span};
-use crate::expect::ExpectFields;
+use crate::expect::{ExpectFields, Op};
 use crate::inventory::Host;
 use crate::yaml::{DeError, Node, decode, decode_lenient};
 
@@ -45,6 +45,8 @@ pub struct CheckCx<'a> {
     pub run_once: bool,
     pub args: &'a Node,
     pub kind_span: Span,
+    /// The step's declared expectations (for kinds that check their keys, e.g. JSONPath).
+    pub expect: &'a [crate::expect::Expectation],
 }
 
 /// One step kind.
@@ -73,6 +75,24 @@ pub trait Kind:
     /// A result field, or a key under a keyed field, for expectations.
     fn lookup(fields: &Json, field: &str, key: Option<&str>) -> Option<Json> {
         generic_lookup(fields, field, key)
+    }
+
+    /// The two values one matcher compares: the result field as `lookup` reads it and the
+    /// rendered expected value. A kind may normalise both (`dns` compares answer lists as sets).
+    fn expectation_values(
+        fields: &Json,
+        field: &str,
+        key: Option<&str>,
+        _op: Op,
+        expected: Json,
+    ) -> (Option<Json>, Json) {
+        (Self::lookup(fields, field, key), expected)
+    }
+
+    /// What to add to a failed expectation's message: what was asked and a glimpse of the
+    /// answer (for `http`, the request line, the status and a body excerpt).
+    fn failure_context(_fields: &Json) -> Option<String> {
+        None
     }
 
     /// Runs the step with its arguments rendered for this host.
@@ -333,6 +353,16 @@ macro_rules! kinds {
             /// A result field for expectations, as the kind reads it.
             pub fn lookup(&self, fields: &Json, field: &str, key: Option<&str>) -> Option<Json> {
                 match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::lookup(fields, field, key)),* }
+            }
+
+            /// What one matcher compares, as the kind reads it: (actual, expected).
+            pub fn expectation_values(&self, fields: &Json, field: &str, key: Option<&str>, op: Op, expected: Json) -> (Option<Json>, Json) {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::expectation_values(fields, field, key, op, expected)),* }
+            }
+
+            /// More for a failed expectation's message, as the kind sees it.
+            pub fn failure_context(&self, fields: &Json) -> Option<String> {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::failure_context(fields)),* }
             }
 
             /// Reads the rendered arguments as this kind and runs the step.

@@ -4,6 +4,9 @@
 mod harness;
 
 mod check;
+mod dns;
 mod engine;
 mod fuzz;
+mod http;
+mod reports;
 mod ssh;
