@@ -1,19 +1,207 @@
 //! SSH connections: one authenticated session per host, opened on the host's first SSH step
 //! and reused by every later step (a channel each), closed when the host is done.
-//! (Being built: see issue 4.)
+//!
+//! The runner makes a `HostConn` per host (`exec/`), step kinds (`steps/ssh.rs`,
+//! `sftp_put.rs`, `sftp_get.rs`) call `exec` and `remote` on it, and the runner calls `close`
+//! at the end. Where to connect comes from the inventory and `~/.ssh/config` (`config`); host
+//! keys from known_hosts (`known_hosts`); jump hosts are bridged by `jump`; the session itself,
+//! with its rules for sharing libssh2 between threads, is `session`. ssh2 is blocking: every
+//! call runs on tokio's blocking threads (bounded by the runtime's `max_blocking_threads`),
+//! never on its workers. A session that fails to open, or dies, makes every later step of the
+//! host fail with the same connect error — the host is unreachable; it is never retried.
 
-use crate::inventory::Host;
+// `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+mod jump;
+pub mod known_hosts;
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub use session::{Ctl, ExecOutput, OpError, Remote, RemoteFile};
+pub use ssh2::FileStat;
+
+use crate::inventory::{Host, Inventory};
+use crate::steps::StepError;
+use config::Target;
+use session::Live;
+
+/// How long `close` lets cancelled steps finish stopping their remote commands.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// The SSH connection of one host during a run.
 pub struct HostConn {
     pub host: Host,
+    target: Result<Target, String>,
+    live: tokio::sync::OnceCell<Result<Arc<Live>, StepError>>,
+    keepalive: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Sets a blocking operation's stop flag when the step's future goes away (a timeout, an
+/// interrupt): the thread then stops the remote command and closes its channel.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl HostConn {
+    /// A connection whose `jump` is a `user@host:port` spec or comes from ssh_config.
     pub fn new(host: &Host) -> HostConn {
-        HostConn { host: host.clone() }
+        HostConn::build(host, config::resolve(host, None))
     }
 
-    /// Closes the session if one was opened.
-    pub async fn close(&self) {}
+    /// A connection whose `jump` may name another inventory host.
+    pub fn new_in(host: &Host, inventory: &Inventory) -> HostConn {
+        HostConn::build(host, config::resolve(host, Some(inventory)))
+    }
+
+    fn build(host: &Host, target: Result<Target, String>) -> HostConn {
+        HostConn {
+            host: host.clone(),
+            target,
+            live: tokio::sync::OnceCell::new(),
+            keepalive: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The resolved connection settings (or why they could not be resolved).
+    pub fn target(&self) -> Result<&Target, &str> {
+        self.target.as_ref().map_err(String::as_str)
+    }
+
+    /// The session, opened on first use; an error once it failed or died.
+    async fn session(&self) -> Result<Arc<Live>, StepError> {
+        let target = match &self.target {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                return Err(StepError::Connect {
+                    addr: self.host.name.clone(),
+                    reason: e.clone(),
+                });
+            }
+        };
+        let addr = target.addr();
+        let live = self
+            .live
+            .get_or_init(|| async move {
+                match tokio::task::spawn_blocking(move || session::connect(&target)).await {
+                    Ok(r) => r.map(Arc::new),
+                    Err(e) => Err(StepError::Connect {
+                        addr,
+                        reason: format!("the connect thread failed: {e}"),
+                    }),
+                }
+            })
+            .await
+            .clone()?;
+        if let Some(reason) = live.dead_reason() {
+            return Err(StepError::Connect {
+                addr: live.addr.clone(),
+                reason,
+            });
+        }
+        self.start_keepalive(&live);
+        Ok(live)
+    }
+
+    /// Keepalives while the session is idle between steps (a blocking call each interval).
+    fn start_keepalive(&self, live: &Arc<Live>) {
+        let mut k = self.keepalive.lock().unwrap_or_else(|p| p.into_inner());
+        if k.is_some() {
+            return;
+        }
+        let weak = Arc::downgrade(live);
+        let every = live.keepalive.max(Duration::from_secs(1));
+        *k = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(live) = weak.upgrade() else { break };
+                if live.dead_reason().is_some() {
+                    break;
+                }
+                let r = tokio::task::spawn_blocking(move || live.keepalive_tick()).await;
+                if !matches!(r, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }));
+    }
+
+    /// Runs a command (already a complete shell command line) on a channel of its own.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        max_output: usize,
+    ) -> Result<ExecOutput, StepError> {
+        let live = self.session().await?;
+        let flag = Arc::new(AtomicBool::new(false));
+        let _stop = StopOnDrop(flag.clone());
+        let command = command.to_string();
+        let l = live.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            l.exec(&Ctl::new(flag), &command, stdin.as_deref(), max_output)
+        })
+        .await;
+        match r {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(OpError::Cancelled)) => Err(StepError::Cancelled),
+            Ok(Err(OpError::Dead(reason))) => Err(StepError::Connect {
+                addr: live.addr.clone(),
+                reason,
+            }),
+            Ok(Err(OpError::Failed { msg, .. })) => Err(StepError::Protocol(format!(
+                "cannot run the command: {msg}"
+            ))),
+            Err(e) => Err(StepError::Io(format!("the command's thread failed: {e}"))),
+        }
+    }
+
+    /// Runs `f` on a blocking thread with SFTP (and commands) over the host's session.
+    pub async fn remote<T, F>(&self, f: F) -> Result<T, StepError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Remote) -> Result<T, StepError> + Send + 'static,
+    {
+        let live = self.session().await?;
+        let flag = Arc::new(AtomicBool::new(false));
+        let _stop = StopOnDrop(flag.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let mut remote = Remote::new(live, Ctl::new(flag));
+            f(&mut remote)
+        })
+        .await;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(StepError::Io(format!("the transfer's thread failed: {e}"))),
+        }
+    }
+
+    /// Closes the session if one was opened (after cancelled steps stopped their commands).
+    pub async fn close(&self) {
+        if let Some(k) = self
+            .keepalive
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            k.abort();
+        }
+        let Some(Ok(live)) = self.live.get() else {
+            return;
+        };
+        let live = live.clone();
+        let start = Instant::now();
+        while live.active() > 0 && start.elapsed() < CLOSE_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::task::spawn_blocking(move || live.shutdown()).await;
+    }
 }

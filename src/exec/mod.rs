@@ -409,6 +409,8 @@ struct PlayRun {
     stop_new: CancellationToken,
     hard: CancellationToken,
     limits: Limits,
+    /// For SSH connections whose `jump` names another inventory host.
+    inventory: Arc<Inventory>,
     redactor: Arc<Redactor>,
 }
 
@@ -438,6 +440,7 @@ async fn run_play(
         stop_new: stop_new.clone(),
         hard: hard.clone(),
         limits: Limits::default(),
+        inventory: Arc::new(plan.inventory.clone()),
         redactor,
     });
     let total = scoped.len();
@@ -592,7 +595,7 @@ async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport
     let play = &pr.play;
     let graph = &pr.graph;
     let n = play.steps.len();
-    let conn = HostConn::new(&host);
+    let conn = HostConn::new_in(&host, &pr.inventory);
     let cancel = pr.hard.child_token();
     let mut done: Vec<Option<TaskResult>> = vec![None; n];
     let mut started_flags = vec![false; n];

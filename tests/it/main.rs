@@ -9,3 +9,4 @@ mod engine;
 mod fuzz;
 mod http;
 mod reports;
+mod ssh;
