@@ -361,6 +361,9 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let mut best: Option<(f64, &str)> = None;
+    if name.is_empty() {
+        return None;
+    }
     for c in candidates {
         let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
         let close = score >= 0.8 || strsim::osa_distance(name, c) <= 1;

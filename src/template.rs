@@ -189,9 +189,18 @@ impl Templates {
             .env
             .compile_expression(expr)
             .map_err(|e| self.diagnose(e, expr, place, Some(ctx)))?;
-        compiled
+        let v = compiled
             .eval(ctx)
-            .map_err(|e| self.diagnose(e, expr, place, Some(ctx)))
+            .map_err(|e| self.diagnose(e, expr, place, Some(ctx)))?;
+        if v.is_undefined() {
+            // Strict undefined makes printing an undefined value an error, but an expression
+            // may still evaluate to one: report it the same way, at the same place.
+            let err = Error::new(ErrorKind::UndefinedError, "undefined value");
+            let mut d = self.diagnose(err, expr, place, Some(ctx));
+            d.title = format!("undefined variable `{}`", expr.trim());
+            return Err(d);
+        }
+        Ok(v)
     }
 
     /// Evaluates a condition: the expression's truthiness.
@@ -271,7 +280,11 @@ impl Templates {
                     .help("minijinja (Jinja2) syntax: `{{ expression }}`, `{% if … %}…{% endif %}`")
             }
             ErrorKind::UndefinedError => {
-                let snippet = widen(src, range.clone(), &snippet);
+                let snippet = if snippet.is_empty() {
+                    src.trim().to_string()
+                } else {
+                    widen(src, range.clone(), &snippet)
+                };
                 let name = snippet
                     .rsplit(['.', '['])
                     .next()

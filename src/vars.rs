@@ -167,33 +167,56 @@ pub fn host_scope(
         values: ScopeValues::default(),
     };
     scope.refresh_values();
-    // Render templated vars; repeat so that vars may refer to vars defined later.
-    let templated: Vec<&String> = raw
+    // Render templated vars — extra vars too, as Ansible does — repeating so that vars may
+    // refer to vars defined later.
+    let mut templated: Vec<(String, Node, bool)> = raw
         .iter()
         .filter(|(_, v)| v.has_template())
-        .map(|(k, _)| k)
+        .map(|(k, v)| (k.clone(), v.clone(), false))
         .collect();
-    for pass in 0..4 {
-        let ctx = scope.context(&VarMap::new(), &Json::Object(Default::default()), None);
+    for (k, v) in extra {
+        if let Json::String(text) = v
+            && crate::yaml::is_template(text)
+        {
+            let node = Node::scalar(text.clone(), crate::yaml::Style::Quoted, Span::default());
+            templated.push((k.clone(), node, true));
+        }
+    }
+    let mut failure: Option<Diagnostic> = None;
+    for _pass in 0..4 {
+        let ctx = scope.context_values(&ValueMap::new(), &ValueMap::new(), None);
         let mut changed = false;
-        for k in &templated {
-            let node = &raw[*k];
+        failure = None;
+        for (k, node, is_extra) in &templated {
             match templates().render_node(node, &ctx) {
                 Ok(n) => {
                     let j = n.to_json();
-                    if scope.base.get(*k) != Some(&j) {
-                        scope.values.base.insert((*k).clone(), json_to_value(&j));
-                        scope.base.insert((*k).clone(), j);
+                    let (map, values) = if *is_extra {
+                        (&mut scope.extra, &mut scope.values.extra)
+                    } else {
+                        (&mut scope.base, &mut scope.values.base)
+                    };
+                    if map.get(k) != Some(&j) {
+                        values.insert(k.clone(), json_to_value(&j));
+                        map.insert(k.clone(), j);
                         changed = true;
                     }
                 }
-                Err(d) if pass == 3 => return Err(d),
-                Err(_) => {}
+                Err(mut d) => {
+                    if *is_extra {
+                        d.span = None;
+                        d.title = format!("{} (in `-e {k}`)", d.title);
+                    }
+                    failure.get_or_insert(d);
+                }
             }
         }
-        if !changed && pass > 0 {
+        if !changed {
             break;
         }
+    }
+    if let Some(d) = failure {
+        return Err(d);
     }
     Ok(scope)
 }

@@ -1022,11 +1022,14 @@ mod tests {
             "multiplexed no-op command: {each:?} ({:?})",
             lab.shell_mode()
         );
+        // What makes commands cheap is that no bash rc file runs: the shell that runs them is
+        // sh itself. (Times are reported, not asserted: this machine is shared.)
         if matches!(
             lab.shell_mode(),
             ShellMode::Namespace(_) | ShellMode::AlreadySh
         ) {
-            assert!(each < Duration::from_millis(60), "{each:?}");
+            let out = ssh("ps -o comm= -p $$");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sh");
         }
     }
 

@@ -8,5 +8,6 @@ mod dns;
 mod engine;
 mod fuzz;
 mod http;
+mod jobs;
 mod reports;
 mod ssh;
