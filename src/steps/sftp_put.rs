@@ -142,7 +142,7 @@ impl Kind for SftpPut {
 }
 
 /// Bytes written to or read from the server in one SFTP call.
-pub(super) const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 /// Paths given to one `sha256sum` or `mv` command (well under any argument limit).
 const PER_COMMAND: usize = 200;
 
