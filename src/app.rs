@@ -78,6 +78,9 @@ pub fn load_all(
 pub fn check(args: &CheckArgs) -> i32 {
     match load_all(&args.playbook, &args.inventory) {
         Ok((pb, inv)) => {
+            if !pb.warnings.is_empty() {
+                report_diagnostics(&Diagnostics(pb.warnings.clone()));
+            }
             let steps: usize = pb.plays.iter().map(|p| p.steps.len()).sum();
             let hosts = if args.inventory.is_empty() {
                 String::new()
@@ -123,6 +126,8 @@ pub fn plan(args: &PlanArgs) -> i32 {
     };
     let mut plans = Vec::new();
     let mut diags = Diagnostics::default();
+    // The plan shows rendered values: secrets are masked as in every other output.
+    let redactor = crate::report::redact::Redactor::for_run(&pb, &inv);
     for play in &pb.plays {
         let graph = match crate::plan::Graph::build(play) {
             Ok(g) => g,
@@ -149,6 +154,8 @@ pub fn plan(args: &PlanArgs) -> i32 {
             }
             match vars::host_scope(play, h, &extra, &run) {
                 Ok(scope) => {
+                    redactor.add_vars(&play.secrets, &scope.base);
+                    redactor.add_vars(&play.secrets, &scope.extra);
                     let ctx = scope.context(&Default::default(), &serde_json::json!({}), None);
                     plans.push(crate::plan::host_plan(play, &graph, h, &ctx));
                 }
@@ -179,7 +186,7 @@ pub fn plan(args: &PlanArgs) -> i32 {
         PlanFormat::Json => serde_json::to_string_pretty(&plans).unwrap_or_default() + "\n",
         PlanFormat::Dot => crate::plan::render_dot(&plans),
     };
-    print!("{out}");
+    print!("{}", redactor.redact(&out));
     exit::OK
 }
 

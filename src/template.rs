@@ -90,6 +90,13 @@ pub fn templates() -> &'static Templates {
 fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Strings in playbooks are data, not documents: `content: "x={{ v }}\n"` keeps its newline.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_recursion_limit(200);
     env.set_fuel(Some(10_000_000));

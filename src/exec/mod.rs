@@ -196,6 +196,12 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
         tx.downgrade(),
     );
     let redactor = Arc::new(Redactor::for_run(&plan.playbook, &plan.inventory));
+    let load_warnings: Vec<String> = plan
+        .playbook
+        .warnings
+        .iter()
+        .map(|w| w.one_line())
+        .collect();
 
     // Resolve hosts and scopes of every play first: bad input stops the run before anything.
     let mut prepared = Vec::new();
@@ -243,6 +249,7 @@ pub async fn run(plan: RunPlan) -> Result<RunReport, Diagnostics> {
     }
 
     let mut warnings = plan.warnings.clone();
+    warnings.extend(load_warnings);
     for h in &plan.inventory.hosts {
         if h.ssh.host_key_checking == Some(crate::inventory::HostKeyChecking::Off) {
             let w = format!(

@@ -423,6 +423,18 @@ fn check_expectations(
     let t = templates();
     let mut checks = Vec::new();
     for e in &exps {
+        // A key may be a template too (`servers: { "{{ dns2 }}": … }`).
+        let keyed;
+        let e = match &e.key {
+            Some(k) if crate::yaml::is_template(k) => {
+                keyed = expect::Expectation {
+                    key: Some(t.render(k, Place::of_span(e.span), ctx)?),
+                    ..e.clone()
+                };
+                &keyed
+            }
+            _ => e,
+        };
         let actual = lookup(&step.spec, fields, &e.field, e.key.as_deref());
         for m in &e.matchers {
             if m.op == Op::Len {

@@ -122,9 +122,15 @@ fn load_text(path: &Path, file: crate::diag::FileId, text: &str) -> Result<Playb
         dir,
         file,
         plays,
+        warnings: Vec::new(),
     };
     validate::validate(&playbook, &mut diags);
-    diags.into_result(playbook)
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let mut playbook = playbook;
+    playbook.warnings = diags.0;
+    Ok(playbook)
 }
 
 /// Keys a play may have.

@@ -24,6 +24,8 @@ pub struct Playbook {
     pub dir: PathBuf,
     pub file: FileId,
     pub plays: Vec<Play>,
+    /// Warnings found while loading (an insecure TLS setting, …): shown, never fatal.
+    pub warnings: Vec<crate::diag::Diagnostic>,
 }
 
 /// One play: hosts, vars, strategy and steps.
