@@ -653,3 +653,29 @@ fn limit_narrows_the_hosts() {
         .run();
     assert_eq!(out.code, 3, "an unknown --limit is invalid input");
 }
+
+#[test]
+fn templated_expectation_keys_and_trailing_newlines() {
+    let http = sortie::lab::http::HttpServer::start().expect("http");
+    let pb = format!(
+        r#"
+hosts: all
+vars: {{ field: status, v: 1 }}
+steps:
+  - id: health
+    http: {{ url: "http://127.0.0.1:{port}/health" }}
+    expect:
+      json: {{ "$.{{{{ field }}}}": ok }}
+  - id: bytes
+    local: {{ cmd: "wc -c", stdin: "a{{{{ v }}}}\n" }}
+    expect: {{ stdout: {{ matches: "^ *3$" }} }}
+"#,
+        port = http.port()
+    );
+    let out = Case::new(&pb).run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(
+        out.task("localhost", "health")["checks"][0]["field"],
+        "json[\"$.status\"]"
+    );
+}
