@@ -1188,11 +1188,12 @@ fn check_host_key(
     }
 }
 
-fn auth_error(t: &Target, reason: String) -> StepError {
+fn auth_error(t: &Target, reason: String, help: String) -> StepError {
     StepError::Auth {
         user: t.user.clone(),
         host: format!("{}:{}", t.host, t.port),
         reason,
+        help,
     }
 }
 
@@ -1210,6 +1211,8 @@ fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> {
     };
     let offers = |m: &str| methods.split(',').any(|x| x == m);
     let mut tried: Vec<String> = Vec::new();
+    // What to do about it, most specific first (a password problem is the last thing tried).
+    let mut help: Option<String> = None;
     let passphrase = match &t.passphrase_env {
         Some(var) => match std::env::var(var) {
             Ok(p) => Some(p),
@@ -1260,27 +1263,51 @@ fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> {
     }
     if let Some(var) = &t.password_env {
         match std::env::var(var) {
-            Err(_) => tried.push(format!("password_env `{var}` is not set")),
+            Err(_) => {
+                tried.push(format!("password_env `{var}` is not set"));
+                help = Some(format!(
+                    "set the environment variable `{var}` to {}'s password before running sortie",
+                    t.user
+                ));
+            }
             Ok(pw) if offers("password") => match sess.userauth_password(&t.user, &pw) {
                 Ok(()) if sess.authenticated() => return Ok(()),
-                _ => tried.push("password: refused".into()),
+                _ => tried.push(format!("password from `{var}`: refused")),
             },
             Ok(pw) if offers("keyboard-interactive") => {
                 let mut p = PasswordPrompt(pw);
                 match sess.userauth_keyboard_interactive(&t.user, &mut p) {
                     Ok(()) if sess.authenticated() => return Ok(()),
-                    _ => tried.push("keyboard-interactive password: refused".into()),
+                    _ => tried.push(format!(
+                        "keyboard-interactive password from `{var}`: refused"
+                    )),
                 }
             }
             Ok(_) => tried.push("password: the server does not take passwords".into()),
+        }
+        if help.is_none() && tried.last().is_some_and(|l| l.ends_with("refused")) {
+            help = Some(format!(
+                "check the password in `{var}` for {}@{}, or log in with a key \
+                 (`ssh.identity_file`)",
+                t.user, t.host
+            ));
         }
     }
     if tried.is_empty() {
         tried.push("no key, agent or password to try".into());
     }
+    let help = help.unwrap_or_else(|| {
+        format!(
+            "check that {} is the right user and that the server accepts its key \
+             (`ssh.identity_file`, ssh-agent) or password (`ssh.password_env`); \
+             `ssh -v {}@{} -p {}` shows what the server takes",
+            t.user, t.user, t.host, t.port
+        )
+    });
     Err(auth_error(
         t,
         format!("{} (server offers: {methods})", tried.join("; ")),
+        help,
     ))
 }
 

@@ -7,13 +7,16 @@
 //! foreground in its own process group, logging at VERBOSE to its own file so tests can count
 //! accepted logins. When we are root, each `sshd` starts in a private mount namespace where a lab
 //! copy of /etc/passwd gives the login user `/bin/sh`: root's bash start-up on these machines
-//! costs ~100 ms per command, and nothing outside the namespace changes. Dropping the [`SshLab`]
-//! stops every process it started, by PID.
+//! costs ~100 ms per command, and nothing outside the namespace changes. With
+//! [`SshLabOptions::password`] the namespace also gets a lab copy of /etc/shadow holding that
+//! password's hash for the login user, and sshd takes passwords. Dropping the [`SshLab`] stops
+//! every process it started, by PID.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -26,6 +29,7 @@ use super::{LabError, process, raise_fd_limit, write_atomically};
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_KEYGEN: &str = "ssh-keygen";
 const UNSHARE: &str = "unshare";
+const OPENSSL: &str = "openssl";
 const INSTALL_HINT: &str = "install OpenSSH with `apt-get install openssh-server openssh-client`";
 const KEYGEN_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -48,6 +52,11 @@ pub struct SshLabOptions {
     pub ready_timeout: Duration,
     /// The sshd binary.
     pub sshd: PathBuf,
+    /// Let the login user in with this password too: a lab copy of /etc/shadow holding its
+    /// SHA-512 crypt hash is bind-mounted in sshd's mount namespace (root and `unshare` needed;
+    /// the machine's /etc/shadow is never touched), and sshd_config says
+    /// `PasswordAuthentication yes`.
+    pub password: Option<String>,
 }
 
 impl SshLabOptions {
@@ -60,6 +69,7 @@ impl SshLabOptions {
             sh_login_shell: true,
             ready_timeout: Duration::from_secs(20) + Duration::from_millis(100) * hosts as u32,
             sshd: PathBuf::from(SSHD),
+            password: None,
         }
     }
 
@@ -150,6 +160,8 @@ pub struct SshLab {
     user: String,
     shell: ShellMode,
     identity: PathBuf,
+    /// The lab copy of /etc/shadow (with [`SshLabOptions::password`]).
+    shadow: Option<PathBuf>,
     hosts: Vec<SshHost>,
     extra_vars: BTreeMap<String, serde_json::Value>,
     /// Sessions of hosts killed by [`SshLab::kill_host`]: (PID, start time).
@@ -227,6 +239,20 @@ impl SshLab {
         } else {
             prepare_namespace_passwd(&dir, uid, &shell)
         };
+        let shadow = match &options.password {
+            None => None,
+            Some(password) => {
+                // The shadow copy is only seen through the namespace the passwd copy made.
+                let ShellMode::Namespace(_) = &shell_mode else {
+                    return Err(LabError::Server(format!(
+                        "a lab password needs sshd in a private mount namespace (root and \
+                         `unshare`); login shell: {}",
+                        shell_mode.describe()
+                    )));
+                };
+                Some(write_lab_shadow(&dir, &user, password)?)
+            }
+        };
 
         let mut lab = SshLab {
             dir,
@@ -235,6 +261,7 @@ impl SshLab {
             user,
             shell: shell_mode,
             identity,
+            shadow,
             hosts,
             extra_vars: BTreeMap::new(),
             orphans: Vec::new(),
@@ -464,11 +491,13 @@ impl SshLab {
 
     fn write_sshd_config(&self, i: usize) -> Result<(), LabError> {
         let host = self.host(i)?;
-        let root_login = if self.user == "root" {
-            "PermitRootLogin prohibit-password\n"
-        } else {
-            ""
+        let password = self.shadow.is_some();
+        let root_login = match (self.user == "root", password) {
+            (false, _) => "",
+            (true, false) => "PermitRootLogin prohibit-password\n",
+            (true, true) => "PermitRootLogin yes\n",
         };
+        let password_auth = if password { "yes" } else { "no" };
         let text = format!(
             "# sortie lab host {name}\n\
              ListenAddress {address}:{port}\n\
@@ -477,7 +506,7 @@ impl SshLab {
              AuthorizedKeysFile {authorized}\n\
              {root_login}\
              PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
+             PasswordAuthentication {password_auth}\n\
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
              StrictModes no\n\
@@ -534,6 +563,7 @@ impl SshLab {
     fn spawn(&mut self, i: usize) -> Result<(), LabError> {
         let sshd = self.options.sshd.clone();
         let shell = self.shell.clone();
+        let shadow = self.shadow.clone();
         let host = self.hosts.get_mut(i).ok_or(LabError::NoSuchHost(i))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -547,10 +577,20 @@ impl SshLab {
             ShellMode::Namespace(passwd) => {
                 // unshare and sh both exec: the PID we get is sshd's.
                 let mut cmd = Command::new(UNSHARE);
-                cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-                    .arg("mount --bind \"$0\" /etc/passwd && exec \"$@\"")
-                    .arg(passwd)
-                    .arg(&sshd);
+                cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"]);
+                match &shadow {
+                    None => cmd
+                        .arg("mount --bind \"$0\" /etc/passwd && exec \"$@\"")
+                        .arg(passwd),
+                    Some(shadow) => cmd
+                        .arg(
+                            "mount --bind \"$0\" /etc/passwd && mount --bind \"$1\" /etc/shadow \
+                             && shift && exec \"$@\"",
+                        )
+                        .arg(passwd)
+                        .arg(shadow),
+                };
+                cmd.arg(&sshd);
                 cmd
             }
             _ => Command::new(&sshd),
@@ -878,6 +918,90 @@ fn prepare_namespace_passwd(dir: &Path, uid: u32, shell: &str) -> ShellMode {
             }
         },
     }
+}
+
+/// Writes `DIR/shadow` (mode 0600): /etc/shadow with `user`'s password hash replaced by a
+/// SHA-512 crypt hash of `password` (from `openssl passwd -6`, the password on its stdin), its
+/// last-change date kept off 0 (which would force a change) and no expiry.
+fn write_lab_shadow(dir: &Path, user: &str, password: &str) -> Result<PathBuf, LabError> {
+    let mut child = Command::new(OPENSSL)
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LabError::MissingTool {
+                path: PathBuf::from(OPENSSL),
+                hint: "install it with `apt-get install openssl`",
+            },
+            _ => LabError::io("starting openssl", e),
+        })?;
+    // Dropping stdin after the write closes it: openssl hashes one line and exits.
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("{password}\n").as_bytes())
+            .map_err(|e| LabError::io("writing to openssl", e))?;
+    }
+    let command = "openssl passwd -6 -stdin".to_string();
+    let Some(status) = process::wait_child(&mut child, KEYGEN_TIMEOUT) else {
+        process::signal(child.id(), Signal::KILL);
+        let _ = child.wait();
+        return Err(LabError::Timeout {
+            what: command,
+            after: KEYGEN_TIMEOUT,
+        });
+    };
+    let mut hash = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut hash);
+    }
+    let hash = hash.trim();
+    if !status.success() || !hash.starts_with("$6$") {
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        return Err(LabError::Command {
+            command,
+            status: status.to_string(),
+            stderr,
+        });
+    }
+
+    let shadow = read_to_string(Path::new("/etc/shadow"))?;
+    let mut copy = String::with_capacity(shadow.len() + hash.len());
+    let mut found = false;
+    for line in shadow.lines() {
+        let mut fields: Vec<&str> = line.split(':').collect();
+        if fields.len() == 9 && fields[0] == user {
+            found = true;
+            fields[1] = hash;
+            if fields[2].is_empty() || fields[2] == "0" {
+                fields[2] = "19000";
+            }
+            fields[7] = "";
+        }
+        copy.push_str(&fields.join(":"));
+        copy.push('\n');
+    }
+    if !found {
+        return Err(LabError::State {
+            path: PathBuf::from("/etc/shadow"),
+            detail: format!("no entry for {user}"),
+        });
+    }
+    let path = dir.join("shadow");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+    file.write_all(copy.as_bytes())
+        .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+    Ok(path)
 }
 
 /// The last few lines of a log, for error messages.

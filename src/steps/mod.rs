@@ -138,6 +138,7 @@ pub enum StepError {
         user: String,
         host: String,
         reason: String,
+        help: String,
     },
     #[error("host key {problem} for {host} ({fingerprint})")]
     HostKey {
@@ -169,7 +170,7 @@ impl StepError {
     /// What to do about it, when there is something to say.
     pub fn help(&self) -> Option<String> {
         match self {
-            StepError::HostKey { help, .. } => Some(help.clone()),
+            StepError::HostKey { help, .. } | StepError::Auth { help, .. } => Some(help.clone()),
             StepError::Template(d) => d.help.clone(),
             _ => None,
         }

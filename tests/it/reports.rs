@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Case, Output, finish, repo, sortie_bin};
+use crate::harness::{Case, Output, TestLab, finish, repo, sortie_bin};
 
 /// An inventory of `n` hosts `h01…` that all point at 127.0.0.1.
 fn local_hosts(n: usize) -> String {
@@ -462,7 +462,7 @@ fn tap_output_parses_as_tap_14() {
 }
 
 #[test]
-fn retry_failed_reruns_exactly_the_failed_and_unreachable_hosts() {
+fn retry_failed_reruns_exactly_the_failed_hosts() {
     let pb = r#"
 hosts: fleet
 steps:
@@ -501,32 +501,80 @@ steps:
         .map(|h| h["name"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(hosts, ["h02", "h04"]);
+}
 
-    // A report in which h05 was unreachable (no SSH step exists yet to make one for real, so
-    // the earlier report is edited the way an unreachable host is recorded): h05 is retried too.
-    let mut r: Value =
-        serde_json::from_str(&std::fs::read_to_string(second.path("first.json")).expect("read"))
-            .expect("json");
-    let h05 = &mut r["plays"][0]["hosts"][4];
-    assert_eq!(h05["name"], "h05");
-    h05["status"] = "unreachable".into();
-    h05["tasks"][0]["status"] = "unreachable".into();
-    std::fs::write(second.path("edited.json"), r.to_string()).expect("write");
-    std::fs::remove_file(second.path("ran.txt")).expect("rm");
-    let third = Case {
-        args: vec!["--retry-failed".into(), "edited.json".into()],
-        ..second
+/// The hosts of the first play of a report, in order.
+fn report_hosts(out: &Output) -> Vec<String> {
+    out.report.as_ref().expect("report")["plays"][0]["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| h["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn retry_failed_reruns_a_really_unreachable_host_and_a_failed_one() {
+    // Four lab sshd hosts: h02's listener is killed (unreachable for real), h03 fails its step.
+    let mut t = TestLab::start(4);
+    t.lab.ssh.kill_host(1).expect("kill h02");
+    let pb = r#"
+hosts: all
+steps:
+  - id: s
+    ssh: "echo {{ host.name }} >> {{ lab_dir }}/ran.txt; test {{ host.name }} != h03"
+"#;
+    let mut case = Case::new(pb).inventory_file(t.inventory());
+    case.env.push(("SSH_AUTH_SOCK".into(), String::new()));
+    // The remote commands run on this machine, so the hosts that ran are all in one file.
+    let ran_file = t.lab.dir().join("ran.txt");
+    let ran = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_to_string(&ran_file)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        let _ = std::fs::remove_file(&ran_file);
+        v
     };
-    let out = third.run();
+    let logins = |t: &TestLab| -> Vec<usize> {
+        (0..4)
+            .map(|i| t.lab.ssh.accepted_connections(i).expect("sshd log"))
+            .collect()
+    };
+
+    let first = case.run();
+    assert_eq!(first.code, 2, "an unreachable host: {}", first.all());
+    assert_eq!(first.host_status("h02"), "unreachable");
+    assert_eq!(first.status("h03", "s"), "failed");
+    assert_eq!(first.status("h01", "s"), "changed");
+    assert_eq!(ran(), ["h01", "h03", "h04"]);
+    std::fs::copy(case.path("report.json"), case.path("first.json")).expect("copy");
+    assert_eq!(logins(&t), [1, 0, 1, 1]);
+
+    // Retried while h02 is still down: exactly h02 and h03, and h02 is unreachable again.
+    let retry = Case {
+        args: vec!["--retry-failed".into(), "first.json".into()],
+        ..case
+    };
+    let out = retry.run();
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(report_hosts(&out), ["h02", "h03"]);
+    assert_eq!(out.host_status("h02"), "unreachable");
+    assert_eq!(out.task("h02", "s")["error"]["kind"], "connect");
+    assert_eq!(ran(), ["h03"]);
+    assert_eq!(logins(&t), [1, 0, 2, 1], "h01 and h04 were not contacted");
+
+    // h02 back up: retried from the same report, it runs; h03 fails again.
+    t.lab.ssh.start_host(1).expect("restart h02");
+    let out = retry.run();
     assert_eq!(out.code, 1, "{}", out.all());
-    let mut ran: Vec<String> = std::fs::read_to_string(third.path("ran.txt"))
-        .expect("ran")
-        .lines()
-        .map(String::from)
-        .collect();
-    ran.sort();
-    assert_eq!(ran, ["h02", "h04", "h05"]);
-    assert_eq!(out.host_status("h05"), "changed", "h05 is fine now");
+    assert_eq!(report_hosts(&out), ["h02", "h03"]);
+    assert_eq!(out.status("h02", "s"), "changed");
+    assert_eq!(out.status("h03", "s"), "failed");
+    assert_eq!(ran(), ["h02", "h03"]);
+    assert_eq!(logins(&t), [1, 1, 3, 1]);
 }
 
 /// Every kind of secret the design names, each used where it would otherwise show.

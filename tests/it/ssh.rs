@@ -1,6 +1,7 @@
 //! `ssh`, `sftp_put` and `sftp_get` against the lab's real sshd hosts: command results, sudo,
 //! creates/removes, bounded output, timeouts; host keys (unknown, accept-new, changed), auth
-//! (wrong key, agent, encrypted key), refused and silent listeners, jump hosts, ~/.ssh/config;
+//! (wrong key, agent, encrypted key, password_env right/wrong/unset), hashed known_hosts, refused
+//! and silent listeners, jump hosts, ~/.ssh/config;
 //! transfers across 10 hosts with checksums, unchanged files, an interrupted download,
 //! traversal; one session per host; the nightly-logs example.
 
@@ -991,4 +992,161 @@ steps:
     assert!(host_ms < 1800, "steps were serialized: {host_ms} ms");
     assert!(o.task("h01", "c")["duration_ms"].as_u64().unwrap_or(9999) < 800);
     assert_eq!(t.lab.ssh.accepted_connections(0).expect("log"), 1);
+}
+
+/// True when this process runs as root (the lab's password login needs a mount namespace).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn password_env_logs_in_and_a_wrong_or_missing_password_says_what_to_do() {
+    if !is_root() {
+        eprintln!("skipped: the lab's password login needs root (a private mount namespace)");
+        return;
+    }
+    const PASSWORD: &str = "lab-pw-6e1f93c0";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = sortie::lab::ssh::SshLabOptions::for_test(1, dir.path().join("lab"));
+    options.password = Some(PASSWORD.into());
+    let lab = sortie::lab::ssh::SshLab::start(options).expect("the lab starts");
+    let h = &lab.hosts()[0];
+    // No identity file, and `case` gives the runs an empty HOME (no ~/.ssh/id_* to fall back
+    // on) and no agent: the password is the only way in.
+    let inv = format!(
+        "ssh:\n  user: {user}\n  known_hosts: \"{kh}\"\n  host_key_checking: strict\n  connect_timeout: 5s\n  password_env: LAB_PW\ngroups:\n  lab:\n    hosts:\n      h01: {{ address: \"{addr}\", port: {port} }}\n",
+        user = lab.user(),
+        kh = lab.known_hosts().display(),
+        addr = h.address,
+        port = h.port,
+    );
+    let pb = "name: pw\nhosts: all\nsteps:\n  - id: s\n    ssh: \"echo in as $(id -un)\"\n";
+    let assert_hidden = |o: &Output, secret: &str| {
+        for (what, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            assert!(
+                !text.contains(secret),
+                "the password is in {what}: {}",
+                o.all()
+            );
+        }
+        let report = serde_json::to_string(o.report.as_ref().expect("report")).expect("json");
+        assert!(!report.contains(secret), "the password is in the report");
+    };
+
+    let mut c = case(pb).inventory(&inv);
+    c.env.push(("LAB_PW".into(), PASSWORD.into()));
+    let o = c.run();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(
+        out(&o, "h01", "s")["stdout"],
+        format!("in as {}", lab.user())
+    );
+    assert_hidden(&o, PASSWORD);
+    assert_eq!(lab.log_count(0, "Accepted password for").expect("log"), 1);
+    assert_eq!(
+        lab.accepted_connections(0).expect("log"),
+        0,
+        "no key got in"
+    );
+
+    let wrong = "not-the-pw-27d4";
+    let mut c = case(pb).inventory(&inv);
+    c.env.push(("LAB_PW".into(), wrong.into()));
+    let o = c.run();
+    assert_eq!(o.code, 2, "{}", o.all());
+    let task = o.task("h01", "s");
+    assert_eq!(task["status"], "unreachable");
+    assert_eq!(task["error"]["kind"], "auth");
+    let msg = task["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&format!("authentication failed for {}@", lab.user()))
+            && msg.contains("`LAB_PW`: refused"),
+        "{msg}"
+    );
+    let help = task["error"]["help"].as_str().unwrap_or("");
+    assert!(help.contains("check the password in `LAB_PW`"), "{help}");
+    assert!(
+        o.stdout.contains("check the password in `LAB_PW`"),
+        "{}",
+        o.all()
+    );
+    assert_hidden(&o, wrong);
+    assert_eq!(lab.log_count(0, "Failed password for").expect("log"), 1);
+
+    let o = case(pb).inventory(&inv).run();
+    assert_eq!(o.code, 2, "{}", o.all());
+    let task = o.task("h01", "s");
+    assert_eq!(task["error"]["kind"], "auth");
+    let msg = task["message"].as_str().unwrap_or("");
+    assert!(msg.contains("password_env `LAB_PW` is not set"), "{msg}");
+    let help = task["error"]["help"].as_str().unwrap_or("");
+    assert!(
+        help.contains("set the environment variable `LAB_PW`"),
+        "{help}"
+    );
+    assert_eq!(
+        lab.log_count(0, "Failed password for").expect("log"),
+        1,
+        "no password was sent"
+    );
+}
+
+#[test]
+fn hashed_known_hosts_are_matched_and_a_missing_entry_is_unknown() {
+    let t = TestLab::start(2);
+    let kh = t.dir.path().join("hashed_known_hosts");
+    std::fs::copy(t.lab.ssh.known_hosts(), &kh).expect("copy");
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .expect("ssh-keygen -H");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let hashed = std::fs::read_to_string(&kh).expect("read");
+    assert_eq!(hashed.lines().count(), 2, "{hashed}");
+    assert!(hashed.lines().all(|l| l.starts_with("|1|")), "{hashed}");
+    let h02 = &t.lab.ssh.hosts()[1];
+    assert!(!hashed.contains(&h02.address.to_string()), "{hashed}");
+
+    let pb = "name: hashed\nhosts: all\nsteps:\n  - id: s\n    ssh: \"echo ok\"\n";
+    let mut inv = Inv::new(&t);
+    inv.known_hosts = kh.clone();
+    let o = case(pb).inventory(&inv.yaml()).run();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(out(&o, "h02", "s")["stdout"], "ok");
+
+    // `ssh-keygen -R` finds the hashed entry by name and removes it.
+    let st = Command::new("ssh-keygen")
+        .arg("-R")
+        .arg(format!("[{}]:{}", h02.address, h02.port))
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .expect("ssh-keygen -R");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("read").lines().count(),
+        1
+    );
+    let o = case(pb).inventory(&inv.yaml()).run();
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.status("h01", "s"), "changed");
+    let task = o.task("h02", "s");
+    assert_eq!(task["status"], "unreachable");
+    assert_eq!(task["error"]["kind"], "host_key");
+    let fp = keygen_fingerprint(&h02.host_key.with_extension("pub"));
+    let msg = task["message"].as_str().unwrap_or("");
+    assert!(msg.contains("unknown") && msg.contains(&fp), "{msg} / {fp}");
 }
