@@ -146,6 +146,11 @@ pub fn failure_details(t: &TaskReport) -> String {
         && let Some(m) = &t.message
     {
         out.push_str(&format!("  {m}\n"));
+    } else if t.checks.iter().any(|c| !c.passed)
+        && let Some((_, context)) = t.message.as_deref().and_then(|m| m.split_once(" — "))
+    {
+        // What the kind adds to a failed check: the request and its answer, the refused port.
+        out.push_str(&format!("  {context}\n"));
     }
     if let Some(stderr) = t.output.get("stderr").and_then(Json::as_str)
         && !stderr.trim().is_empty()

@@ -61,6 +61,13 @@ impl Kind for Tcp {
     fn run<'a>(&'a self, cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
         Box::pin(probe(self, cx))
     }
+
+    /// Why a port was found closed (`127.0.0.1:8080: Connection refused`).
+    fn failure_context(fields: &serde_json::Value) -> Option<String> {
+        let error = fields.get("error")?.as_str()?;
+        let address = fields.get("address").and_then(|a| a.as_str()).unwrap_or("");
+        Some(format!("{address}: {error}"))
+    }
 }
 
 /// Turns `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` into bytes.

@@ -679,3 +679,26 @@ steps:
         "json[\"$.status\"]"
     );
 }
+
+#[test]
+fn a_closed_port_says_why_on_the_task_line_and_in_the_recap() {
+    let closed = sortie::lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
+        .expect("closed")
+        .port();
+    let out = Case::new(&format!(
+        "hosts: all\nsteps:\n  - id: p\n    tcp: {{ port: {closed}, timeout: 1s }}\n"
+    ))
+    .run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    let why = format!("127.0.0.1:{closed}: Connection refused");
+    assert!(
+        out.task("localhost", "p")["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&why),
+        "{}",
+        out.all()
+    );
+    let recap = out.stdout.split("FAILURES").nth(1).unwrap_or("");
+    assert!(recap.contains(&why), "{}", out.stdout);
+}
