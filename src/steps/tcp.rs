@@ -130,13 +130,16 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = spec.host.clone().unwrap_or_else(|| cx.host.address.clone());
     let wait = cx.timeout.unwrap_or(std::time::Duration::from_secs(10));
+    // The probe's own deadline ends a little before the runner's timeout of the step, so that
+    // a silent port is reported as closed (`open: false`) rather than as a timed-out step.
+    let deadline = tokio::time::Instant::now() + wait.mul_f64(0.9);
     let target = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{}", spec.port)
     } else {
         format!("{host}:{}", spec.port)
     };
     let started = std::time::Instant::now();
-    let connect = tokio::time::timeout(wait, tokio::net::TcpStream::connect(&target)).await;
+    let connect = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(&target)).await;
     let tcp = match connect {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -183,7 +186,7 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
                     StepError::Protocol(format!("`{name}` is not a valid TLS server name"))
                 })?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-            match tokio::time::timeout(wait, connector.connect(server_name, tcp)).await {
+            match tokio::time::timeout_at(deadline, connector.connect(server_name, tcp)).await {
                 Ok(Ok(s)) => Box::new(s),
                 Ok(Err(e)) => return Err(StepError::Protocol(tls_failure(&target, &name, &e))),
                 Err(_) => {
@@ -218,7 +221,6 @@ async fn probe(spec: &Tcp, cx: &super::TaskCx<'_>) -> Result<super::StepOutput, 
             .map(|b| b.0 as usize)
             .unwrap_or(cx.limits.max_output)
             .min(cx.limits.max_output);
-        let deadline = tokio::time::Instant::now() + wait;
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             if response.len() >= max {
