@@ -21,7 +21,7 @@ fn local_hosts(n: usize) -> String {
 #[test]
 fn concurrency_bound_is_reached_and_never_exceeded() {
     let counter = TcpServer::start_local(TcpKind::Counter {
-        hold: Duration::from_millis(150),
+        hold: Duration::from_millis(400),
     })
     .expect("listener");
     let pb = format!(
