@@ -78,24 +78,6 @@ impl Graph {
             order,
         })
     }
-
-    /// Every step that (transitively) waits for `i`.
-    pub fn downstream(&self, i: usize) -> Vec<usize> {
-        let mut seen = vec![false; self.deps.len()];
-        let mut stack = vec![i];
-        let mut out = Vec::new();
-        while let Some(x) = stack.pop() {
-            for &d in &self.dependents[x] {
-                if !seen[d] {
-                    seen[d] = true;
-                    out.push(d);
-                    stack.push(d);
-                }
-            }
-        }
-        out.sort_unstable();
-        out
-    }
 }
 
 fn dfs(

@@ -7,7 +7,7 @@ use schemars::{Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde_json::{Map, Value, json};
 
 use crate::playbook::{PlayRaw, StepCommon};
-use crate::steps::{RunsOn, kind_schemas, lifts_step_fields};
+use crate::steps::{kind_schemas, lifts_step_fields};
 
 fn generator() -> SchemaGenerator {
     SchemaSettings::draft2020_12().into_generator()
@@ -89,13 +89,4 @@ pub fn playbook() -> Schema {
         "$defs": defs,
     });
     Schema::try_from(root).unwrap_or_else(|_| json_schema!(true))
-}
-
-/// Where each kind runs, for docs.
-pub fn runs_on_text(r: RunsOn) -> &'static str {
-    match r {
-        RunsOn::Host => "on the host over SSH",
-        RunsOn::Runner => "from the runner",
-        RunsOn::Engine => "in the runner, no I/O",
-    }
 }

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use crate::diag::{Diagnostic, Diagnostics, Span, register_source};
 use crate::inventory::Host;
 use crate::playbook::Play;
-use crate::template::{Place, json_to_value, templates};
+use crate::template::{json_to_value, templates};
 use crate::yaml::{self, Node};
 
 /// Variables as JSON values, in definition order.
@@ -267,9 +267,4 @@ impl Scope {
         m.insert("env".into(), env_value());
         Value::from(m)
     }
-}
-
-/// Renders a string with a context; used for names and messages.
-pub fn render_text(text: &str, span: Span, ctx: &Value) -> Result<String, Diagnostic> {
-    templates().render(text, Place::of_span(span), ctx)
 }

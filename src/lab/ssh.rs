@@ -827,14 +827,10 @@ fn generate_keys(keys: &[(PathBuf, String)]) -> Result<(), LabError> {
             match process::wait_child(&mut child, KEYGEN_TIMEOUT) {
                 Some(status) if status.success() => {}
                 Some(status) => {
-                    let mut stderr = String::new();
-                    if let Some(mut err) = child.stderr.take() {
-                        let _ = err.read_to_string(&mut stderr);
-                    }
                     return Err(LabError::Command {
                         command,
                         status: status.to_string(),
-                        stderr,
+                        stderr: stderr_of(&mut child),
                     });
                 }
                 None => {
@@ -904,13 +900,10 @@ fn prepare_namespace_passwd(dir: &Path, uid: u32, shell: &str) -> ShellMode {
         Err(e) => unchanged(format!("unshare unavailable: {e}")),
         Ok(mut child) => match process::wait_child(&mut child, Duration::from_secs(10)) {
             Some(status) if status.success() => ShellMode::Namespace(path),
-            Some(status) => {
-                let mut stderr = String::new();
-                if let Some(mut err) = child.stderr.take() {
-                    let _ = err.read_to_string(&mut stderr);
-                }
-                unchanged(format!("unshare failed ({status}): {}", stderr.trim()))
-            }
+            Some(status) => unchanged(format!(
+                "unshare failed ({status}): {}",
+                stderr_of(&mut child).trim()
+            )),
             None => {
                 process::signal(child.id(), Signal::KILL);
                 let _ = child.wait();
@@ -958,14 +951,10 @@ fn write_lab_shadow(dir: &Path, user: &str, password: &str) -> Result<PathBuf, L
     }
     let hash = hash.trim();
     if !status.success() || !hash.starts_with("$6$") {
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = err.read_to_string(&mut stderr);
-        }
         return Err(LabError::Command {
             command,
             status: status.to_string(),
-            stderr,
+            stderr: stderr_of(&mut child),
         });
     }
 
@@ -1035,6 +1024,15 @@ fn read_to_string(path: &Path) -> Result<String, LabError> {
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
     std::fs::write(path, text).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+}
+
+/// What a finished child wrote on its (piped) stderr, for error messages.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    stderr
 }
 
 #[cfg(test)]
