@@ -9,5 +9,6 @@ mod engine;
 mod fuzz;
 mod http;
 mod jobs;
+mod layout;
 mod reports;
 mod ssh;
