@@ -343,7 +343,12 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
             out.push_str(&format!("{pad} = {}\n", d.label));
         }
         for note in &d.notes {
-            out.push_str(&format!("{pad} = note: {note}\n"));
+            // Later lines of a note stand under its first.
+            let mut lines = note.lines();
+            out.push_str(&format!("{pad} = note: {}\n", lines.next().unwrap_or("")));
+            for l in lines {
+                out.push_str(&format!("{pad}         {l}\n"));
+            }
         }
         if let Some(h) = &d.help {
             out.push_str(&format!("{pad} = {}: {h}\n", p.wrap("1", "help")));
@@ -371,6 +376,104 @@ where
     best.map(|(_, c)| c)
 }
 
+/// A `Span` as data, for reports: the file by name, 1-based line and column of the first
+/// character and of the character just past the end. Reports carry these instead of text, so
+/// every later view (the recap, JUnit, a saved report) can point at the place again.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Location {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub end_line: u32,
+    pub end_column: u32,
+}
+
+impl From<Span> for Location {
+    fn from(s: Span) -> Location {
+        Location {
+            file: s.file_name(),
+            line: s.line,
+            column: s.col,
+            end_line: s.end_line,
+            end_column: s.end_col,
+        }
+    }
+}
+
+impl Location {
+    /// The span again, for the renderer: in the registered text of that name, else in the
+    /// file of that name read now (a saved report), else in an empty text (no source line).
+    pub fn span(&self) -> Span {
+        let file = source_named(&self.file);
+        Span::new(file, self.line, self.column, self.end_line, self.end_column)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Location {
+    /// The object form, or the `file:line:col` text that version 1 reports wrote.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            file: String,
+            line: u32,
+            column: u32,
+            end_line: Option<u32>,
+            end_column: Option<u32>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Fields(Fields),
+            Text(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Fields(f) => Ok(Location {
+                end_line: f.end_line.unwrap_or(f.line),
+                end_column: f.end_column.unwrap_or(f.column + 1),
+                file: f.file,
+                line: f.line,
+                column: f.column,
+            }),
+            Form::Text(t) => {
+                let mut parts = t.rsplitn(3, ':');
+                let col = parts.next().and_then(|c| c.parse().ok());
+                let line = parts.next().and_then(|l| l.parse().ok());
+                match (parts.next(), line, col) {
+                    (Some(file), Some(line), Some(column)) => Ok(Location {
+                        file: file.to_string(),
+                        line,
+                        column,
+                        end_line: line,
+                        end_column: column + 1,
+                    }),
+                    _ => Err(serde::de::Error::custom(format!(
+                        "`{t}` is not a location (file:line:column)"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The id of the registered text called `name`; a file of that name is read and registered
+/// when none is (its text empty if it cannot be read).
+pub fn source_named(name: &str) -> FileId {
+    {
+        let files = registry().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = files.iter().rposition(|f| f.name == name) {
+            return FileId(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+    }
+    let text = std::fs::read_to_string(name).unwrap_or_default();
+    register_source(name, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +488,36 @@ mod tests {
             d.render(),
             "error: unknown step kind `htp`\n --> deploy.yml:2:7\n  |\n2 |     - htp:\n  |       ^^^ did you mean `http`?\n"
         );
+    }
+
+    #[test]
+    fn a_location_is_read_from_both_report_forms() {
+        let object: Location = serde_json::from_str(
+            r#"{"file":"pb.yml","line":3,"column":5,"end_line":3,"end_column":9}"#,
+        )
+        .unwrap();
+        let text: Location = serde_json::from_str(r#""dir:x/pb.yml:3:5""#).unwrap();
+        assert_eq!(object.file, "pb.yml");
+        assert_eq!(
+            (text.file.as_str(), text.line, text.column),
+            ("dir:x/pb.yml", 3, 5)
+        );
+        assert_eq!(text.to_string(), "dir:x/pb.yml:3:5");
+        assert!(serde_json::from_str::<Location>(r#""pb.yml""#).is_err());
+    }
+
+    #[test]
+    fn a_location_points_at_the_registered_text_again() {
+        let f = register_source("loc-test.yml", "a: 1\nbb: 2\n");
+        let loc = Location::from(Span::new(f, 2, 1, 2, 3));
+        let span = loc.span();
+        assert_eq!(span.file, f);
+        assert_eq!(source_line(span.file, 2).as_deref(), Some("bb: 2"));
+        let missing = Location {
+            file: "/nonexistent/x.yml".into(),
+            ..loc
+        };
+        assert_eq!(source_line(missing.span().file, 2), None);
     }
 
     #[test]

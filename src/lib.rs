@@ -16,6 +16,7 @@ pub mod cli;
 pub mod conn;
 pub mod diag;
 pub mod exec;
+pub mod exit;
 pub mod expect;
 pub mod inventory;
 pub mod lab;

@@ -6,7 +6,7 @@ use sortie::{app, cli};
 fn main() {
     let args = cli::Cli::parse();
     let code = match &args.command {
-        cli::Command::Run(a) => sortie::exec::run_command(a),
+        cli::Command::Run(a) => app::run(a),
         cli::Command::Check(a) => app::check(a),
         cli::Command::Plan(a) => app::plan(a),
         cli::Command::Inventory(a) => app::inventory(a),

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::HostConn;
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Span};
 use crate::expect::{self, Check, Op};
 use crate::inventory::Host;
 use crate::playbook::{StepDef, default_expectations};
@@ -59,12 +59,19 @@ impl TaskInput<'_> {
 }
 
 /// The result of one attempt at one item.
+#[derive(Default)]
 struct Attempt {
     status: Status,
     output: StepOutput,
     checks: Vec<Check>,
+    /// The checks are the kind's default expectation (no place in the playbook).
+    default_checks: bool,
     error: Option<StepError>,
     message: Option<String>,
+    /// What the kind adds to a failed check.
+    context: Option<String>,
+    /// Where a failure that is neither an error nor a check points.
+    failure_at: Option<Span>,
 }
 
 fn skipped(step: &StepDef, reason: String) -> TaskResult {
@@ -83,12 +90,14 @@ pub fn base_report(step: &StepDef, status: Status, message: Option<String>, ms: 
         status,
         ignored: false,
         message,
+        context: None,
+        failure_location: None,
         error: None,
         checks: Vec::new(),
         output: Json::Object(Default::default()),
         attempts: 0,
         duration_ms: ms,
-        location: step.kind_span.to_string(),
+        location: step.kind_span.into(),
         warnings: Vec::new(),
     }
 }
@@ -105,11 +114,7 @@ fn template_failure(step: &StepDef, d: Diagnostic, started: Instant) -> TaskResu
         Some(d.one_line()),
         started.elapsed().as_millis() as u64,
     );
-    r.error = Some(ErrorReport {
-        kind: "template".into(),
-        message: d.one_line(),
-        help: d.help.clone(),
-    });
+    r.error = Some(error_report(&StepError::Template(d)));
     r.ignored = step.ignore_errors;
     TaskResult {
         report: r,
@@ -183,9 +188,8 @@ async fn run_task(input: TaskInput<'_>) -> TaskResult {
                 results.push(Attempt {
                     status: Status::Skipped,
                     output: StepOutput::default().with("item", item.clone()),
-                    checks: Vec::new(),
-                    error: None,
                     message: Some(format!("when: {}", when_text(step))),
+                    ..Attempt::default()
                 });
                 continue;
             }
@@ -278,10 +282,28 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
 fn template_attempt(d: Diagnostic) -> Attempt {
     Attempt {
         status: Status::Failed,
-        output: StepOutput::default(),
-        checks: Vec::new(),
         message: Some(d.one_line()),
         error: Some(StepError::Template(d)),
+        ..Attempt::default()
+    }
+}
+
+/// A run-time error as reported: a template error keeps its place and caret label.
+fn error_report(e: &StepError) -> ErrorReport {
+    let (location, label, message) = match e {
+        StepError::Template(d) => (
+            d.span.map(Into::into),
+            Some(d.label.clone()).filter(|l| !l.is_empty()),
+            d.title.clone(),
+        ),
+        other => (None, None, other.to_string()),
+    };
+    ErrorReport {
+        kind: e.kind().to_string(),
+        message,
+        help: e.help(),
+        location,
+        label,
     }
 }
 
@@ -306,8 +328,42 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         timeout: timeout.map(Duration::std),
         unsafe_shell: step.unsafe_shell,
     };
-    let fut = step.spec.run(&rendered, &cx);
-    let result = match timeout {
+    let output = match run_step(input, &rendered, &cx, timeout).await {
+        Ok(o) => o,
+        Err(e) => {
+            let status = if e.is_unreachable() {
+                Status::Unreachable
+            } else {
+                Status::Failed
+            };
+            return Attempt {
+                status,
+                message: Some(e.to_string()),
+                error: Some(e),
+                ..Attempt::default()
+            };
+        }
+    };
+    if let Some(reason) = &output.skipped {
+        return Attempt {
+            message: Some(reason.clone()),
+            output,
+            ..Attempt::default()
+        };
+    }
+    judge(input, item, &ctx, output)
+}
+
+/// Runs the kind with the step's timeout, until cancelled.
+async fn run_step(
+    input: &TaskInput<'_>,
+    rendered: &crate::yaml::Node,
+    cx: &TaskCx<'_>,
+    timeout: Option<Duration>,
+) -> Result<StepOutput, StepError> {
+    let step = input.step;
+    let fut = step.spec.run(rendered, cx);
+    let output = match timeout {
         Some(t) => tokio::select! {
             r = tokio::time::timeout(t.std(), fut) => match r {
                 Ok(r) => r,
@@ -319,94 +375,93 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
             r = fut => r,
             _ = input.cancel.cancelled() => Err(StepError::Cancelled),
         },
-    };
-    let output = match result {
-        Ok(o) if step.secret => {
-            input.redactor.add_derived(&Json::Object(o.fields.clone()));
-            o
-        }
-        Ok(o) => o,
-        Err(e) => {
-            let status = if e.is_unreachable() {
-                Status::Unreachable
-            } else {
-                Status::Failed
-            };
-            return Attempt {
-                status,
-                output: StepOutput::default(),
-                checks: Vec::new(),
-                message: Some(e.to_string()),
-                error: Some(e),
-            };
-        }
-    };
-    if let Some(reason) = &output.skipped {
-        return Attempt {
-            status: Status::Ok,
-            message: Some(reason.clone()),
-            output,
-            checks: Vec::new(),
-            error: None,
-        };
+    }?;
+    if step.secret {
+        input
+            .redactor
+            .add_derived(&Json::Object(output.fields.clone()));
     }
+    Ok(output)
+}
+
+/// Judges what a step produced: the kind's own verdict, the expectations, `until`, then
+/// `changed_when`.
+fn judge(
+    input: &TaskInput<'_>,
+    item: Option<&Json>,
+    ctx: &minijinja::Value,
+    output: StepOutput,
+) -> Attempt {
+    let step = input.step;
     let fields = Json::Object(output.fields.clone());
-    let checks = match check_expectations(step, &fields, &ctx) {
+    let checks = match check_expectations(step, &fields, ctx) {
         Ok(c) => c,
         Err(d) => return template_attempt(d),
     };
-    let mut failed_msg = output.failure.clone();
-    if failed_msg.is_none()
+    let mut a = Attempt {
+        default_checks: step.expect_node.is_none(),
+        message: output.failure.clone(),
+        ..Attempt::default()
+    };
+    if a.message.is_none()
         && let Some(c) = checks.iter().find(|c| !c.passed)
     {
-        failed_msg = Some(match step.spec.failure_context(&fields) {
+        a.context = step.spec.failure_context(&fields);
+        a.message = Some(match &a.context {
             Some(context) => format!("{} — {context}", c.message()),
             None => c.message(),
         });
     }
-    // `until`: with this attempt's result visible as steps.<id>.
-    if failed_msg.is_none()
-        && let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref())
-    {
-        let uctx = input.ctx(item, Some(&fields));
-        for u in until.clone().into_vec() {
-            match templates().truthy(&u.value, Place::of_span(u.span), &uctx) {
-                Ok(true) => {}
-                Ok(false) => {
-                    failed_msg = Some(format!("until: `{}` is false", u.value));
-                    break;
-                }
-                Err(d) => return template_attempt(d),
+    a.checks = checks;
+    let later = input.ctx(item, Some(&fields));
+    if a.message.is_none() {
+        match until_fails(step, &later) {
+            Ok(Some((message, span))) => {
+                a.message = Some(message);
+                a.failure_at = Some(span);
             }
+            Ok(None) => {}
+            Err(d) => return template_attempt(d),
         }
     }
     let mut changed = output.changed;
-    if failed_msg.is_none()
+    if a.message.is_none()
         && let Some(cw) = &step.changed_when
     {
-        let cctx = input.ctx(item, Some(&fields));
         changed = true;
         for c in cw {
-            match templates().truthy(&c.value, Place::of_span(c.span), &cctx) {
+            match templates().truthy(&c.value, Place::of_span(c.span), &later) {
                 Ok(v) => changed &= v,
                 Err(d) => return template_attempt(d),
             }
         }
     }
-    let status = if failed_msg.is_some() {
+    a.status = if a.message.is_some() {
         Status::Failed
     } else if changed {
         Status::Changed
     } else {
         Status::Ok
     };
-    Attempt {
-        status,
-        output,
-        checks,
-        error: None,
-        message: failed_msg,
+    a.output = output;
+    a
+}
+
+/// The first `until` expression that is false, with this attempt's result visible as
+/// `steps.<id>`: its message and place.
+fn until_fails(
+    step: &StepDef,
+    ctx: &minijinja::Value,
+) -> Result<Option<(String, Span)>, Diagnostic> {
+    let Some(until) = step.retry.as_ref().and_then(|r| r.until.as_ref()) else {
+        return Ok(None);
+    };
+    for u in until.clone().into_vec() {
+        if !templates().truthy(&u.value, Place::of_span(u.span), ctx)? {
+            return Ok(Some((format!("until: `{}` is false", u.value), u.span)));
+        }
     }
+    Ok(None)
 }
 
 /// Checks the declared (or default) expectations against a result.
@@ -467,15 +522,10 @@ fn lookup(spec: &StepSpec, fields: &Json, field: &str, key: Option<&str>) -> Opt
     spec.lookup(fields, field, key)
 }
 
-fn finish(
-    step: &StepDef,
-    results: Vec<Attempt>,
-    attempts: u32,
-    started: Instant,
-    looped: Option<usize>,
-) -> TaskResult {
-    let ms = started.elapsed().as_millis() as u64;
-    let status = if results.iter().any(|a| a.status == Status::Unreachable) {
+/// The task's status from its items' attempts: unreachable > failed > changed > ok; skipped
+/// when every item was.
+fn overall_status(results: &[Attempt]) -> Status {
+    if results.iter().any(|a| a.status == Status::Unreachable) {
         Status::Unreachable
     } else if results.iter().any(|a| a.status == Status::Failed) {
         Status::Failed
@@ -485,12 +535,19 @@ fn finish(
         Status::Skipped
     } else {
         Status::Ok
-    };
-    let bad = results
-        .iter()
-        .find(|a| matches!(a.status, Status::Failed | Status::Unreachable));
-    let message = match (bad, looped) {
-        (Some(a), Some(_)) => {
+    }
+}
+
+/// The task's one-line message: the bad attempt's (prefixed by its item in a loop), else the
+/// last attempt's reason to be skipped or ok.
+fn overall_message(
+    results: &[Attempt],
+    bad: Option<&Attempt>,
+    status: Status,
+    looped: bool,
+) -> Option<String> {
+    match bad {
+        Some(a) if looped => {
             let item = a
                 .output
                 .fields
@@ -499,88 +556,111 @@ fn finish(
                 .unwrap_or_default();
             a.message.clone().map(|m| format!("item {item}: {m}"))
         }
-        (Some(a), None) => a.message.clone(),
-        (None, _) => results
-            .last()
-            .and_then(|a| a.message.clone())
-            .filter(|_| status != Status::Ok || looped.is_none()),
-    };
-    let error = bad.and_then(|a| a.error.as_ref()).map(|e| ErrorReport {
-        kind: e.kind().to_string(),
-        message: e.to_string(),
-        help: e.help(),
-    });
-    let checks: Vec<CheckReport> = match bad {
-        Some(a) => a.checks.iter().map(CheckReport::from).collect(),
+        Some(a) => a.message.clone(),
         None => results
             .last()
-            .map(|a| a.checks.iter().map(CheckReport::from).collect())
-            .unwrap_or_default(),
-    };
-    let mut warnings: Vec<String> = Vec::new();
-    for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
-        if !warnings.contains(w) {
-            warnings.push(w.clone());
+            .and_then(|a| a.message.clone())
+            .filter(|_| status != Status::Ok || !looped),
+    }
+}
+
+/// The result fields later steps read (`results` per item in a loop) and the variables the
+/// step defines, if its kind defines any.
+fn outputs(step: &StepDef, results: Vec<Attempt>, looped: bool) -> (Json, VarMap) {
+    let defines = step.spec.defines_vars();
+    let mut set = VarMap::new();
+    if !looped {
+        let out = results
+            .into_iter()
+            .next()
+            .map(|a| a.output)
+            .unwrap_or_default();
+        if defines {
+            set.extend(out.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        return (Json::Object(out.fields), set);
+    }
+    let list: Vec<Json> = results
+        .into_iter()
+        .map(|a| Json::Object(a.output.fields))
+        .collect();
+    if defines {
+        for o in list.iter().filter_map(Json::as_object) {
+            set.extend(
+                o.iter()
+                    .filter(|(k, _)| *k != "item")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
         }
     }
-    let mut set = VarMap::new();
-    let output = match looped {
-        None => {
-            let a = results.into_iter().next();
-            let out = a.map(|a| a.output).unwrap_or_default();
-            if let crate::steps::StepSpec::Set(_) = step.spec {
-                for (k, v) in &out.fields {
-                    set.insert(k.clone(), v.clone());
-                }
-            }
-            Json::Object(out.fields)
+    (serde_json::json!({ "results": list }), set)
+}
+
+/// A secret step's report keeps its status and shape, never its values.
+fn mask_secret(report: &mut TaskReport) {
+    report.output = Json::String("***".into());
+    report.warnings = report
+        .warnings
+        .iter()
+        .map(|_| "*** (secret step)".to_string())
+        .collect();
+    report.message = report
+        .message
+        .as_ref()
+        .map(|_| "*** (secret step)".to_string());
+    report.context = report.context.as_ref().map(|_| "***".to_string());
+    if let Some(e) = &mut report.error {
+        e.message = "*** (secret step)".to_string();
+        e.label = None;
+    }
+    for c in &mut report.checks {
+        c.actual = Json::String("***".into());
+        c.expected = Json::String("***".into());
+    }
+}
+
+fn finish(
+    step: &StepDef,
+    results: Vec<Attempt>,
+    attempts: u32,
+    started: Instant,
+    looped: Option<usize>,
+) -> TaskResult {
+    let ms = started.elapsed().as_millis() as u64;
+    let status = overall_status(&results);
+    let bad_index = results
+        .iter()
+        .position(|a| matches!(a.status, Status::Failed | Status::Unreachable));
+    let bad = bad_index.map(|i| &results[i]);
+    let shown = bad.or(results.last());
+    let mut report = base_report(
+        step,
+        status,
+        overall_message(&results, bad, status, looped.is_some()),
+        ms,
+    );
+    report.error = bad.and_then(|a| a.error.as_ref()).map(error_report);
+    report.checks = shown
+        .map(|a| {
+            a.checks
+                .iter()
+                .map(|c| CheckReport::of(c, a.default_checks))
+                .collect()
+        })
+        .unwrap_or_default();
+    report.context = bad.and_then(|a| a.context.clone());
+    report.failure_location = bad.and_then(|a| a.failure_at).map(Into::into);
+    for w in results.iter().flat_map(|a| a.output.warnings.iter()) {
+        if !report.warnings.contains(w) {
+            report.warnings.push(w.clone());
         }
-        Some(_) => {
-            let list: Vec<Json> = results
-                .into_iter()
-                .map(|a| Json::Object(a.output.fields))
-                .collect();
-            if let crate::steps::StepSpec::Set(_) = step.spec {
-                for r in &list {
-                    if let Some(o) = r.as_object() {
-                        for (k, v) in o {
-                            if k != "item" {
-                                set.insert(k.clone(), v.clone());
-                            }
-                        }
-                    }
-                }
-            }
-            serde_json::json!({ "results": list })
-        }
-    };
-    let mut report = base_report(step, status, message, ms);
-    report.error = error;
-    report.checks = checks;
+    }
     report.attempts = attempts;
-    report.warnings = if step.secret {
-        warnings
-            .iter()
-            .map(|_| "*** (secret step)".to_string())
-            .collect()
-    } else {
-        warnings
-    };
     report.ignored = step.ignore_errors && status == Status::Failed;
-    report.output = if step.secret {
-        Json::String("***".into())
-    } else {
-        output.clone()
-    };
+    let (output, set) = outputs(step, results, looped.is_some());
+    report.output = output.clone();
     if step.secret {
-        report.message = report.message.map(|_| "*** (secret step)".to_string());
-        if let Some(e) = &mut report.error {
-            e.message = "*** (secret step)".to_string();
-        }
-        for c in &mut report.checks {
-            c.actual = Json::String("***".into());
-            c.expected = Json::String("***".into());
-        }
+        mask_secret(&mut report);
     }
     TaskResult {
         report,

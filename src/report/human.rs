@@ -3,19 +3,20 @@
 //! step it is running and for how long (at most a screenful; "… and N more" beyond). Failures
 //! are printed above the bars the moment they happen (with `-v`, every task and its outputs);
 //! when the run ends the bars are cleared and the recap printed, the same text as off a
-//! terminal. Driven by `live::Reporter` with events and a 100 ms tick; every string shown goes
-//! through the run's `Redactor` first. The bars draw on stdout through `console::Term` used as
+//! terminal. Driven by `live::Reporter` with events (redacted by the engine) and a 100 ms
+//! tick; what it renders from them is redacted again on its way out. The bars draw on stdout through `console::Term` used as
 //! indicatif's `TermLike`, which draws even when `--format human` is forced off a terminal.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use console::{Style, Term};
+use console::Term;
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::live::{Event, common_text};
-use super::plain::{self, human_ms};
+use super::diagnose;
+use super::event::Event;
+use super::plain::{self, common_text, human_ms};
 use super::redact::Redactor;
 use super::{Status, TaskReport};
 
@@ -43,6 +44,7 @@ pub struct LiveView {
     width: usize,
     verbose: u8,
     color: bool,
+    /// Masks what the view renders beyond the redacted events (quoted playbook lines).
     redactor: Arc<Redactor>,
     done: bool,
 }
@@ -93,7 +95,7 @@ impl LiveView {
         let now = Instant::now();
         match ev {
             Event::RunStarted { .. } | Event::PlayStarted { .. } | Event::Plan { .. } => {
-                self.print(&common_text(&ev, &self.redactor));
+                self.print(&common_text(&ev, self.color));
             }
             Event::HostStarted { host } => {
                 self.width = self.width.max(host.chars().count());
@@ -127,20 +129,20 @@ impl LiveView {
                     _ => {}
                 }
             }
-            Event::Warning { message } => {
-                let w = if self.color {
-                    Style::new()
-                        .yellow()
-                        .force_styling(true)
-                        .apply_to("warning:")
-                        .to_string()
-                } else {
-                    "warning:".to_string()
-                };
-                self.print(&format!("{w} {message}"));
+            Event::Warning {
+                message,
+                location,
+                help,
+            } => {
+                self.print(&diagnose::warning_text(
+                    &message,
+                    location.as_ref(),
+                    help.as_deref(),
+                    self.color,
+                ));
             }
             Event::RunFinished { .. } => {
-                let recap = common_text(&ev, &self.redactor);
+                let recap = common_text(&ev, self.color);
                 self.clear();
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -157,21 +159,7 @@ impl LiveView {
         if !failure && self.verbose == 0 && t.warnings.is_empty() {
             return;
         }
-        let mut text = plain::task_line(host, t, self.width, self.color);
-        text.push('\n');
-        for w in &t.warnings {
-            text.push_str(&format!(
-                "{:width$}  warning: {w}\n",
-                "",
-                width = self.width
-            ));
-        }
-        if failure {
-            text.push_str(&plain::failure_details(t));
-        }
-        if self.verbose > 0 {
-            text.push_str(&plain::outputs(t, self.width + 2));
-        }
+        let text = plain::task_block(host, t, self.width, self.color, self.verbose);
         self.print(&text);
     }
 
@@ -232,7 +220,7 @@ impl LiveView {
                     human_ms(h.started.elapsed().as_millis() as u64)
                 ),
             };
-            slot.set_message(self.redactor.redact(&line));
+            slot.set_message(line);
             slot.tick();
         }
         if let Some(pb) = &self.more {

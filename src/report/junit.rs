@@ -2,8 +2,8 @@
 //! playbook and run id as properties), a testcase per host × step (classname the host, name
 //! the step), `failure` for failed expectations, `error` for run-time errors and unreachable
 //! hosts (type = the error kind), `skipped` with its reason, times in seconds. A failure's
-//! text is the recap's (checks with expected and found, the error and its help, stderr's
-//! tail); a failed command's stdout and stderr go to the case's system-out / system-err. A
+//! text is the recap's (the failure rendered as diagnostics: the place, the source line, expected
+//! and found, the error and its help, stderr's tail); a failed command's stdout and stderr go to the case's system-out / system-err. A
 //! failure that `ignore_errors` let pass is a passing case with a note in system-out. Built
 //! from the final, redacted `RunReport`; the output validates against
 //! `tests/fixtures/junit.xsd` (the common Jenkins/Ant shape) in the tests.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde_json::Value as Json;
 
-use super::{RunReport, Status, TaskReport, plain};
+use super::{RunReport, Status, TaskReport, diagnose, plain};
 
 pub fn render(r: &RunReport) -> String {
     let mut report = Report::new("sortie");
@@ -60,7 +60,7 @@ fn case(host: &str, t: &TaskReport) -> TestCase {
             s.set_description(format!(
                 "{}\n{}",
                 plain::failure_header(host, t),
-                plain::failure_details(t)
+                diagnose::failure_text(t, false)
             ));
             s
         }

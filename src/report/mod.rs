@@ -3,6 +3,8 @@
 //! (`schemas/report.schema.json`), the plain per-task lines and the recap table. The runner
 //! (`exec`) produces outcomes and events; `app`/`exec` write what this module renders.
 
+pub mod diagnose;
+pub mod event;
 pub mod human;
 pub mod junit;
 pub mod live;
@@ -13,7 +15,11 @@ pub mod tap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::diag::Location;
 use crate::expect::Check;
+
+/// The report format's version: 2 carries places as `Location` objects (1 had text).
+pub const VERSION: u32 = 2;
 
 /// What became of a task, a host or a run.
 #[derive(
@@ -28,9 +34,11 @@ use crate::expect::Check;
     PartialOrd,
     Ord,
     Hash,
+    Default,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    #[default]
     Ok,
     Changed,
     Skipped,
@@ -60,19 +68,21 @@ pub struct CheckReport {
     pub expected: Json,
     pub actual: Json,
     pub passed: bool,
-    /// Where the expectation is written (`file:line:col`).
-    pub location: String,
+    /// Where the expectation is written; none for the kind's default expectation.
+    pub location: Option<Location>,
 }
 
-impl From<&Check> for CheckReport {
-    fn from(c: &Check) -> Self {
+impl CheckReport {
+    /// The report of one check; `default` when it is the kind's default expectation, which
+    /// has no place in the playbook.
+    pub fn of(c: &Check, default: bool) -> CheckReport {
         CheckReport {
             field: c.field.clone(),
             matcher: c.matcher.to_string(),
             expected: c.expected.clone(),
             actual: c.actual.clone(),
             passed: c.passed,
-            location: c.span.to_string(),
+            location: (!default).then(|| c.span.into()),
         }
     }
 }
@@ -84,6 +94,12 @@ pub struct ErrorReport {
     pub kind: String,
     pub message: String,
     pub help: Option<String>,
+    /// Where the error points when not at the step itself (a template's place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// What the caret under that place says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// The outcome of one step on one host.
@@ -99,6 +115,12 @@ pub struct TaskReport {
     pub ignored: bool,
     /// Why it failed or was skipped, in one line.
     pub message: Option<String>,
+    /// What the kind adds to a failed expectation: the request and a glimpse of its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Where a failure that is neither an error nor a check points (an `until` expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_location: Option<Location>,
     pub error: Option<ErrorReport>,
     /// Every check made on the last attempt.
     #[serde(default)]
@@ -107,8 +129,8 @@ pub struct TaskReport {
     pub output: Json,
     pub attempts: u32,
     pub duration_ms: u64,
-    /// Where the step is written (`file:line:col`).
-    pub location: String,
+    /// Where the step is written (its kind key).
+    pub location: Location,
     /// What the step warned about (TLS not verified, output cut short, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -209,13 +231,13 @@ impl RunReport {
         self.tasks = tasks;
         self.hosts = hosts;
         self.exit_code = if self.interrupted {
-            crate::app::exit::INTERRUPTED
+            crate::exit::INTERRUPTED
         } else if self.hosts.unreachable > 0 {
-            crate::app::exit::UNREACHABLE
+            crate::exit::UNREACHABLE
         } else if self.hosts.failed > 0 {
-            crate::app::exit::FAILED
+            crate::exit::FAILED
         } else {
-            crate::app::exit::OK
+            crate::exit::OK
         };
     }
 

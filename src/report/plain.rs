@@ -1,16 +1,16 @@
-//! Plain text for people: one line per finished task, a task's outputs (`-v`), a failure's
-//! details, and the recap — the per-host table (failures first) and every failure with its
-//! place and expected-vs-actual. The same text is printed on a terminal and off one; the live
-//! view (`report::human`) only adds bars and color. Input is `TaskReport`s from events and the
-//! final `RunReport`; callers redact what this returns before printing it.
+//! Plain text for people: one line per finished task with its warnings and failure rendered
+//! as diagnostics (`report::diagnose`), a task's outputs (`-v`), and the recap — the per-host
+//! table (failures first) and every failure again, pointing at the line that failed. The same
+//! text is printed on a terminal and off one; the live view (`report::human`) only adds bars
+//! and color. Input is `TaskReport`s from events and the final `RunReport`, both redacted by
+//! the engine.
 
 use console::Style;
 use serde_json::Value as Json;
 
+use super::diagnose;
+use super::event::Event;
 use super::{HostReport, RunReport, Status, TaskReport};
-
-/// Lines of a failed command's stderr shown under its failure.
-const STDERR_TAIL: usize = 5;
 
 /// The status word padded to a column, colored when `color`.
 pub fn status_word(s: Status, color: bool) -> String {
@@ -115,73 +115,27 @@ fn counts(h: &HostReport) -> [usize; 5] {
     c
 }
 
-/// What went wrong in a failed task, indented under its header: the error (and its help),
-/// each failed check with expected and found, else the message; then the tail of a
-/// command's stderr.
-pub fn failure_details(t: &TaskReport) -> String {
-    let mut out = String::new();
-    if let Some(e) = &t.error {
-        out.push_str(&format!("  {}: {}\n", e.kind, e.message));
-        if let Some(h) = &e.help {
-            out.push_str(&format!("  help: {h}\n"));
-        }
+/// A finished task as the plain and live views print it: its line, its warnings, its failure
+/// as diagnostics, and with `-v` its outputs.
+pub fn task_block(host: &str, t: &TaskReport, width: usize, color: bool, verbose: u8) -> String {
+    let mut s = task_line(host, t, width, color);
+    s.push('\n');
+    s.push_str(&diagnose::warnings_text(t, color));
+    s.push_str(&diagnose::failure_text(t, color));
+    if verbose > 0 {
+        s.push_str(&outputs(t, width + 2));
     }
-    for c in t.checks.iter().filter(|c| !c.passed) {
-        // A kind's default expectation has no place in the playbook.
-        let place = if c.location.starts_with("<default") {
-            "default expectation"
-        } else {
-            c.location.as_str()
-        };
-        out.push_str(&format!(
-            "  {}: expected {} {}, found {}  ({place})\n",
-            c.field,
-            c.matcher,
-            crate::expect::short(&c.expected),
-            crate::expect::short(&c.actual),
-        ));
-    }
-    if t.error.is_none()
-        && t.checks.iter().all(|c| c.passed)
-        && let Some(m) = &t.message
-    {
-        out.push_str(&format!("  {m}\n"));
-    } else if t.checks.iter().any(|c| !c.passed)
-        && let Some((_, context)) = t.message.as_deref().and_then(|m| m.split_once(" — "))
-    {
-        // What the kind adds to a failed check: the request and its answer, the refused port.
-        out.push_str(&format!("  {context}\n"));
-    }
-    if let Some(stderr) = t.output.get("stderr").and_then(Json::as_str)
-        && !stderr.trim().is_empty()
-    {
-        let lines: Vec<&str> = stderr.lines().collect();
-        let skip = lines.len().saturating_sub(STDERR_TAIL);
-        out.push_str(if skip > 0 {
-            "  stderr (last lines):\n"
-        } else {
-            "  stderr:\n"
-        });
-        for l in &lines[skip..] {
-            out.push_str(&format!("  | {l}\n"));
-        }
-    }
-    out
+    s
 }
 
-/// `h01 · Health check · failed (deploy.yml:12:5)` — a failure's header line.
+/// `h01 · Health check · failed` — a failure's header line in the recap.
 pub fn failure_header(host: &str, t: &TaskReport) -> String {
-    format!(
-        "{host} · {} · {} ({})",
-        t.name,
-        t.status.as_str(),
-        t.location
-    )
+    format!("{host} · {} · {}", t.name, t.status.as_str())
 }
 
 /// The recap: a table per play (hosts with failures first), then each failure in full, then
 /// the totals.
-pub fn recap(r: &RunReport) -> String {
+pub fn recap(r: &RunReport, color: bool) -> String {
     let mut out = String::new();
     for p in &r.plays {
         out.push_str(&format!("\nRECAP {}\n", p.name));
@@ -222,14 +176,14 @@ pub fn recap(r: &RunReport) -> String {
         .iter()
         .flat_map(|p| p.hosts.iter())
         .flat_map(|h| h.tasks.iter().map(move |t| (h.name.as_str(), t)))
-        .filter(|(_, t)| matches!(t.status, Status::Failed | Status::Unreachable) && !t.ignored)
+        .filter(|(_, t)| diagnose::is_failure(t))
         .collect();
     if !failures.is_empty() {
         out.push_str(&format!("\nFAILURES ({})\n", failures.len()));
         for (host, t) in failures {
             out.push_str(&failure_header(host, t));
             out.push('\n');
-            out.push_str(&failure_details(t));
+            out.push_str(&diagnose::failure_text(t, color));
         }
     }
     let s = &r.hosts;
@@ -254,12 +208,41 @@ pub fn recap(r: &RunReport) -> String {
     out
 }
 
+/// Text shared by the plain and live views for events that are not per task: the run's
+/// header, a play's header, a dry run's plan and the recap.
+pub fn common_text(ev: &Event, color: bool) -> String {
+    match ev {
+        Event::RunStarted {
+            playbook,
+            hosts,
+            dry_run,
+            ..
+        } => format!(
+            "sortie: {playbook} on {hosts} host{}{}\n",
+            if *hosts == 1 { "" } else { "s" },
+            if *dry_run { " (dry run)" } else { "" }
+        ),
+        Event::PlayStarted { name, hosts } => format!(
+            "\nPLAY {name} ({hosts} host{})\n",
+            if *hosts == 1 { "" } else { "s" }
+        ),
+        Event::Plan { text } => format!("\n{text}"),
+        Event::RunFinished { report } => recap(report, color),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{CheckReport, ErrorReport};
+    use crate::diag::{Span, register_source};
+    use crate::report::CheckReport;
 
     fn task(status: Status) -> TaskReport {
+        let f = register_source(
+            "plain-test.yml",
+            "steps:\n  - local: exit 3\n    expect: { rc: 0 }\n",
+        );
         TaskReport {
             id: "#1".into(),
             name: "Health".into(),
@@ -267,6 +250,8 @@ mod tests {
             status,
             ignored: false,
             message: Some("rc: expected eq 0, found 3".into()),
+            context: None,
+            failure_location: None,
             error: None,
             checks: vec![CheckReport {
                 field: "rc".into(),
@@ -274,42 +259,28 @@ mod tests {
                 expected: 0.into(),
                 actual: 3.into(),
                 passed: false,
-                location: "pb.yml:4:5".into(),
+                location: Some(Span::new(f, 3, 19, 3, 20).into()),
             }],
-            output: serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb\nc\nd\ne\nf\ng"}),
+            output: serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb"}),
             attempts: 1,
             duration_ms: 1500,
-            location: "pb.yml:3:5".into(),
+            location: Span::new(f, 2, 5, 2, 10).into(),
             warnings: Vec::new(),
         }
     }
 
     #[test]
-    fn a_failure_shows_expected_found_place_and_stderr_tail() {
+    fn a_failed_task_is_its_line_then_its_diagnostic() {
         let t = task(Status::Failed);
+        assert_eq!(failure_header("h01", &t), "h01 · Health · failed");
         assert_eq!(
-            failure_header("h01", &t),
-            "h01 · Health · failed (pb.yml:3:5)"
-        );
-        assert_eq!(
-            failure_details(&t),
-            "  rc: expected eq 0, found 3  (pb.yml:4:5)\n  stderr (last lines):\n  | c\n  | d\n  | e\n  | f\n  | g\n"
-        );
-    }
-
-    #[test]
-    fn an_error_shows_kind_message_and_help() {
-        let mut t = task(Status::Unreachable);
-        t.checks.clear();
-        t.output = serde_json::json!({});
-        t.error = Some(ErrorReport {
-            kind: "connect".into(),
-            message: "cannot connect to 127.0.0.1:1: refused".into(),
-            help: Some("is sshd running?".into()),
-        });
-        assert_eq!(
-            failure_details(&t),
-            "  connect: cannot connect to 127.0.0.1:1: refused\n  help: is sshd running?\n"
+            task_block("h01", &t, 5, false, 0),
+            "h01    failed      Health  (1.5s) — rc: expected eq 0, found 3\n\
+             error: expectation failed: rc\n \
+             --> plain-test.yml:3:19\n  |\n\
+             3 |     expect: { rc: 0 }\n  \
+             |                   ^ expected 0, found 3\n  \
+             = note: stderr:\n          | a\n          | b\n"
         );
     }
 
@@ -329,7 +300,11 @@ mod tests {
         let t = task(Status::Ok);
         assert_eq!(
             outputs(&t, 2),
-            "  rc: 3\n  stdout: \n  stderr: |\n    a\n    b\n    c\n    d\n    e\n    f\n    g\n"
+            "  rc: 3\n  stdout: \n  stderr: |\n    a\n    b\n"
+        );
+        assert_eq!(
+            task_block("h01", &t, 5, false, 0),
+            "h01    ok          Health  (1.5s)\n"
         );
     }
 }

@@ -24,7 +24,8 @@ use std::sync::RwLock;
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value as Json;
 
-use super::RunReport;
+use super::event::Event;
+use super::{RunReport, TaskReport};
 use crate::inventory::Inventory;
 use crate::playbook::Playbook;
 use crate::vars::VarMap;
@@ -199,6 +200,51 @@ impl Redactor {
         };
         self.redact_json(&mut v);
         serde_json::from_value(v).unwrap_or_else(|_| r.clone())
+    }
+}
+
+impl Redactor {
+    /// An event with every string redacted (the engine sends only these).
+    pub fn event(&self, ev: Event) -> Event {
+        if self.is_empty() {
+            return ev;
+        }
+        match ev {
+            Event::TaskStarted { host, id, step } => Event::TaskStarted {
+                host,
+                id,
+                step: self.redact(&step),
+            },
+            Event::TaskFinished { host, task } => Event::TaskFinished {
+                host,
+                task: Box::new(self.task(&task)),
+            },
+            Event::Warning {
+                message,
+                location,
+                help,
+            } => Event::Warning {
+                message: self.redact(&message),
+                location,
+                help: help.map(|h| self.redact(&h)),
+            },
+            Event::Plan { text } => Event::Plan {
+                text: self.redact(&text),
+            },
+            Event::RunFinished { report } => Event::RunFinished {
+                report: Box::new(self.report(&report)),
+            },
+            other => other,
+        }
+    }
+
+    /// A copy of a task's report with every string redacted.
+    pub fn task(&self, t: &TaskReport) -> TaskReport {
+        let Ok(mut v) = serde_json::to_value(t) else {
+            return t.clone();
+        };
+        self.redact_json(&mut v);
+        serde_json::from_value(v).unwrap_or_else(|_| t.clone())
     }
 }
 

@@ -71,7 +71,7 @@ fn diagnostic(t: &TaskReport) -> String {
         ("status".into(), Json::String(t.status.as_str().into())),
         ("step".into(), Json::String(t.id.clone())),
         ("kind".into(), Json::String(t.kind.clone())),
-        ("at".into(), Json::String(t.location.clone())),
+        ("at".into(), Json::String(t.location.to_string())),
         ("attempts".into(), json!(t.attempts)),
         ("duration_ms".into(), json!(t.duration_ms)),
     ];
@@ -91,7 +91,7 @@ fn diagnostic(t: &TaskReport) -> String {
                 "matcher": c.matcher,
                 "expected": c.expected,
                 "found": c.actual,
-                "at": c.location,
+                "at": c.location.as_ref().map_or("default expectation".to_string(), |l| l.to_string()),
             })
         })
         .collect();

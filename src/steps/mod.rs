@@ -66,6 +66,9 @@ pub trait Kind:
     /// (false for `set`, whose keys are variable names).
     const LIFTS_STEP_FIELDS: bool = true;
 
+    /// Whether the step's result fields become host variables for later steps (`set`).
+    const DEFINES_VARS: bool = false;
+
     /// Argument fields rendered as shell commands (the shell-injection guard applies).
     /// A short-form scalar of such a kind is a command too.
     const COMMAND_FIELDS: &'static [&'static str] = &[];
@@ -337,6 +340,11 @@ macro_rules! kinds {
 
             pub fn runs_on(&self) -> RunsOn {
                 match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::RUNS_ON),* }
+            }
+
+            /// Whether the step's result fields become host variables (`set`).
+            pub fn defines_vars(&self) -> bool {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::DEFINES_VARS),* }
             }
 
             pub fn expect_fields(&self) -> ExpectFields {

@@ -27,6 +27,7 @@ impl Kind for Set {
     const EXPECT: ExpectFields = ExpectFields::NONE;
     const DEFAULT_EXPECT: &'static str = "";
     const LIFTS_STEP_FIELDS: bool = false;
+    const DEFINES_VARS: bool = true;
 
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
         Box::pin(async move {

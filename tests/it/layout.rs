@@ -126,8 +126,8 @@ fn references(s: &Source, modules: &BTreeSet<String>) -> BTreeSet<String> {
                     }
                 }
                 // `use crate::{a, b::c}`: each item of the group.
-                if rest.starts_with('{') {
-                    let group: String = rest[1..].chars().take_while(|c| *c != '}').collect();
+                if let Some(inner) = rest.strip_prefix('{') {
+                    let group: String = inner.chars().take_while(|c| *c != '}').collect();
                     for item in group.split(',') {
                         let mut p = path.clone();
                         p.extend(

@@ -242,8 +242,16 @@ fn off_a_terminal_auto_prints_plain_lines_without_escape_codes() {
     assert!(stdout.contains("      stderr: broken-on-h01"), "{stdout}");
     // The recap is the same text as on a terminal.
     assert!(stdout.contains("RECAP live"), "{stdout}");
+    // The failure, in the recap as when it happened: the step's line with a caret under the
+    // kind (a default expectation has no line of its own), what was expected and found.
     let failure = format!(
-        "h02 · Check · failed ({}:8:5)\n  rc: expected eq 0, found 1  (default expectation)\n  stderr:\n  | broken-on-h02\n",
+        "h02 · Check · failed\n\
+         error: expectation failed: rc\n \
+         --> {}:8:5\n  |\n\
+         8 |     local: \"echo broken-on-{{{{ host.name }}}} >&2; test {{{{ host.name }}}} != h02 && sleep 1\"\n  \
+         |     ^^^^^ expected 0, found 1 (by default)\n  \
+         = note: stderr:\n          | broken-on-h02\n  \
+         = help: `local` steps expect this unless `expect` names `rc`\n",
         case.playbook.display()
     );
     assert!(stdout.contains(&failure), "{stdout}");

@@ -1,32 +1,26 @@
-//! The commands behind the CLI: each takes its parsed arguments, does its work through the
-//! library, writes its output (stdout for results, stderr for diagnostics) and returns the
-//! exit code. `main.rs` only parses and exits with what these return.
+//! The commands behind the CLI — thin fronts over the library: each takes its parsed
+//! arguments, loads files, builds a request for the engine (`exec`) or the loaders, writes its
+//! output (stdout for results, stderr for diagnostics) and returns the exit code (`exit`).
+//! `run` lives in `app::run`; `main.rs` only parses and exits with what these return.
 
-use std::io::{IsTerminal, Write};
+mod run;
+
+use std::io::Write;
+
+pub use run::run;
 
 use crate::cli::{CheckArgs, InventoryArgs, PlanArgs, PlanFormat, SchemaArgs, SchemaKind};
 use crate::diag::{Diagnostics, render};
+use crate::exec::RunRequest;
+use crate::exit;
 use crate::inventory::{self, Inventory};
 use crate::playbook::{self, Playbook};
-use crate::vars::{self, RunInfo};
-
-/// Exit codes, as the design fixes them.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const UNREACHABLE: i32 = 2;
-    pub const INVALID: i32 = 3;
-    pub const INTERRUPTED: i32 = 4;
-}
-
-/// Whether stderr may carry colors.
-pub fn color_stderr() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
-}
+use crate::report::live::stderr_color;
+use crate::vars;
 
 /// Prints diagnostics on stderr.
 pub fn report_diagnostics(d: &Diagnostics) {
-    let text = render(&d.0, color_stderr());
+    let text = render(&d.0, stderr_color());
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let errors =
@@ -120,59 +114,23 @@ pub fn plan(args: &PlanArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    let run = RunInfo {
-        id: "plan".into(),
-        started_at: String::new(),
-    };
-    let mut plans = Vec::new();
-    let mut diags = Diagnostics::default();
-    // The plan shows rendered values: secrets are masked as in every other output.
-    let redactor = crate::report::redact::Redactor::for_run(&pb, &inv);
-    for play in &pb.plays {
-        let graph = match crate::plan::Graph::build(play) {
-            Ok(g) => g,
-            Err(d) => {
-                diags.push(d);
-                continue;
-            }
-        };
-        let hosts = match select_hosts(
-            &inv,
-            &play.hosts.value,
-            Some(play.hosts.span),
-            args.limit.as_deref(),
-        ) {
-            Ok(h) => h,
-            Err(d) => {
-                diags.push(d);
-                continue;
-            }
-        };
-        for h in hosts {
-            if args.host.as_deref().is_some_and(|want| want != h.name) {
-                continue;
-            }
-            match vars::host_scope(play, h, &extra, &run) {
-                Ok(scope) => {
-                    redactor.add_vars(&play.secrets, &scope.base);
-                    redactor.add_vars(&play.secrets, &scope.extra);
-                    let ctx = scope.context(&Default::default(), &serde_json::json!({}), None);
-                    plans.push(crate::plan::host_plan(play, &graph, h, &ctx));
-                }
-                Err(d) => diags.push(d),
-            }
+    let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let mut req = RunRequest::new(pb, inv);
+    req.extra = extra;
+    req.limit = args.limit.clone();
+    req.only = args.host.clone().map(|h| vec![h]);
+    let plans = match crate::exec::plans(&req) {
+        Ok(p) => p,
+        Err(d) => {
+            report_diagnostics(&d);
+            return exit::INVALID;
         }
-    }
-    if diags.has_errors() {
-        report_diagnostics(&diags);
-        return exit::INVALID;
-    }
+    };
     if let Some(h) = &args.host
-        && plans.is_empty()
+        && plans.plans.is_empty()
     {
-        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
         let mut d = crate::diag::Diagnostic::error(format!("no play runs on host `{h}`"));
-        if let Some(s) = crate::diag::did_you_mean(h, names) {
+        if let Some(s) = crate::diag::did_you_mean(h, names.iter().map(String::as_str)) {
             d = d.label(format!("did you mean `{s}`?"));
         }
         report_diagnostics(
@@ -182,32 +140,13 @@ pub fn plan(args: &PlanArgs) -> i32 {
         return exit::INVALID;
     }
     let out = match args.format {
-        PlanFormat::Text => crate::plan::render_text(&plans),
-        PlanFormat::Json => serde_json::to_string_pretty(&plans).unwrap_or_default() + "\n",
-        PlanFormat::Dot => crate::plan::render_dot(&plans),
+        PlanFormat::Text => crate::plan::render_text(&plans.plans),
+        PlanFormat::Json => serde_json::to_string_pretty(&plans.plans).unwrap_or_default() + "\n",
+        PlanFormat::Dot => crate::plan::render_dot(&plans.plans),
     };
-    print!("{}", redactor.redact(&out));
+    // The plan shows rendered values: secrets are masked as in every other output.
+    print!("{}", plans.redactor.redact(&out));
     exit::OK
-}
-
-/// The hosts a play runs on, narrowed by `--limit`.
-pub fn select_hosts<'a>(
-    inv: &'a Inventory,
-    pattern: &str,
-    span: Option<crate::diag::Span>,
-    limit: Option<&str>,
-) -> Result<Vec<&'a crate::inventory::Host>, crate::diag::Diagnostic> {
-    let hosts = inv.select(pattern, span)?;
-    match limit {
-        None => Ok(hosts),
-        Some(l) => {
-            let allowed = inv.select(l, None)?;
-            Ok(hosts
-                .into_iter()
-                .filter(|h| allowed.iter().any(|a| a.name == h.name))
-                .collect())
-        }
-    }
 }
 
 pub fn inventory(args: &InventoryArgs) -> i32 {

@@ -1,0 +1,182 @@
+//! Before a run contacts anything: each play's hosts (its pattern, `--limit`, only-these-hosts
+//! and the shard), each host's variable scope, each play's task graph, and the warnings to show
+//! first. Every problem is collected, so bad input stops the run with all its diagnostics at
+//! once. The same selection serves `sortie plan` and dry runs (`plans`).
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::RunRequest;
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::inventory::{Host, HostKeyChecking, Inventory};
+use crate::plan::{Graph, HostPlan};
+use crate::playbook::Play;
+use crate::report::redact::Redactor;
+use crate::vars::{self, RunInfo, Scope, VarMap};
+
+/// One play, ready to run: its graph and its hosts with their scopes, in inventory order.
+pub(crate) struct PreparedPlay {
+    pub play: Arc<Play>,
+    pub graph: Arc<Graph>,
+    pub hosts: Vec<(Arc<Host>, Scope)>,
+}
+
+/// Every play of a request, ready to run, and the warnings to show before it starts.
+pub(crate) struct Prepared {
+    pub plays: Vec<PreparedPlay>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Prepared {
+    pub fn total_hosts(&self) -> usize {
+        self.plays.iter().map(|p| p.hosts.len()).sum()
+    }
+}
+
+/// The hosts a play runs on, narrowed by `--limit`.
+pub fn select_hosts<'a>(
+    inv: &'a Inventory,
+    pattern: &str,
+    span: Option<Span>,
+    limit: Option<&str>,
+) -> Result<Vec<&'a Host>, Diagnostic> {
+    let hosts = inv.select(pattern, span)?;
+    match limit {
+        None => Ok(hosts),
+        Some(l) => {
+            let allowed = inv.select(l, None)?;
+            Ok(hosts
+                .into_iter()
+                .filter(|h| allowed.iter().any(|a| a.name == h.name))
+                .collect())
+        }
+    }
+}
+
+/// Checks the request's own settings (not its files, which were checked when loaded).
+fn check_request(req: &RunRequest) -> Result<(), Diagnostics> {
+    if let Some(l) = &req.limit {
+        req.inventory.select(l, None)?;
+    }
+    if req.concurrency == Some(0) {
+        return Err(Diagnostic::error("`-c 0` would run nothing")
+            .help("give at least 1 host in flight")
+            .into());
+    }
+    if let Some(s) = req.shard
+        && (s.count == 0 || s.index >= s.count)
+    {
+        return Err(
+            Diagnostic::error(format!("shard {} of {} does not exist", s.index, s.count))
+                .help("shards are numbered from 0 to N-1: `--shard 0/4` … `--shard 3/4`")
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The hosts of one play this request runs, in inventory order.
+fn play_hosts<'a>(req: &'a RunRequest, play: &Play) -> Result<Vec<&'a Host>, Diagnostic> {
+    let hosts = select_hosts(
+        &req.inventory,
+        &play.hosts.value,
+        Some(play.hosts.span),
+        req.limit.as_deref(),
+    )?;
+    Ok(hosts
+        .into_iter()
+        .filter(|h| req.only.as_ref().is_none_or(|o| o.contains(&h.name)))
+        .filter(|h| req.shard.is_none_or(|s| s.contains(&h.name)))
+        .collect())
+}
+
+/// Resolves every play's hosts, scopes and graph; teaches the redactor each host's secrets.
+pub(crate) fn prepare(
+    req: &RunRequest,
+    info: &RunInfo,
+    redactor: &Redactor,
+) -> Result<Prepared, Diagnostics> {
+    check_request(req)?;
+    let mut plays = Vec::new();
+    let mut diags = Diagnostics::default();
+    for play in &req.playbook.plays {
+        let hosts = match play_hosts(req, play) {
+            Ok(h) => h,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let mut scoped = Vec::new();
+        for h in hosts {
+            match vars::host_scope(play, h, &req.extra, info) {
+                Ok(s) => {
+                    // The values of the play's `secrets:` for this host.
+                    redactor.add_vars(&play.secrets, &s.base);
+                    redactor.add_vars(&play.secrets, &s.extra);
+                    scoped.push((Arc::new(h.clone()), s))
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        match Graph::build(play) {
+            Ok(g) => plays.push(PreparedPlay {
+                play: Arc::new(play.clone()),
+                graph: Arc::new(g),
+                hosts: scoped,
+            }),
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(Prepared {
+        plays,
+        warnings: warnings(req),
+    })
+}
+
+/// The front's warnings, the playbook's load-time warnings, and one per host whose host
+/// keys go unchecked.
+fn warnings(req: &RunRequest) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = req.warnings.clone();
+    out.extend(req.playbook.warnings.iter().cloned());
+    for h in &req.inventory.hosts {
+        if h.ssh.host_key_checking == Some(HostKeyChecking::Off) {
+            let w = Diagnostic::warning(format!(
+                "host key checking is OFF for {}: connections can be intercepted",
+                h.name
+            ));
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+/// The rendered task graph of every host a request selects, and the redactor that masks
+/// their secrets (for `sortie plan` and dry runs; nothing is contacted).
+pub struct HostPlans {
+    pub plans: Vec<HostPlan>,
+    pub redactor: Redactor,
+}
+
+pub fn plans(req: &RunRequest) -> Result<HostPlans, Diagnostics> {
+    let info = RunInfo {
+        id: if req.dry_run { "dry-run" } else { "plan" }.into(),
+        started_at: String::new(),
+    };
+    let redactor = Redactor::for_run(&req.playbook, &req.inventory);
+    let prepared = prepare(req, &info, &redactor)?;
+    let mut plans = Vec::new();
+    for p in &prepared.plays {
+        for (host, scope) in &p.hosts {
+            let ctx = scope.context(&VarMap::new(), &Json::Object(Default::default()), None);
+            plans.push(crate::plan::host_plan(&p.play, &p.graph, host, &ctx));
+        }
+    }
+    Ok(HostPlans { plans, redactor })
+}
