@@ -180,7 +180,10 @@ pub fn recap(r: &RunReport, color: bool) -> String {
         .collect();
     if !failures.is_empty() {
         out.push_str(&format!("\nFAILURES ({})\n", failures.len()));
-        for (host, t) in failures {
+        for (i, (host, t)) in failures.into_iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
             out.push_str(&failure_header(host, t));
             out.push('\n');
             out.push_str(&diagnose::failure_text(t, color));

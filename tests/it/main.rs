@@ -10,5 +10,6 @@ mod fuzz;
 mod http;
 mod jobs;
 mod layout;
+mod library;
 mod reports;
 mod ssh;

@@ -710,3 +710,78 @@ fn secrets_appear_in_no_output() {
         assert_no_secret("a screen of the live view", s.as_bytes());
     }
 }
+
+/// Run-time failures point at the line that failed, as `check` does: a template error under
+/// the undefined name, a failed expectation under its expected value, a false `until` under
+/// the expression; warnings under the setting that caused them (on stderr).
+#[test]
+fn run_time_failures_render_as_located_diagnostics() {
+    let case = Case::new(
+        r#"name: located
+steps:
+  - name: undefined
+    local: "echo {{ nope }}"
+  - name: expectation
+    local: "echo hello"
+    expect: { stdout: { contains: bye } }
+    needs: []
+  - name: until
+    local: "true"
+    retry: { attempts: 1, until: "false" }
+    needs: []
+"#,
+    );
+    let out = case.run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let pb = case.playbook.display().to_string();
+    let template = format!(
+        "error: undefined variable `nope`\n \
+         --> {pb}:4:21\n  |\n\
+         4 |     local: \"echo {{{{ nope }}}}\"\n  \
+         |                     ^^^^ not defined for this host\n  \
+         = help: define it in the play's `vars`, the inventory, with `set`, or with `-e NAME=VALUE`\n"
+    );
+    assert!(out.stdout.contains(&template), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "— {pb}:4:21: undefined variable `nope`\n{template}"
+        )),
+        "the task line comes first: {}",
+        out.stdout
+    );
+    let expectation = format!(
+        "error: expectation failed: stdout\n \
+         --> {pb}:7:25\n  |\n\
+         7 |     expect: {{ stdout: {{ contains: bye }} }}\n  \
+         |                         ^^^^^^^^ expected contains \"bye\", found \"hello\"\n"
+    );
+    assert!(out.stdout.contains(&expectation), "{}", out.stdout);
+    let until = format!(
+        "error: until: `false` is false\n  \
+         --> {pb}:11:34\n   |\n\
+         11 |     retry: {{ attempts: 1, until: \"false\" }}\n   \
+         |                                  ^^^^^^^"
+    );
+    assert!(out.stdout.contains(&until), "{}", out.stdout);
+    // The recap shows each failure again, in the same words, one after another.
+    let recap = out
+        .stdout
+        .split("FAILURES (3)\n")
+        .nth(1)
+        .expect("a failures section");
+    assert!(
+        recap.starts_with("localhost · undefined · failed\nerror: undefined variable `nope`"),
+        "{recap}"
+    );
+    assert!(
+        recap.contains(&expectation) && recap.contains(&until),
+        "{recap}"
+    );
+    // The report keeps the places as data.
+    let t = out.task("localhost", "expectation");
+    assert_eq!(t["checks"][0]["location"]["line"], 7);
+    assert_eq!(t["checks"][0]["location"]["column"], 25);
+    let t = out.task("localhost", "undefined");
+    assert_eq!(t["error"]["location"]["line"], 4);
+    assert_eq!(t["error"]["label"], "not defined for this host");
+}
