@@ -7,7 +7,7 @@ use schemars::{Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde_json::{Map, Value, json};
 
 use crate::playbook::{PlayRaw, StepCommon};
-use crate::steps::{kind_schemas, lifts_step_fields};
+use crate::steps::{KIND_NAMES, kind_schemas};
 
 fn generator() -> SchemaGenerator {
     SchemaSettings::draft2020_12().into_generator()
@@ -28,20 +28,23 @@ pub fn playbook() -> Schema {
         .unwrap_or(Value::Object(Map::new()));
     let mut props = common_props.as_object().cloned().unwrap_or_default();
     let mut one_of = Vec::new();
-    for (name, summary, schema) in &kinds {
-        let mut s = schema.clone().to_value();
-        // Short string forms.
-        if matches!(*name, "ssh" | "local" | "assert") {
+    for k in &kinds {
+        let mut s = k.args.clone().to_value();
+        if k.short_form {
             s = json!({ "anyOf": [ { "type": "string" }, s ] });
         }
         if let Some(obj) = s.as_object_mut() {
-            obj.insert("description".into(), Value::String((*summary).to_string()));
+            obj.insert(
+                "description".into(),
+                Value::String(format!("{} Runs {}.", k.summary, k.runs_on.describe())),
+            );
         }
-        props.insert((*name).to_string(), s);
-        one_of.push(json!({ "required": [name] }));
+        props.insert(k.name.to_string(), s);
+        one_of.push(json!({ "required": [k.name] }));
         // `expect` and `timeout` may also stand inside the kind's mapping.
-        if lifts_step_fields(name) {
-            let def_name = schema
+        if k.lifts_step_fields {
+            let def_name = k
+                .args
                 .get("$ref")
                 .and_then(Value::as_str)
                 .and_then(|r| r.rsplit('/').next())
@@ -62,7 +65,7 @@ pub fn playbook() -> Schema {
     defs.insert(
         "Step".into(),
         json!({
-            "description": "One step: exactly one kind key (ssh, sftp_put, sftp_get, http, dns, tcp, local, assert, set) and optional common keys.",
+            "description": format!("One step: exactly one kind key ({}) and optional common keys.", KIND_NAMES.join(", ")),
             "type": "object",
             "properties": props,
             "additionalProperties": false,

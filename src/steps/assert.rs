@@ -27,6 +27,7 @@ impl Kind for Assert {
     const NAME: &'static str = "assert";
     const SUMMARY: &'static str = "Check conditions over variables and earlier results.";
     const RUNS_ON: RunsOn = RunsOn::Engine;
+    const SHORT_FORM: bool = true;
     const EXPECT: ExpectFields = ExpectFields::NONE;
     const DEFAULT_EXPECT: &'static str = "";
     const RAW_FIELDS: &'static [&'static str] = &["that"];

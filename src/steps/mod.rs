@@ -40,6 +40,17 @@ pub enum RunsOn {
     Engine,
 }
 
+impl RunsOn {
+    /// Where, in words (the README's kind table and the schema say this).
+    pub fn describe(self) -> &'static str {
+        match self {
+            RunsOn::Host => "on the host",
+            RunsOn::Runner => "on the runner",
+            RunsOn::Engine => "in the engine",
+        }
+    }
+}
+
 /// What a step kind's checks may use about its step.
 pub struct CheckCx<'a> {
     pub run_once: bool,
@@ -68,6 +79,9 @@ pub trait Kind:
 
     /// Whether the step's result fields become host variables for later steps (`set`).
     const DEFINES_VARS: bool = false;
+    /// Whether a plain string may stand for the arguments (`ssh: "uptime"`; see
+    /// `from_scalar`).
+    const SHORT_FORM: bool = false;
 
     /// Argument fields rendered as shell commands (the shell-injection guard applies).
     /// A short-form scalar of such a kind is a command too.
@@ -400,14 +414,20 @@ macro_rules! kinds {
             false
         }
 
-        /// Each kind's name, summary and argument schema, for the playbook schema.
-        pub fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<(&'static str, &'static str, schemars::Schema)> {
-            vec![$((
-                <$module::$ty as Kind>::NAME,
-                <$module::$ty as Kind>::SUMMARY,
-                g.subschema_for::<$module::$ty>(),
-            )),*]
+        /// Each kind as the playbook schema describes it.
+        pub fn kind_schemas(g: &mut schemars::SchemaGenerator) -> Vec<KindSchema> {
+            vec![$(KindSchema {
+                name: <$module::$ty as Kind>::NAME,
+                summary: <$module::$ty as Kind>::SUMMARY,
+                runs_on: <$module::$ty as Kind>::RUNS_ON,
+                short_form: <$module::$ty as Kind>::SHORT_FORM,
+                lifts_step_fields: <$module::$ty as Kind>::LIFTS_STEP_FIELDS,
+                args: g.subschema_for::<$module::$ty>(),
+            }),*]
         }
+
+        /// Where each kind runs, in registry order.
+        pub const KIND_RUNS_ON: &[(&str, RunsOn)] = &[$((<$module::$ty as Kind>::NAME, <$module::$ty as Kind>::RUNS_ON)),*];
     };
 }
 
@@ -421,6 +441,18 @@ kinds! {
     Local(local::Local),
     Assert(assert::Assert),
     Set(set::Set),
+}
+
+/// One kind, for the playbook schema: its key, its summary, where it runs, whether a string
+/// may stand for its arguments, whether `expect`/`timeout` may stand inside them, and the
+/// schema of its arguments.
+pub struct KindSchema {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub runs_on: RunsOn,
+    pub short_form: bool,
+    pub lifts_step_fields: bool,
+    pub args: schemars::Schema,
 }
 
 /// A value written either alone or as a list (`tags: web` or `tags: [web, db]`).

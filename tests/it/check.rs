@@ -70,8 +70,10 @@ fn every_invalid_playbook_gives_its_exact_diagnostic() {
             .to_string_lossy()
             .into_owned();
         let expected_path = f.with_extension("expected");
+        // `{KINDS}` stands for the registry's list of kinds, so a new kind edits no example.
         let expected = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|_| panic!("{} has no .expected file", name));
+            .unwrap_or_else(|_| panic!("{} has no .expected file", name))
+            .replace("{KINDS}", &sortie::steps::KIND_NAMES.join(", "));
         let out = sortie(&dir, &["check", &name]);
         assert_eq!(out.code, 3, "{name} must be rejected:\n{}", out.all());
         assert_eq!(out.stdout, "", "{name}: nothing on stdout");
