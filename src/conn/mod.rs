@@ -8,10 +8,10 @@
 //! checked against known_hosts (`host_key`, `known_hosts`), the login (`auth`). The session
 //! itself, with its rules for sharing libssh2 between threads, is `session`; commands run on
 //! it by `command`, file transfers by `sftp`. Errors are `crate::error::StepError`s, the
-//! type the step kinds return too. ssh2 is blocking: every
-//! call runs on tokio's blocking threads (bounded by the runtime's `max_blocking_threads`),
-//! never on its workers. A session that fails to open, or dies, makes every later step of the
-//! host fail with the same connect error — the host is unreachable; it is never retried.
+//! type the step kinds return too. ssh2 is blocking: every call runs on tokio's blocking
+//! threads (bounded by the runtime's `max_blocking_threads`), never on its workers. A session
+//! that fails to open, or dies, makes every later step of the host fail with the same connect
+//! error — the host is unreachable; it is never retried.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]

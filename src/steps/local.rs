@@ -1,5 +1,7 @@
 //! The `local` kind: a command run on the machine running sortie (`sh -c`), with the same
-//! arguments and results as `ssh` (`rc`, `stdout`, `stderr`).
+//! arguments and results as `ssh`. Arguments come from the step rendered for one host (paths
+//! relative to the playbook's directory); the result fields `rc`, `stdout`, `stderr` (bounded,
+//! shaped by `command.rs`) go back to the runner. A timed-out command's process group is killed.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
