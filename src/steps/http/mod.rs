@@ -202,6 +202,7 @@ impl Kind for Http {
         }
         Some(out)
     }
+
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {
         check::check(self, cx, out);
     }
