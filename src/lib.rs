@@ -15,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod conn;
 pub mod diag;
+pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod expect;

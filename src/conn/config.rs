@@ -1,7 +1,7 @@
 //! Where and how to connect to a host: the inventory's settings (`Host` and its `ssh:`),
 //! completed from `~/.ssh/config` (read with the `ssh2-config` crate: `HostName`, `User`,
 //! `Port`, `IdentityFile`, `ProxyJump`, `UserKnownHostsFile`, `StrictHostKeyChecking`,
-//! `ConnectTimeout`, `ServerAliveInterval`), into one `Target` per hop that `session.rs`
+//! `ConnectTimeout`, `ServerAliveInterval`), into one `Target` per hop that `connect.rs`
 //! connects to. The inventory wins over ssh_config, ssh_config over the defaults (the local
 //! user, port 22, `~/.ssh/id_*`, `~/.ssh/known_hosts`, strict host keys, 10 s, 30 s).
 //!
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use ssh2_config::{ParseRule, SshConfig};
 
+use crate::error::StepError;
 use crate::inventory::{Host, HostKeyChecking, Inventory, SshSettings};
 
 /// Default `connect_timeout`.
@@ -55,6 +56,15 @@ impl Target {
     /// `user@host:port`, for messages.
     pub fn addr(&self) -> String {
         format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+
+    /// The error for failing to reach this hop or to talk SSH with it (the host is
+    /// unreachable), for `connect.rs`, `host_key.rs` and `auth.rs`.
+    pub fn connect_error(&self, reason: impl Into<String>) -> StepError {
+        StepError::Connect {
+            addr: self.addr(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Jump hosts (ProxyJump): libssh2 has none built in, so the target's session runs over one end
 //! of a local socketpair, and a thread of its own copies bytes between the other end and a
 //! direct-tcpip channel of the jump host's session (which that thread alone uses). When either
-//! side closes, the thread closes the other and disconnects the jump session.
+//! side closes, the thread closes the other and disconnects the jump session. `connect.rs` calls
+//! `tunnel` with the jump host's `Live` session (`session.rs`) and gets the local end back.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -2,8 +2,9 @@
 //! hashed `|1|salt|hash` names, `@revoked`; `@cert-authority` lines are skipped), looked up for one
 //! host and port, and appended to (`accept-new`). The files come from the inventory's
 //! `known_hosts`, `~/.ssh/known_hosts` (or ssh_config's `UserKnownHostsFile`) and
-//! `/etc/ssh/ssh_known_hosts`; the session (`session.rs`) uses the key types known for a host to
-//! set its host-key algorithm preference and checks the server's key against the entries here.
+//! `/etc/ssh/ssh_known_hosts`; the host-key check (`host_key.rs`, during `connect.rs`) uses the key
+//! types known for a host to set its host-key algorithm preference and checks the server's key
+//! against the entries here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

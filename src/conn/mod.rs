@@ -3,30 +3,40 @@
 //!
 //! The runner makes a `HostConn` per host (`exec/`), step kinds (`steps/ssh.rs`,
 //! `sftp_put.rs`, `sftp_get.rs`) call `exec` and `remote` on it, and the runner calls `close`
-//! at the end. Where to connect comes from the inventory and `~/.ssh/config` (`config`); host
-//! keys from known_hosts (`known_hosts`); jump hosts are bridged by `jump`; the session itself,
-//! with its rules for sharing libssh2 between threads, is `session`. ssh2 is blocking: every
-//! call runs on tokio's blocking threads (bounded by the runtime's `max_blocking_threads`),
-//! never on its workers. A session that fails to open, or dies, makes every later step of the
-//! host fail with the same connect error — the host is unreachable; it is never retried.
+//! at the end. Where to connect comes from the inventory and `~/.ssh/config` (`config`);
+//! `connect` opens a session: TCP (or a tunnel through a jump host, `jump`), the host key
+//! checked against known_hosts (`host_key`, `known_hosts`), the login (`auth`). The session
+//! itself, with its rules for sharing libssh2 between threads, is `session`; commands run on
+//! it by `command`, file transfers by `sftp`. Errors are `crate::error::StepError`s, the
+//! type the step kinds return too. ssh2 is blocking: every call runs on tokio's blocking
+//! threads (bounded by the runtime's `max_blocking_threads`), never on its workers. A session
+//! that fails to open, or dies, makes every later step of the host fail with the same connect
+//! error — the host is unreachable; it is never retried.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
 
+mod auth;
+mod command;
 pub mod config;
+mod connect;
+mod host_key;
 mod jump;
 pub mod known_hosts;
 mod session;
+mod sftp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use session::{Ctl, ExecOutput, OpError, Remote, RemoteFile};
+pub use command::ExecOutput;
+pub use session::{Ctl, OpError};
+pub use sftp::{Remote, RemoteFile};
 pub use ssh2::FileStat;
 
+use crate::error::StepError;
 use crate::inventory::{Host, Inventory};
-use crate::steps::StepError;
 use config::Target;
 use session::Live;
 
@@ -91,7 +101,7 @@ impl HostConn {
         let live = self
             .live
             .get_or_init(|| async move {
-                match tokio::task::spawn_blocking(move || session::connect(&target)).await {
+                match tokio::task::spawn_blocking(move || connect::connect(&target)).await {
                     Ok(r) => r.map(Arc::new),
                     Err(e) => Err(StepError::Connect {
                         addr,

@@ -1,5 +1,7 @@
 //! The `local` kind: a command run on the machine running sortie (`sh -c`), with the same
-//! arguments and results as `ssh` (`rc`, `stdout`, `stderr`).
+//! arguments and results as `ssh`. Arguments come from the step rendered for one host (paths
+//! relative to the playbook's directory); the result fields `rc`, `stdout`, `stderr` (bounded,
+//! shaped by `command.rs`) go back to the runner. A timed-out command's process group is killed.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -57,7 +59,7 @@ impl Kind for Local {
     }
 
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<crate::diag::Diagnostic>) {
-        super::ssh::check_command(&self.cmd, cx, out);
+        super::command::check_command(&self.cmd, cx, out);
     }
 }
 
@@ -98,48 +100,6 @@ pub async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
         }
     }
     (kept, dropped)
-}
-
-/// The `rc`/`stdout`/`stderr` result of a command, with what was cut said.
-pub fn command_output(
-    rc: i64,
-    stdout: Vec<u8>,
-    out_dropped: u64,
-    stderr: Vec<u8>,
-    err_dropped: u64,
-) -> super::StepOutput {
-    let mut o = super::StepOutput {
-        changed: true,
-        ..Default::default()
-    }
-    .with("rc", rc)
-    .with(
-        "stdout",
-        String::from_utf8_lossy(&stdout)
-            .trim_end_matches('\n')
-            .to_string(),
-    )
-    .with(
-        "stderr",
-        String::from_utf8_lossy(&stderr)
-            .trim_end_matches('\n')
-            .to_string(),
-    );
-    if out_dropped > 0 {
-        o = o.with("stdout_truncated_bytes", out_dropped);
-        o.warnings.push(format!(
-            "stdout: kept the first {} bytes, {out_dropped} more not kept",
-            stdout.len()
-        ));
-    }
-    if err_dropped > 0 {
-        o = o.with("stderr_truncated_bytes", err_dropped);
-        o.warnings.push(format!(
-            "stderr: kept the first {} bytes, {err_dropped} more not kept",
-            stderr.len()
-        ));
-    }
-    o
 }
 
 async fn run_local(
@@ -224,5 +184,5 @@ async fn run_local(
             128 + i64::from(status.signal().unwrap_or(0))
         }
     };
-    Ok(command_output(rc, stdout, od, stderr, ed))
+    Ok(super::command::command_output(rc, stdout, od, stderr, ed))
 }

@@ -87,6 +87,18 @@ struct Wanted {
     mtime: u64,
 }
 
+impl Wanted {
+    /// The file at `remote`, fetched to `rel`, as `st` describes it.
+    fn of(remote: String, rel: String, st: &FileStat) -> Wanted {
+        Wanted {
+            remote,
+            rel,
+            size: st.size.unwrap_or(0),
+            mtime: st.mtime.unwrap_or(0),
+        }
+    }
+}
+
 /// Why a remote name may not become a local one; `None` when it is a plain relative path.
 pub(crate) fn unsafe_name(rel: &str) -> Option<String> {
     if rel.is_empty() {
@@ -168,35 +180,58 @@ fn expand(
     recursive: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Wanted>, StepError> {
-    let mut out = Vec::new();
-    if !has_glob(src) {
-        let st = r
-            .stat(src)?
-            .ok_or_else(|| StepError::Io(format!("{src}: no such file on the host")))?;
-        if st.is_dir() {
-            if !recursive {
-                return Err(StepError::Io(format!(
-                    "{src} is a directory: set `recursive: true` to fetch it"
-                )));
-            }
-            // `dir/` fetches its contents, `dir` the folder itself (as rsync and cp do).
-            let prefix = if src.ends_with('/') {
-                String::new()
-            } else {
-                last_name(src)
-            };
-            walk(r, src.trim_end_matches('/'), &prefix, &mut out, warnings, 0)?;
-        } else {
-            out.push(Wanted {
-                remote: src.to_string(),
-                rel: last_name(src),
-                size: st.size.unwrap_or(0),
-                mtime: st.mtime.unwrap_or(0),
-            });
-        }
-        return Ok(out);
+    if has_glob(src) {
+        expand_glob(r, src, recursive, warnings)
+    } else {
+        expand_path(r, src, recursive, warnings)
     }
-    // Walk the pattern one component at a time from its last literal folder.
+}
+
+/// A path without glob characters: the file, or the directory's tree with `recursive`.
+fn expand_path(
+    r: &mut Remote,
+    src: &str,
+    recursive: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Wanted>, StepError> {
+    let st = r
+        .stat(src)?
+        .ok_or_else(|| StepError::Io(format!("{src}: no such file on the host")))?;
+    if !st.is_dir() {
+        return Ok(vec![Wanted::of(src.to_string(), last_name(src), &st)]);
+    }
+    if !recursive {
+        return Err(StepError::Io(format!(
+            "{src} is a directory: set `recursive: true` to fetch it"
+        )));
+    }
+    // `dir/` fetches its contents, `dir` the folder itself (as rsync and cp do).
+    let prefix = if src.ends_with('/') {
+        String::new()
+    } else {
+        last_name(src)
+    };
+    let mut out = Vec::new();
+    walk(r, src.trim_end_matches('/'), &prefix, &mut out, warnings, 0)?;
+    Ok(out)
+}
+
+/// How glob components match names: case matters, `*` never crosses `/` nor matches a
+/// leading dot.
+const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
+/// A glob, walked one component at a time from its last literal folder: folders that match a
+/// middle component are listed next; matches of the last one are taken (`take_match`).
+fn expand_glob(
+    r: &mut Remote,
+    src: &str,
+    recursive: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Wanted>, StepError> {
     let absolute = src.starts_with('/');
     let parts: Vec<&str> = src.split('/').filter(|p| !p.is_empty()).collect();
     let first_glob = parts
@@ -207,32 +242,16 @@ fn expand(
         let b = parts[..first_glob].join("/");
         if absolute { format!("/{b}") } else { b }
     };
+    let mut out = Vec::new();
     // (remote path, relative name)
-    let mut level: Vec<(String, String)> = vec![(base.clone(), String::new())];
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
+    let mut level: Vec<(String, String)> = vec![(base, String::new())];
     for (k, part) in parts.iter().enumerate().skip(first_glob) {
         let last = k == parts.len() - 1;
         let pattern = glob::Pattern::new(part)
             .map_err(|e| StepError::Io(format!("bad glob `{src}`: {e}")))?;
         let mut next = Vec::new();
         for (dir, rel) in &level {
-            let listing = if dir.is_empty() { "." } else { dir.as_str() };
-            let entries = match r.readdir(listing) {
-                Ok(e) => e,
-                // A folder that vanished or cannot be read matches nothing.
-                Err(StepError::Io(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut names: Vec<(String, FileStat)> = entries
-                .into_iter()
-                .filter(|(n, _)| pattern.matches_with(n, options))
-                .collect();
-            names.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, st) in names {
+            for (name, st) in matching(r, dir, &pattern)? {
                 let path = join_remote(dir, &name);
                 let rel = if rel.is_empty() {
                     name.clone()
@@ -244,24 +263,10 @@ fn expand(
                 } else {
                     st
                 };
-                if !last {
-                    if stat_kind(&st) == S_IFDIR {
-                        next.push((path, rel));
-                    }
-                    continue;
-                }
-                match stat_kind(&st) {
-                    S_IFREG => out.push(Wanted {
-                        remote: path,
-                        rel,
-                        size: st.size.unwrap_or(0),
-                        mtime: st.mtime.unwrap_or(0),
-                    }),
-                    S_IFDIR if recursive => walk(r, &path, &rel, &mut out, warnings, 0)?,
-                    S_IFDIR => warnings.push(format!(
-                        "{path} is a directory: skipped (set `recursive: true` to fetch it)"
-                    )),
-                    _ => {}
+                if last {
+                    take_match(r, path, rel, &st, recursive, &mut out, warnings)?;
+                } else if stat_kind(&st) == S_IFDIR {
+                    next.push((path, rel));
                 }
             }
         }
@@ -273,6 +278,50 @@ fn expand(
     Ok(out)
 }
 
+/// The entries of `dir` whose names match `pattern`, sorted by name. A folder that vanished
+/// or cannot be read matches nothing.
+fn matching(
+    r: &mut Remote,
+    dir: &str,
+    pattern: &glob::Pattern,
+) -> Result<Vec<(String, FileStat)>, StepError> {
+    let listing = if dir.is_empty() { "." } else { dir };
+    let entries = match r.readdir(listing) {
+        Ok(e) => e,
+        Err(StepError::Io(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<(String, FileStat)> = entries
+        .into_iter()
+        .filter(|(n, _)| pattern.matches_with(n, GLOB_OPTIONS))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
+}
+
+/// A match of the glob's last component (`st` with symlinks followed): a file is wanted, a
+/// folder walked with `recursive`, else skipped with a warning.
+fn take_match(
+    r: &mut Remote,
+    path: String,
+    rel: String,
+    st: &FileStat,
+    recursive: bool,
+    out: &mut Vec<Wanted>,
+    warnings: &mut Vec<String>,
+) -> Result<(), StepError> {
+    match stat_kind(st) {
+        S_IFREG => out.push(Wanted::of(path, rel, st)),
+        S_IFDIR if recursive => walk(r, &path, &rel, out, warnings, 0)?,
+        S_IFDIR => warnings.push(format!(
+            "{path} is a directory: skipped (set `recursive: true` to fetch it)"
+        )),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The last component of a remote path.
 fn last_name(p: &str) -> String {
     p.trim_end_matches('/')
         .rsplit('/')
@@ -304,20 +353,10 @@ fn walk(
             format!("{rel}/{name}")
         };
         match stat_kind(&st) {
-            S_IFREG => out.push(Wanted {
-                remote: path,
-                rel: sub,
-                size: st.size.unwrap_or(0),
-                mtime: st.mtime.unwrap_or(0),
-            }),
+            S_IFREG => out.push(Wanted::of(path, sub, &st)),
             S_IFDIR => walk(r, &path, &sub, out, warnings, depth + 1)?,
             S_IFLNK => match r.stat(&path)? {
-                Some(t) if stat_kind(&t) == S_IFREG => out.push(Wanted {
-                    remote: path,
-                    rel: sub,
-                    size: t.size.unwrap_or(0),
-                    mtime: t.mtime.unwrap_or(0),
-                }),
+                Some(t) if stat_kind(&t) == S_IFREG => out.push(Wanted::of(path, sub, &t)),
                 Some(t) if stat_kind(&t) == S_IFDIR => {
                     warnings.push(format!("{path} is a symlink to a folder: not followed"))
                 }

@@ -100,7 +100,7 @@ impl Kind for Ssh {
     }
 
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<crate::diag::Diagnostic>) {
-        check_command(&self.cmd, cx, out);
+        super::command::check_command(&self.cmd, cx, out);
         let env_node = cx.args.get("env").and_then(Node::as_map);
         for name in self.env.keys() {
             if crate::yaml::is_template(name) || env_name_ok(name) {
@@ -201,7 +201,7 @@ async fn run_ssh(spec: &Ssh, cx: &super::TaskCx<'_>) -> Result<StepOutput, StepE
     let stdin = spec.stdin.as_ref().map(|s| s.clone().into_bytes());
     let out = cx.conn.exec(&command, stdin, cx.limits.max_output).await?;
     let stderr_text = String::from_utf8_lossy(&out.stderr).to_string();
-    let mut o = super::local::command_output(
+    let mut o = super::command::command_output(
         out.rc,
         out.stdout,
         out.stdout_dropped,
@@ -254,19 +254,6 @@ async fn remote_exists(spec: &Ssh, cx: &super::TaskCx<'_>, path: &str) -> Result
             "cannot test whether `{path}` exists on the host (rc {rc}): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))),
-    }
-}
-
-/// An empty command is always a mistake.
-pub fn check_command(cmd: &str, cx: &CheckCx<'_>, out: &mut Vec<crate::diag::Diagnostic>) {
-    if cmd.trim().is_empty() {
-        let span = cx.args.get("cmd").map(|n| n.span).unwrap_or(cx.args.span);
-        out.push(
-            crate::diag::Diagnostic::error("empty command")
-                .at(span)
-                .label("nothing to run")
-                .help("give the command to run, e.g. `ssh: \"uptime\"`"),
-        );
     }
 }
 
