@@ -1,10 +1,10 @@
 //! The lab's HTTP server (hyper), for `http` steps to talk to: plain HTTP/1.1, or HTTPS with the
-//! lab's generated CA ([`super::pki`]), optionally requiring a client certificate (mutual TLS),
+//! lab's generated CA ([`crate::pki`]), optionally requiring a client certificate (mutual TLS),
 //! speaking HTTP/2 when the client offers it.
 //!
 //! It listens on one port on every address it is given (127.0.0.1 and each SSH host's address, so
 //! `http://{{ host.address }}:{{ http_port }}/health` answers as that host), on its own thread and
-//! runtime ([`super::background`]). Routes, all answering JSON unless noted:
+//! runtime ([`crate::background`]). Routes, all answering JSON unless noted:
 //!
 //! | route | answer |
 //! |---|---|
@@ -48,9 +48,9 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
-use super::LabError;
-use super::background::{Background, bind_all};
-use super::pki::TestPki;
+use crate::LabError;
+use crate::background::{Background, bind_all};
+use crate::pki::TestPki;
 
 const MAX_BODY: usize = 256 << 20;
 const KEPT_BODY: usize = 1 << 20;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::{LabError, process, raise_fd_limit, write_atomically};
+use crate::{LabError, process, raise_fd_limit, write_atomically};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_KEYGEN: &str = "ssh-keygen";
