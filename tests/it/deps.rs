@@ -62,8 +62,7 @@ fn the_product_is_built_without_the_lab_servers() {
     let servers: BTreeSet<&str> = tree
         .lines()
         .filter(|l| {
-            (l.starts_with("hyper feature \"server")
-                || l.starts_with("hyper-util feature \"server"))
+            l.starts_with("hyper feature \"server") || l.starts_with("hyper-util feature \"server")
         })
         .collect();
     assert!(
