@@ -176,7 +176,7 @@ def main():
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     args = ap.parse_args()
 
-    sh("cargo", "build", "--release", "--quiet", "--bin", "sortie", "--bin", "sortie-lab", cwd=ROOT)
+    sh("cargo", "build", "--release", "--quiet", "-p", "sortie", "-p", "sortie-lab", cwd=ROOT)
     WORK.mkdir(exist_ok=True)
     blob = WORK / "blob.bin"
     blob.write_bytes(os.urandom(1 << 20))

@@ -7,7 +7,9 @@
 //! `diag::Diagnostic`, rendered one way. `app` holds the commands behind the CLI (`cli`).
 //!
 //! `diag`, `yaml`, `playbook`, `inventory`, `template`, `vars` and `plan` never open a
-//! connection: `sortie check` runs them alone.
+//! connection: `sortie check` runs them alone. The test lab (real servers on loopback for the
+//! tests, benchmarks and demos) is a crate of its own, `sortie-lab` (`lab/`), that sortie only
+//! uses in its tests.
 
 #![allow(clippy::result_large_err)]
 
@@ -20,7 +22,6 @@ pub mod exec;
 pub mod exit;
 pub mod expect;
 pub mod inventory;
-pub mod lab;
 pub mod plan;
 pub mod playbook;
 pub mod report;

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sortie::lab::dns::{BIG_RECORDS, DnsBlackhole, DnsOptions, DnsServer};
+use sortie_lab::dns::{BIG_RECORDS, DnsBlackhole, DnsOptions, DnsServer};
 
 use crate::harness::{Case, Output, TestLab, repo};
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sortie::lab::tcp::{TcpKind, TcpServer};
+use sortie_lab::tcp::{TcpKind, TcpServer};
 
 use crate::harness::{Case, repo};
 
@@ -119,7 +119,7 @@ fn tcp_against_open_closed_echo_banner_slow_and_silent_listeners() {
     })
     .expect("slow");
     let hole = TcpServer::start_local(TcpKind::Blackhole).expect("blackhole");
-    let closed = sortie::lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
+    let closed = sortie_lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
         .expect("closed")
         .port();
     let pb = format!(
@@ -463,7 +463,7 @@ fn sigint_writes_a_complete_report_and_exits_4() {
 #[test]
 fn the_probes_example_runs() {
     let echo = TcpServer::start_local(TcpKind::Echo).expect("echo");
-    let closed = sortie::lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
+    let closed = sortie_lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
         .expect("closed")
         .port();
     let dir = repo().join("playbooks");
@@ -656,7 +656,7 @@ fn limit_narrows_the_hosts() {
 
 #[test]
 fn templated_expectation_keys_and_trailing_newlines() {
-    let http = sortie::lab::http::HttpServer::start().expect("http");
+    let http = sortie_lab::http::HttpServer::start().expect("http");
     let pb = format!(
         r#"
 hosts: all
@@ -682,7 +682,7 @@ steps:
 
 #[test]
 fn a_closed_port_says_why_on_the_task_line_and_in_the_recap() {
-    let closed = sortie::lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
+    let closed = sortie_lab::tcp::closed_port(std::net::Ipv4Addr::LOCALHOST)
         .expect("closed")
         .port();
     let out = Case::new(&format!(

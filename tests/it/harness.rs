@@ -194,7 +194,7 @@ pub fn sortie(dir: &Path, args: &[&str]) -> Output {
 
 /// A lab of `n` sshd hosts plus HTTP and TCP servers, in its own temporary directory.
 pub struct TestLab {
-    pub lab: sortie::lab::Lab,
+    pub lab: sortie_lab::Lab,
     pub dir: tempfile::TempDir,
 }
 
@@ -202,7 +202,7 @@ impl TestLab {
     pub fn start(n: usize) -> TestLab {
         let dir = tempfile::tempdir().expect("temp dir");
         let lab =
-            sortie::lab::Lab::start(sortie::lab::LabOptions::for_test(n, dir.path().join("lab")))
+            sortie_lab::Lab::start(sortie_lab::LabOptions::for_test(n, dir.path().join("lab")))
                 .expect("the lab starts (is openssh-server installed?)");
         TestLab { lab, dir }
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use sortie::lab::http::{ClientAuth, HttpServer, RecordedRequest};
-use sortie::lab::pki::TestPki;
+use sortie_lab::http::{ClientAuth, HttpServer, RecordedRequest};
+use sortie_lab::pki::TestPki;
 
 use crate::harness::{Case, Output, TestLab};
 
@@ -649,7 +649,7 @@ steps:
 #[test]
 fn timeouts_refused_connections_and_bodies_cut_short_fail_the_step_not_the_host() {
     let server = HttpServer::start().unwrap();
-    let closed = sortie::lab::tcp::closed_port(Ipv4Addr::LOCALHOST).unwrap();
+    let closed = sortie_lab::tcp::closed_port(Ipv4Addr::LOCALHOST).unwrap();
     let base = server.url("");
     let playbook = r#"
 name: Failures
@@ -823,7 +823,7 @@ steps:
 fn one_pooled_client_serves_fifty_hosts() {
     // Fifty hosts, each with its own loopback address, 20 requests each, through one client.
     let hosts = 50;
-    let base = sortie::lab::ssh::SshLabOptions::for_test(hosts, std::env::temp_dir()).base;
+    let base = sortie_lab::ssh::SshLabOptions::for_test(hosts, std::env::temp_dir()).base;
     let names: Vec<(Ipv4Addr, String)> = (0..hosts as u32)
         .map(|i| {
             (

@@ -4,6 +4,7 @@
 mod harness;
 
 mod check;
+mod deps;
 mod dns;
 mod engine;
 mod fuzz;

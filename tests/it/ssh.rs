@@ -1010,9 +1010,9 @@ fn password_env_logs_in_and_a_wrong_or_missing_password_says_what_to_do() {
     }
     const PASSWORD: &str = "lab-pw-6e1f93c0";
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = sortie::lab::ssh::SshLabOptions::for_test(1, dir.path().join("lab"));
+    let mut options = sortie_lab::ssh::SshLabOptions::for_test(1, dir.path().join("lab"));
     options.password = Some(PASSWORD.into());
-    let lab = sortie::lab::ssh::SshLab::start(options).expect("the lab starts");
+    let lab = sortie_lab::ssh::SshLab::start(options).expect("the lab starts");
     let h = &lab.hosts()[0];
     // No identity file, and `case` gives the runs an empty HOME (no ~/.ssh/id_* to fall back
     // on) and no agent: the password is the only way in.

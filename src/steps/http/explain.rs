@@ -206,9 +206,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_probe_learns_why_a_tls_server_hangs_up() {
-        use crate::lab::http::{ClientAuth, HttpServer};
+        use sortie_lab::http::{ClientAuth, HttpServer};
         let dir = tempfile::tempdir().unwrap();
-        let pki = crate::lab::pki::TestPki::generate(dir.path(), &["127.0.0.1".parse().unwrap()])
+        let pki = sortie_lab::pki::TestPki::generate(dir.path(), &["127.0.0.1".parse().unwrap()])
             .unwrap();
         let names = [(std::net::Ipv4Addr::LOCALHOST, "lab".to_string())];
         let server = HttpServer::start_tls(&names, 0, &pki, ClientAuth::Required).unwrap();

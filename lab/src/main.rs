@@ -1,4 +1,4 @@
-//! `sortie-lab`: starts, checks and stops the test lab (`sortie::lab`) from the command line.
+//! `sortie-lab`: starts, checks and stops the test lab (the `sortie_lab` library) from the command line.
 //!
 //! `start` launches this same binary as a detached `serve` process that owns every server: it
 //! starts the SSH hosts, the HTTP server and the TCP listeners, writes DIR/lab.pid, DIR/lab.json
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use rustix::process::Signal;
-use sortie::lab::{self, Lab, LabError, LabInfo, LabOptions, process};
+use sortie_lab::{Lab, LabError, LabInfo, LabOptions, process};
 
 /// `println!` that ignores a closed stdout (`sortie-lab status | head`) instead of panicking.
 macro_rules! say {
@@ -195,7 +195,7 @@ fn serve(args: &StartArgs) -> Result<ExitCode, LabError> {
     let _ = rustix::process::setsid();
     let dir = lab_dir(&args.dir)?;
     let pid_file = dir.join("lab.pid");
-    lab::write_atomically(&pid_file, &format!("{}\n", std::process::id()))?;
+    sortie_lab::write_atomically(&pid_file, &format!("{}\n", std::process::id()))?;
     let mut options = LabOptions::new(args.hosts, &dir);
     options.ssh.base = args.base;
     options.ssh.port = args.port;

@@ -1,7 +1,7 @@
 //! The lab's authoritative DNS server (hickory-server, in-process), for `dns` steps to query.
 //!
 //! [`DnsServer::start`] serves UDP and TCP on one port of a loopback address, on its own thread
-//! and runtime ([`super::background`]). Its zones are zone-file text built here from
+//! and runtime ([`crate::background`]). Its zones are zone-file text built here from
 //! [`DnsOptions`] (the lab's hosts, a serial, extra lines), parsed by hickory's zone-file parser:
 //!
 //! | zone | what it holds |
@@ -33,8 +33,8 @@ use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
 };
 
-use super::LabError;
-use super::background::Background;
+use crate::LabError;
+use crate::background::Background;
 
 /// The serial of the lab zone unless [`DnsOptions::serial`] says otherwise.
 pub const LAB_SERIAL: u32 = 2024010101;

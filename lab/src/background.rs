@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::LabError;
+use crate::LabError;
 
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -1,10 +1,10 @@
 //! The lab's HTTP server (hyper), for `http` steps to talk to: plain HTTP/1.1, or HTTPS with the
-//! lab's generated CA ([`super::pki`]), optionally requiring a client certificate (mutual TLS),
+//! lab's generated CA ([`crate::pki`]), optionally requiring a client certificate (mutual TLS),
 //! speaking HTTP/2 when the client offers it.
 //!
 //! It listens on one port on every address it is given (127.0.0.1 and each SSH host's address, so
 //! `http://{{ host.address }}:{{ http_port }}/health` answers as that host), on its own thread and
-//! runtime ([`super::background`]). Routes, all answering JSON unless noted:
+//! runtime ([`crate::background`]). Routes, all answering JSON unless noted:
 //!
 //! | route | answer |
 //! |---|---|
@@ -30,6 +30,12 @@
 //!
 //! Every request is recorded (method, path, headers, body length and its first MiB) for tests to
 //! read with [`HttpServer::requests`]; the most requests in flight at once is kept too.
+//!
+//! This module listens, shakes hands, serves connections and records requests; `routes` answers
+//! them (its submodules grouped by what they serve) with the responses `respond` builds.
+
+mod respond;
+mod routes;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -38,28 +44,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use http_body_util::{BodyExt as _, Full, Limited, StreamBody, combinators::BoxBody};
-use hyper::body::{Bytes, Frame, Incoming};
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{Value, json};
-use sha2::Digest as _;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::LabError;
-use super::background::{Background, bind_all};
-use super::pki::TestPki;
+use crate::LabError;
+use crate::background::{Background, bind_all};
+use crate::pki::TestPki;
+use respond::{Body, json_response};
 
 const MAX_BODY: usize = 256 << 20;
 const KEPT_BODY: usize = 1 << 20;
 const MAX_RECORDED: usize = 100_000;
-const MAX_SLOW_MS: u64 = 120_000;
-const MAX_BYTES: usize = 64 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Multipart text parts up to this size are echoed back as text.
-const ECHOED_PART: usize = 4096;
 
 /// The password `/login` accepts, for any user name.
 pub const LOGIN_PASSWORD: &str = "lab-password";
@@ -402,15 +402,6 @@ impl Drop for InFlight {
     }
 }
 
-/// Response bodies: whole, or streamed (and possibly cut off with an error).
-type Body = BoxBody<Bytes, std::io::Error>;
-
-fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
 async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
@@ -464,402 +455,14 @@ async fn handle(
         .get(&local.ip())
         .cloned()
         .unwrap_or_else(|| local.ip().to_string());
-    route(&record, &body, &host, &state).await
-}
-
-fn arg<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    args.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn redirect(status: u16, location: &str) -> Response<Body> {
-    let mut resp = json_response(status, &json!({ "location": location }));
-    set_header(&mut resp, "location", location);
-    resp
-}
-
-fn unauthorized(scheme: &str) -> Response<Body> {
-    let mut resp = json_response(401, &json!({ "authenticated": false }));
-    set_header(&mut resp, "www-authenticate", scheme);
-    resp
-}
-
-async fn route(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -> Response<Body> {
-    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    let args = query_args(req.query.as_deref().unwrap_or(""));
-    match segments.as_slice() {
-        ["health"] => json_response(
-            200,
-            &json!({ "status": "ok", "host": host, "address": req.local.ip().to_string() }),
-        ),
-        ["status", code] => match code.parse::<u16>().ok().filter(|c| (200..600).contains(c)) {
-            Some(code) if code == 204 || code == 304 => empty_response(code),
-            Some(code) => json_response(code, &json!({ "status": code })),
-            None => json_response(
-                400,
-                &json!({ "error": format!("bad status code `{code}`") }),
-            ),
-        },
-        ["echo", ..] => {
-            let mut headers = serde_json::Map::new();
-            for (name, value) in &req.headers {
-                let joined = match headers.get(name).and_then(Value::as_str) {
-                    Some(before) => format!("{before}, {value}"),
-                    None => value.clone(),
-                };
-                headers.insert(name.clone(), Value::from(joined));
-            }
-            let text = String::from_utf8_lossy(body);
-            let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let form = if req
-                .header("content-type")
-                .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-            {
-                args_json(&query_args(&text))
-            } else {
-                Value::Null
-            };
-            json_response(
-                200,
-                &json!({
-                    "method": req.method,
-                    "path": req.path,
-                    "query": req.query,
-                    "args": args_json(&args),
-                    "headers": headers,
-                    "body": text,
-                    "body_len": req.body_len,
-                    "json": parsed,
-                    "form": form,
-                    "host": host,
-                    "version": req.version,
-                    "tls": req.tls,
-                    "client_cert": req.client_cert,
-                }),
-            )
-        }
-        ["redirect", n] => match n.parse::<u32>() {
-            Ok(0) => json_response(200, &json!({ "status": "ok", "redirected": true })),
-            Ok(n) if n <= 100 => redirect(302, &format!("/redirect/{}", n - 1)),
-            _ => json_response(400, &json!({ "error": "redirect count must be 0 to 100" })),
-        },
-        ["redirect-to"] => {
-            let status = arg(&args, "status")
-                .and_then(|s| s.parse::<u16>().ok())
-                .filter(|s| (300..400).contains(s))
-                .unwrap_or(302);
-            match arg(&args, "url") {
-                Some(url) => redirect(status, url),
-                None => json_response(400, &json!({ "error": "give ?url=" })),
-            }
-        }
-        ["loop", "a"] => redirect(302, "/loop/b"),
-        ["loop", "b"] => redirect(302, "/loop/a"),
-        ["slow"] => {
-            let ms = arg(&args, "ms")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(1000)
-                .min(MAX_SLOW_MS);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            json_response(200, &json!({ "status": "ok", "slept_ms": ms }))
-        }
-        ["slow-body"] => {
-            let ms = arg(&args, "ms")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(1000)
-                .min(MAX_SLOW_MS);
-            let chunks = futures_util::stream::unfold(0u8, move |step| async move {
-                match step {
-                    0 => Some((Ok(Frame::data(Bytes::from_static(b"first half,"))), 1)),
-                    1 => {
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        Some((Ok(Frame::data(Bytes::from_static(b" second half"))), 2))
-                    }
-                    _ => None,
-                }
-            });
-            let mut resp = Response::new(StreamBody::new(chunks).boxed());
-            set_header(&mut resp, "content-type", "text/plain");
-            resp
-        }
-        ["truncated", n] => match n.parse::<usize>().ok().filter(|n| *n <= MAX_BYTES) {
-            Some(n) => {
-                let data = Bytes::from(vec![b'x'; n]);
-                // The first frame goes out (the pause lets hyper flush it); the error then makes
-                // hyper drop the connection short of the length announced.
-                let frames =
-                    futures_util::stream::unfold((Some(data), false), |state| async move {
-                        match state {
-                            (Some(d), _) => Some((Ok(Frame::data(d)), (None, false))),
-                            (None, false) => {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                let cut = std::io::Error::other("the lab cut this response short");
-                                Some((Err(cut), (None, true)))
-                            }
-                            (None, true) => None,
-                        }
-                    });
-                let mut resp = Response::new(StreamBody::new(frames).boxed());
-                set_header(&mut resp, "content-type", "text/plain");
-                set_header(&mut resp, "content-length", &(2 * n).to_string());
-                resp
-            }
-            None => json_response(400, &json!({ "error": "byte count must be 0 to 64 MiB" })),
-        },
-        ["json"] => json_response(200, &sample_document()),
-        ["bytes", n] => match n.parse::<usize>().ok().filter(|n| *n <= MAX_BYTES) {
-            Some(n) => {
-                let pattern = b"abcdefghijklmnopqrstuvwxyz0123456789\n";
-                let data: Vec<u8> = pattern.iter().copied().cycle().take(n).collect();
-                let mut resp = Response::new(full(data));
-                set_header(&mut resp, "content-type", "application/octet-stream");
-                resp
-            }
-            None => json_response(400, &json!({ "error": "byte count must be 0 to 64 MiB" })),
-        },
-        ["basic-auth", user, pass] => {
-            let expected = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-            );
-            if req.header("authorization") == Some(expected.as_str()) {
-                json_response(200, &json!({ "authenticated": true, "user": user }))
-            } else {
-                unauthorized("Basic realm=\"sortie-lab\"")
-            }
-        }
-        ["bearer", rest @ ..] if rest.len() <= 1 => {
-            let token = req
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "));
-            let ok = match (token, rest.first()) {
-                (Some(t), Some(want)) => t == *want,
-                (Some(t), None) => !t.is_empty(),
-                (None, _) => false,
-            };
-            if ok {
-                json_response(200, &json!({ "authenticated": true, "token": token }))
-            } else {
-                unauthorized("Bearer")
-            }
-        }
-        ["login"] => login(req, body, host, state),
-        ["api", "me"] => {
-            let token = req
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "));
-            let user = token.and_then(|t| state.tokens.lock().ok()?.get(t).cloned());
-            match user {
-                Some(user) => json_response(200, &json!({ "user": user, "host": host })),
-                None => unauthorized("Bearer"),
-            }
-        }
-        ["cookies", "set"] => {
-            let mut resp = json_response(200, &json!({ "set": args_json(&args) }));
-            for (name, value) in &args {
-                if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/")) {
-                    resp.headers_mut().append("set-cookie", v);
-                }
-            }
-            resp
-        }
-        ["cookies"] => {
-            let mut cookies = serde_json::Map::new();
-            for header in req.headers.iter().filter(|(n, _)| n == "cookie") {
-                for pair in header.1.split(';') {
-                    if let Some((k, v)) = pair.trim().split_once('=') {
-                        cookies.insert(k.to_string(), Value::from(v));
-                    }
-                }
-            }
-            json_response(200, &json!({ "cookies": cookies }))
-        }
-        ["upload"] => upload(req, body).await,
-        ["response-headers"] => {
-            let mut resp = json_response(200, &args_json(&args));
-            for (name, value) in &args {
-                set_header(&mut resp, name, value);
-            }
-            resp
-        }
-        _ => json_response(404, &json!({ "error": "not found", "path": req.path })),
-    }
-}
-
-/// `POST /login` with `{"username": U, "password": LOGIN_PASSWORD}` → a fresh token for U.
-fn login(req: &RecordedRequest, body: &Bytes, host: &str, state: &State) -> Response<Body> {
-    if req.method != "POST" {
-        return json_response(405, &json!({ "error": "POST a JSON body" }));
-    }
-    let Ok(creds) = serde_json::from_slice::<Value>(body) else {
-        return json_response(400, &json!({ "error": "the body is not JSON" }));
-    };
-    let user = creds["username"].as_str().unwrap_or_default();
-    if user.is_empty() || creds["password"].as_str() != Some(LOGIN_PASSWORD) {
-        return json_response(401, &json!({ "error": "bad credentials" }));
-    }
-    let n = state.logins.fetch_add(1, Ordering::SeqCst) + 1;
-    let digest = sha2::Sha256::digest(format!("{user}/{host}/{n}/{}", std::process::id()));
-    let token = hex::encode(&digest[..16]);
-    if let Ok(mut tokens) = state.tokens.lock() {
-        tokens.insert(token.clone(), user.to_string());
-    }
-    json_response(
-        200,
-        &json!({ "token": token, "token_type": "Bearer", "user": user, "expires_in": 3600 }),
-    )
-}
-
-/// `/upload`: reads a multipart body (multer) and describes each part.
-async fn upload(req: &RecordedRequest, body: &Bytes) -> Response<Body> {
-    let Some(boundary) = req
-        .header("content-type")
-        .and_then(|c| multer::parse_boundary(c).ok())
-    else {
-        return json_response(400, &json!({ "error": "not a multipart body" }));
-    };
-    let whole = futures_util::stream::iter([Ok::<Bytes, Infallible>(body.clone())]);
-    let mut multipart = multer::Multipart::new(whole, boundary);
-    let mut parts = Vec::new();
-    loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return json_response(400, &json!({ "error": e.to_string() })),
-        };
-        let name = field.name().map(str::to_string);
-        let filename = field.file_name().map(str::to_string);
-        let content_type = field.content_type().map(|m| m.to_string());
-        let mut hasher = sha2::Sha256::new();
-        let mut size = 0usize;
-        let mut head = Vec::new();
-        loop {
-            match field.chunk().await {
-                Ok(Some(chunk)) => {
-                    size += chunk.len();
-                    hasher.update(&chunk);
-                    if head.len() < ECHOED_PART {
-                        let room = ECHOED_PART - head.len();
-                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return json_response(400, &json!({ "error": e.to_string() })),
-            }
-        }
-        let text = (size <= ECHOED_PART)
-            .then(|| String::from_utf8(head).ok())
-            .flatten();
-        parts.push(json!({
-            "name": name,
-            "filename": filename,
-            "content_type": content_type,
-            "size": size,
-            "sha256": hex::encode(hasher.finalize()),
-            "text": text,
-        }));
-    }
-    json_response(200, &json!({ "parts": parts }))
-}
-
-fn sample_document() -> Value {
-    json!({
-        "name": "sortie-lab",
-        "version": "1.2.3",
-        "healthy": true,
-        "count": 3,
-        "ratio": 0.75,
-        "tags": ["alpha", "beta", "gamma"],
-        "items": [
-            { "id": 1, "name": "one", "enabled": true },
-            { "id": 2, "name": "two", "enabled": false },
-            { "id": 3, "name": "three", "enabled": true }
-        ],
-        "nested": { "level": { "deep": "value" } },
-        "nothing": null
-    })
-}
-
-fn json_response(status: u16, body: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(body.to_string()));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    set_header(&mut resp, "content-type", "application/json");
-    resp
-}
-
-fn empty_response(status: u16) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp
-}
-
-/// Sets a header; a name or value HTTP does not allow is skipped.
-fn set_header(resp: &mut Response<Body>, name: &str, value: &str) {
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        resp.headers_mut().insert(name, value);
-    }
-}
-
-/// `a=1&b=x+y` → [("a","1"), ("b","x y")], percent-decoded.
-fn query_args(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(pair), String::new()),
-        })
-        .collect()
-}
-
-/// Args as a JSON object: one value per name, or a list when a name repeats.
-fn args_json(args: &[(String, String)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (k, v) in args {
-        match map.get_mut(k) {
-            Some(Value::Array(list)) => list.push(Value::from(v.as_str())),
-            Some(first) => *first = Value::Array(vec![first.clone(), Value::from(v.as_str())]),
-            None => {
-                map.insert(k.clone(), Value::from(v.as_str()));
-            }
-        }
-    }
-    Value::Object(map)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    routes::route(&record, &body, &host, &state).await
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64::Engine as _;
+    use serde_json::Value;
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
@@ -953,11 +556,5 @@ pub(crate) mod tests {
         }
         assert!(started.elapsed() < Duration::from_millis(1500));
         assert_eq!(server.max_in_flight(), 4);
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
-        assert_eq!(percent_decode("%e2%9c%93"), "✓");
     }
 }

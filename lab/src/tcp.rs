@@ -1,7 +1,7 @@
 //! The lab's plain TCP listeners, for `tcp` steps and for connect-timeout and concurrency tests.
 //!
 //! A [`TcpServer`] listens on one port on every address it is given, on its own thread and
-//! runtime ([`super::background`]), and behaves as its [`TcpKind`] says: hold the connection open,
+//! runtime ([`crate::background`]), and behaves as its [`TcpKind`] says: hold the connection open,
 //! echo, send a banner, send a banner late, never complete the connect (a full accept queue), or
 //! count how many connections are open at once. [`closed_port`] gives a port that refuses.
 //! Counters ([`TcpServer::accepted`], [`TcpServer::max_open`]) are read by tests.
@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::LabError;
-use super::background::{Background, bind_all};
+use crate::LabError;
+use crate::background::{Background, bind_all};
 
 /// No connection is held longer than this, whatever the client does.
 const MAX_HOLD: Duration = Duration::from_secs(600);

@@ -14,7 +14,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::LabError;
+use crate::LabError;
 
 /// A certificate and its private key, in DER (for rustls) and PEM (for files).
 #[derive(Clone)]
@@ -140,7 +140,7 @@ impl TestPki {
             ("other-client-key.pem", &pki.other_client.key_pem),
         ];
         for (name, text) in files {
-            super::write_atomically(&dir.join(name), text)?;
+            crate::write_atomically(&dir.join(name), text)?;
         }
         Ok(pki)
     }
@@ -159,13 +159,17 @@ impl TestPki {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject as _;
 
     #[test]
     fn writes_pem_files_that_rustls_reads() {
         let dir = tempfile::tempdir().unwrap();
         let pki = TestPki::generate(dir.path(), &["127.0.0.1".parse().unwrap()]).unwrap();
         for name in ["ca.pem", "server.pem", "client.pem", "other-ca.pem"] {
-            let certs = crate::tls::read_pem_certs(&pki.path(name)).unwrap();
+            let certs: Vec<_> = CertificateDer::pem_file_iter(pki.path(name))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
             assert_eq!(certs.len(), 1, "{name}");
         }
         let key = std::fs::read_to_string(pki.path("client-key.pem")).unwrap();
