@@ -17,6 +17,7 @@ pub mod conn;
 pub mod diag;
 pub mod exec;
 pub mod expect;
+pub mod graph;
 pub mod inventory;
 pub mod lab;
 pub mod plan;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
-use crate::playbook::{Play, Playbook, StepDef};
+use crate::playbook::{Play, Playbook, StepDef, needs};
 use crate::steps::CheckCx;
 use crate::template::{Place, templates};
 
@@ -87,7 +87,7 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         }
     }
     if out.is_empty()
-        && let Err(d) = crate::plan::Graph::build(play)
+        && let Err(d) = needs::step_order(play, &needs::waits_for(play))
     {
         out.push(d);
     }
