@@ -249,7 +249,11 @@ fn read_step(
         return None;
     };
     // Stage 1: common keys off, exactly one kind key.
-    let (mut common, kinds, mut ok) = step_entries(entries, diags);
+    let StepKeys {
+        mut common,
+        kinds,
+        mut ok,
+    } = step_entries(entries, diags);
     let (kind_key, kind_node) = one_kind(&kinds, ok, node.span, diags)?;
     let kind = kind_key.key_text();
     let mut args = kind_node.clone();
@@ -326,12 +330,19 @@ fn not_a_mapping(node: &Node) -> Diagnostic {
     }
 }
 
-/// A step's entries sorted: the common keys (copied), the kind keys, and whether every key was
-/// known (an unknown one is reported, as a misspelt kind when it looks like one).
-fn step_entries<'a>(
-    entries: &'a [(Node, Node)],
-    diags: &mut Diagnostics,
-) -> (Vec<(Node, Node)>, Vec<(&'a Node, &'a Node)>, bool) {
+/// A step's entries sorted by `step_entries`.
+struct StepKeys<'a> {
+    /// The common keys and their values (copied: `expect` and `timeout` may join them).
+    common: Vec<(Node, Node)>,
+    /// The kind keys and their arguments (one, unless the step is wrong).
+    kinds: Vec<(&'a Node, &'a Node)>,
+    /// Every key was known.
+    ok: bool,
+}
+
+/// Sorts a step's entries into common keys and kind keys; an unknown key is reported, as a
+/// misspelt kind when it looks like one.
+fn step_entries<'a>(entries: &'a [(Node, Node)], diags: &mut Diagnostics) -> StepKeys<'a> {
     let mut common = Vec::new();
     let mut kinds = Vec::new();
     let mut ok = true;
@@ -346,7 +357,7 @@ fn step_entries<'a>(
             diags.push(unknown_step_key(k, &key));
         }
     }
-    (common, kinds, ok)
+    StepKeys { common, kinds, ok }
 }
 
 fn unknown_step_key(k: &Node, key: &str) -> Diagnostic {
