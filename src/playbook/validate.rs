@@ -1,6 +1,7 @@
 //! Validation of a loaded playbook before anything runs: unique and well-formed ids, `needs`
-//! that name existing steps, no cycles (the whole cycle is shown), every template compiled,
-//! every expression compiled, kind-specific rules. Problems are collected, never thrown.
+//! that name existing steps, no cycles (the whole cycle is shown, found by `needs`), every
+//! template compiled, every expression compiled, kind-specific rules. Input is the `Playbook`
+//! the loader just read; problems are collected into its `Diagnostics`, never thrown.
 
 use std::collections::HashMap;
 
