@@ -24,7 +24,7 @@ pub fn has_range(name: &str) -> bool {
     name.contains('[') || name.contains(']')
 }
 
-/// One bracketed range of a name: its place and the values it stands for.
+/// One bracketed range of a name: the values it stands for, in order.
 struct Part {
     values: Vec<String>,
 }
