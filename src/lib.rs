@@ -21,6 +21,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod expect;
+pub mod graph;
 pub mod inventory;
 pub mod plan;
 pub mod playbook;

@@ -1,13 +1,16 @@
 //! The task graph: which steps of a play wait for which (each step follows the one before it
 //! unless it says `needs`), checked for cycles (the whole cycle is shown), and the per-host
 //! `Plan` that `sortie plan` prints — every step rendered for one host, nothing executed.
+//! The edges, their order and the cycle diagnostic come from `playbook::needs`, which
+//! `validate` uses too.
 //! Input: a validated `Play` and the host's variable scope; output: `Graph` for the runner
 //! and `HostPlan`s for display (text, JSON, Graphviz dot).
 
 use serde::Serialize;
 
 use crate::diag::Diagnostic;
-use crate::playbook::Play;
+use crate::graph;
+use crate::playbook::{Play, needs};
 use crate::template::templates;
 
 /// The dependency graph of one play's steps (indices into `play.steps`).
@@ -24,120 +27,15 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph; a cycle in `needs` is a diagnostic that lists the whole cycle.
     pub fn build(play: &Play) -> Result<Graph, Diagnostic> {
-        let n = play.steps.len();
-        let mut deps = vec![Vec::new(); n];
-        for (i, s) in play.steps.iter().enumerate() {
-            match &s.needs {
-                Some(needs) => {
-                    for name in needs {
-                        if let Some(j) = play.steps.iter().position(|x| x.id == name.value)
-                            && !deps[i].contains(&j)
-                        {
-                            deps[i].push(j);
-                        }
-                    }
-                }
-                None if i > 0 => deps[i].push(i - 1),
-                None => {}
-            }
-        }
-        let mut dependents = vec![Vec::new(); n];
-        for (i, d) in deps.iter().enumerate() {
-            for &j in d {
-                dependents[j].push(i);
-            }
-        }
-        // Cycle detection by depth-first search, remembering the path.
-        let mut state = vec![0u8; n]; // 0 new, 1 on path, 2 done
-        let mut path: Vec<usize> = Vec::new();
-        for start in 0..n {
-            if state[start] == 0
-                && let Some(cycle) = dfs(start, &deps, &mut state, &mut path)
-            {
-                return Err(cycle_diagnostic(play, &cycle));
-            }
-        }
-        // Kahn's algorithm, smallest index first, for a stable order.
-        let mut indeg: Vec<usize> = deps.iter().map(Vec::len).collect();
-        let mut ready: std::collections::BTreeSet<usize> =
-            (0..n).filter(|&i| indeg[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(&i) = ready.iter().next() {
-            ready.remove(&i);
-            order.push(i);
-            for &d in &dependents[i] {
-                indeg[d] -= 1;
-                if indeg[d] == 0 {
-                    ready.insert(d);
-                }
-            }
-        }
+        let deps = needs::waits_for(play);
+        let order = needs::step_order(play, &deps)?;
+        let dependents = graph::reverse(&deps);
         Ok(Graph {
             deps,
             dependents,
             order,
         })
     }
-}
-
-fn dfs(
-    i: usize,
-    deps: &[Vec<usize>],
-    state: &mut [u8],
-    path: &mut Vec<usize>,
-) -> Option<Vec<usize>> {
-    state[i] = 1;
-    path.push(i);
-    for &j in &deps[i] {
-        if state[j] == 1 {
-            let pos = path.iter().position(|&p| p == j).unwrap_or(0);
-            let mut cycle = path[pos..].to_vec();
-            cycle.push(j);
-            return Some(cycle);
-        }
-        if state[j] == 0
-            && let Some(c) = dfs(j, deps, state, path)
-        {
-            return Some(c);
-        }
-    }
-    path.pop();
-    state[i] = 2;
-    None
-}
-
-fn cycle_diagnostic(play: &Play, cycle: &[usize]) -> Diagnostic {
-    // `cycle` follows "waits for" edges: a waits for b waits for … a.
-    let names: Vec<String> = cycle
-        .iter()
-        .map(|&i| format!("`{}`", play.steps[i].id))
-        .collect();
-    let first = &play.steps[cycle[0]];
-    let need_span = |from: usize, to: usize| {
-        play.steps[from]
-            .needs
-            .iter()
-            .flatten()
-            .find(|n| n.value == play.steps[to].id)
-            .map(|n| n.span)
-            .unwrap_or(play.steps[from].id_span)
-    };
-    let mut d = Diagnostic::error(format!("cycle in `needs`: {}", names.join(" → ")))
-        .at(need_span(cycle[0], cycle[1]))
-        .label(format!(
-            "`{}` waits for `{}`",
-            first.id, play.steps[cycle[1]].id
-        ));
-    for w in cycle.windows(2).skip(1) {
-        d = d.also(
-            need_span(w[0], w[1]),
-            format!(
-                "`{}` waits for `{}`",
-                play.steps[w[0]].id, play.steps[w[1]].id
-            ),
-        );
-    }
-    d.help("steps in a cycle would wait for each other forever; remove one of these `needs`")
 }
 
 /// One step of one host's plan, rendered.

@@ -24,7 +24,7 @@ pub fn has_range(name: &str) -> bool {
     name.contains('[') || name.contains(']')
 }
 
-/// One bracketed range of a name: its place and the values it stands for.
+/// One bracketed range of a name: the values it stands for, in order.
 struct Part {
     values: Vec<String>,
 }
@@ -124,10 +124,14 @@ fn too_many(name: &str, chars: &[char], total: usize) -> RangeError {
     }
 }
 
-/// Parses the text between the brackets. Errors are (label, help).
-fn parse_range(inner: &str) -> Result<Part, (String, String)> {
-    const FORM: &str =
-        "write `[start:end]` or `[start:end:step]`, e.g. `[01:20]`, `[a:f]` or `[1:9:2]`";
+/// What is wrong with the text between the brackets: (label, help).
+type Problem = (String, String);
+
+const FORM: &str =
+    "write `[start:end]` or `[start:end:step]`, e.g. `[01:20]`, `[a:f]` or `[1:9:2]`";
+
+/// Parses the text between the brackets: `start:end` or `start:end:step`, numbers or letters.
+fn parse_range(inner: &str) -> Result<Part, Problem> {
     let fields: Vec<&str> = inner.split(':').map(str::trim).collect();
     if fields.len() < 2 || fields.len() > 3 {
         return Err((
@@ -153,71 +157,11 @@ fn parse_range(inner: &str) -> Result<Part, (String, String)> {
     }
     // Ansible reads a missing start as 0.
     let beg = if beg.is_empty() { "0" } else { beg };
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    let letter = |s: &str| s.chars().count() == 1 && s.chars().all(|c| c.is_ascii_alphabetic());
     if digits(beg) && digits(end) {
-        let width = if beg.len() > 1 && beg.starts_with('0') {
-            if beg.len() != end.len() {
-                return Err((
-                    format!(
-                        "`{beg}` is zero-padded to {} digits but `{end}` has {}",
-                        beg.len(),
-                        end.len()
-                    ),
-                    format!(
-                        "give both bounds the same width, e.g. `[{}:{end}]`",
-                        format_args!("{:0>w$}", beg.trim_start_matches('0'), w = end.len())
-                    ),
-                ));
-            }
-            beg.len()
-        } else {
-            0
-        };
-        let (Ok(b), Ok(e)) = (beg.parse::<u64>(), end.parse::<u64>()) else {
-            return Err(("a bound of this range is too large".into(), FORM.into()));
-        };
-        if b > e {
-            return Err((
-                format!("`{beg}` comes after `{end}`"),
-                format!("write the range from low to high: `[{end}:{beg}]`"),
-            ));
-        }
-        let count = (e - b) / step + 1;
-        if count > MAX_HOSTS_PER_NAME as u64 {
-            return Err((
-                format!("this range gives {count} hosts; at most {MAX_HOSTS_PER_NAME} are allowed"),
-                "split it into several smaller ranges, or narrow it".into(),
-            ));
-        }
-        let values = (0..count)
-            .map(|k| format!("{:0>width$}", b + k * step))
-            .collect();
-        return Ok(Part { values });
+        return number_range(beg, end, step);
     }
     if letter(beg) && letter(end) {
-        let (b, e) = (beg.chars().next(), end.chars().next());
-        let (Some(b), Some(e)) = (b, e) else {
-            return Err(("expected `[start:end]`".into(), FORM.into()));
-        };
-        if b.is_ascii_lowercase() != e.is_ascii_lowercase() {
-            return Err((
-                format!("`{b}` and `{e}` are not the same case"),
-                "use letters of one case, e.g. `[a:f]` or `[A:F]`".into(),
-            ));
-        }
-        if b > e {
-            return Err((
-                format!("`{b}` comes after `{e}`"),
-                format!("write the range from low to high: `[{e}:{b}]`"),
-            ));
-        }
-        let values = (b as u32..=e as u32)
-            .step_by(usize::try_from(step).unwrap_or(usize::MAX))
-            .filter_map(char::from_u32)
-            .map(String::from)
-            .collect();
-        return Ok(Part { values });
+        return letter_range(beg, end, step);
     }
     if (digits(beg) || letter(beg)) && (digits(end) || letter(end)) {
         return Err((
@@ -230,6 +174,83 @@ fn parse_range(inner: &str) -> Result<Part, (String, String)> {
         format!("`{bad}` is neither a number nor a single letter"),
         "use numbers (`[1:9]`, `[01:20]`) or single letters (`[a:f]`)".into(),
     ))
+}
+
+fn digits(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_digit())
+}
+
+fn letter(s: &str) -> bool {
+    s.chars().count() == 1 && s.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// `[01:20]`, `[1:9:2]`: a zero-padded start pads every value to its width, which the end
+/// must share.
+fn number_range(beg: &str, end: &str, step: u64) -> Result<Part, Problem> {
+    let width = if beg.len() > 1 && beg.starts_with('0') {
+        if beg.len() != end.len() {
+            return Err((
+                format!(
+                    "`{beg}` is zero-padded to {} digits but `{end}` has {}",
+                    beg.len(),
+                    end.len()
+                ),
+                format!(
+                    "give both bounds the same width, e.g. `[{}:{end}]`",
+                    format_args!("{:0>w$}", beg.trim_start_matches('0'), w = end.len())
+                ),
+            ));
+        }
+        beg.len()
+    } else {
+        0
+    };
+    let (Ok(b), Ok(e)) = (beg.parse::<u64>(), end.parse::<u64>()) else {
+        return Err(("a bound of this range is too large".into(), FORM.into()));
+    };
+    if b > e {
+        return Err((
+            format!("`{beg}` comes after `{end}`"),
+            format!("write the range from low to high: `[{end}:{beg}]`"),
+        ));
+    }
+    let count = (e - b) / step + 1;
+    if count > MAX_HOSTS_PER_NAME as u64 {
+        return Err((
+            format!("this range gives {count} hosts; at most {MAX_HOSTS_PER_NAME} are allowed"),
+            "split it into several smaller ranges, or narrow it".into(),
+        ));
+    }
+    let values = (0..count)
+        .map(|k| format!("{:0>width$}", b + k * step))
+        .collect();
+    Ok(Part { values })
+}
+
+/// `[a:f]`, `[A:F:2]`: single letters of one case (each bound is one letter).
+fn letter_range(beg: &str, end: &str, step: u64) -> Result<Part, Problem> {
+    let (b, e) = (beg.chars().next(), end.chars().next());
+    let (Some(b), Some(e)) = (b, e) else {
+        return Err(("expected `[start:end]`".into(), FORM.into()));
+    };
+    if b.is_ascii_lowercase() != e.is_ascii_lowercase() {
+        return Err((
+            format!("`{b}` and `{e}` are not the same case"),
+            "use letters of one case, e.g. `[a:f]` or `[A:F]`".into(),
+        ));
+    }
+    if b > e {
+        return Err((
+            format!("`{b}` comes after `{e}`"),
+            format!("write the range from low to high: `[{e}:{b}]`"),
+        ));
+    }
+    let values = (b as u32..=e as u32)
+        .step_by(usize::try_from(step).unwrap_or(usize::MAX))
+        .filter_map(char::from_u32)
+        .map(String::from)
+        .collect();
+    Ok(Part { values })
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Validation of a loaded playbook before anything runs: unique and well-formed ids, `needs`
-//! that name existing steps, no cycles (the whole cycle is shown), every template compiled,
-//! every expression compiled, kind-specific rules. Problems are collected, never thrown.
+//! that name existing steps, no cycles (the whole cycle is shown, found by `needs`), every
+//! template compiled, every expression compiled, kind-specific rules. Input is the `Playbook`
+//! the loader just read; problems are collected into its `Diagnostics`, never thrown.
 
 use std::collections::HashMap;
 
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
-use crate::playbook::{Play, Playbook, StepDef};
+use crate::playbook::{Play, Playbook, StepDef, needs};
 use crate::steps::CheckCx;
 use crate::template::{Place, templates};
 
@@ -87,7 +88,7 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         }
     }
     if out.is_empty()
-        && let Err(d) = crate::plan::Graph::build(play)
+        && let Err(d) = needs::step_order(play, &needs::waits_for(play))
     {
         out.push(d);
     }
