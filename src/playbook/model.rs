@@ -214,34 +214,7 @@ impl StepDef {
         if self.secret {
             return format!("{} ***", self.kind);
         }
-        if let crate::yaml::NodeKind::Map(entries) = &self.args.kind
-            && self.kind == "set"
-        {
-            let keys: Vec<String> = entries.iter().map(|(k, _)| k.key_text()).collect();
-            return format!("set {}", keys.join(", "));
-        }
-        if self.kind == "assert"
-            && let Some(first) = self.args.get("that").and_then(|t| match &t.kind {
-                crate::yaml::NodeKind::Seq(items) => items.first().and_then(|i| i.as_str()),
-                _ => t.as_str(),
-            })
-        {
-            return format!("assert {first}");
-        }
-        let summary = match &self.args.kind {
-            crate::yaml::NodeKind::Scalar { text, .. } => text.clone(),
-            _ => [
-                "cmd", "url", "name", "port", "src", "dest", "reverse", "axfr", "that",
-            ]
-            .iter()
-            .find_map(|k| {
-                self.args.get(k).map(|n| match n.as_str() {
-                    Some(s) => s.to_string(),
-                    None => n.to_json().to_string(),
-                })
-            })
-            .unwrap_or_default(),
-        };
+        let summary = self.spec.describe(&self.args).unwrap_or_default();
         let summary: String = summary
             .lines()
             .next()

@@ -28,6 +28,18 @@ impl Kind for Assert {
     const SUMMARY: &'static str = "Check conditions over variables and earlier results.";
     const RUNS_ON: RunsOn = RunsOn::Engine;
     const SHORT_FORM: bool = true;
+
+    /// Its first condition.
+    fn describe(args: &Node) -> Option<String> {
+        if let Some(text) = args.as_str() {
+            return Some(text.to_string());
+        }
+        let that = args.get("that")?;
+        match that.as_seq() {
+            Some(items) => items.first().and_then(|i| i.as_str()).map(str::to_string),
+            None => that.as_str().map(str::to_string),
+        }
+    }
     const EXPECT: ExpectFields = ExpectFields::NONE;
     const DEFAULT_EXPECT: &'static str = "";
     const RAW_FIELDS: &'static [&'static str] = &["that"];

@@ -34,6 +34,7 @@ impl Kind for Local {
     const NAME: &'static str = "local";
     const SUMMARY: &'static str = "Run a command on the machine running sortie.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
+    const NAME_FIELDS: &'static [&'static str] = &["cmd"];
     const SHORT_FORM: bool = true;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["rc", "stdout", "stderr"],

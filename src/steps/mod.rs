@@ -81,6 +81,23 @@ pub trait Kind:
 
     /// Whether the step's result fields become host variables for later steps (`set`).
     const DEFINES_VARS: bool = false;
+    /// Argument fields that say what a step does, in order of preference: the first one a
+    /// step has names it when it has no `name` (`http https://…/health`).
+    const NAME_FIELDS: &'static [&'static str] = &[];
+
+    /// What a step of this kind does, from its arguments as written (for its display name).
+    fn describe(args: &Node) -> Option<String> {
+        if let Some(text) = args.as_str() {
+            return Some(text.to_string());
+        }
+        Self::NAME_FIELDS.iter().find_map(|k| {
+            args.get(k).map(|n| match n.as_str() {
+                Some(s) => s.to_string(),
+                None => n.to_json().to_string(),
+            })
+        })
+    }
+
     /// Whether a plain string may stand for the arguments (`ssh: "uptime"`; see
     /// `from_scalar`).
     const SHORT_FORM: bool = false;
@@ -293,6 +310,11 @@ macro_rules! kinds {
 
             pub fn runs_on(&self) -> RunsOn {
                 match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::RUNS_ON),* }
+            }
+
+            /// What the step does, from its arguments as written (for its display name).
+            pub fn describe(&self, args: &Node) -> Option<String> {
+                match self { $(StepSpec::$variant(_) => <$module::$ty as Kind>::describe(args)),* }
             }
 
             /// Whether the step's result fields become host variables (`set`).

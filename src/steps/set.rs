@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{CheckCx, Kind, RunsOn};
 use crate::diag::Diagnostic;
 use crate::expect::ExpectFields;
-use crate::yaml::RawNode;
+use crate::yaml::{Node, RawNode};
 
 /// Set host variables for later steps.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -28,6 +28,12 @@ impl Kind for Set {
     const DEFAULT_EXPECT: &'static str = "";
     const LIFTS_STEP_FIELDS: bool = false;
     const DEFINES_VARS: bool = true;
+
+    /// The names of the variables it sets.
+    fn describe(args: &Node) -> Option<String> {
+        let keys: Vec<String> = args.as_map()?.iter().map(|(k, _)| k.key_text()).collect();
+        Some(keys.join(", "))
+    }
 
     fn run<'a>(&'a self, _cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
         Box::pin(async move {

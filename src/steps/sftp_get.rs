@@ -51,6 +51,7 @@ impl Kind for SftpGet {
     const SUMMARY: &'static str =
         "Download files from the host over SFTP into a per-host folder, atomically.";
     const RUNS_ON: RunsOn = RunsOn::Host;
+    const NAME_FIELDS: &'static [&'static str] = &["src", "dest"];
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["files", "bytes", "changed"],
         keyed: &[],

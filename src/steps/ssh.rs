@@ -79,6 +79,7 @@ impl Kind for Ssh {
     const NAME: &'static str = "ssh";
     const SUMMARY: &'static str = "Run a command on the host over its SSH session.";
     const RUNS_ON: RunsOn = RunsOn::Host;
+    const NAME_FIELDS: &'static [&'static str] = &["cmd"];
     const SHORT_FORM: bool = true;
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["rc", "stdout", "stderr"],

@@ -53,6 +53,7 @@ impl Kind for Tcp {
     const SUMMARY: &'static str =
         "Probe a TCP port from the runner: connect, optionally send and read.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
+    const NAME_FIELDS: &'static [&'static str] = &["port"];
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["open", "connect_ms", "response"],
         keyed: &[],

@@ -244,3 +244,44 @@ fn readme_shows_the_example_files_as_they_are() {
     }
     assert!(readme.contains("scripts/demo") && readme.contains("scripts/test"));
 }
+
+/// The registry is the one list of kinds: the README's kind table has a row for each, in
+/// registry order, saying where it runs as the kind does; and each kind has an example
+/// playbook that uses it.
+#[test]
+fn the_readme_table_and_the_examples_follow_the_registry() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let table = readme
+        .split("### Step kinds")
+        .nth(1)
+        .expect("a `### Step kinds` section");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_string(), cells[2].to_string())
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, sortie::steps::KIND_NAMES, "the README's kind table");
+    for ((kind, runs), (name, on)) in rows.iter().zip(sortie::steps::KIND_RUNS_ON) {
+        assert_eq!(kind, name);
+        assert!(
+            runs.starts_with(on.describe()),
+            "README says `{kind}` runs `{runs}`; the kind says `{}`",
+            on.describe()
+        );
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for f in yml_files(&repo().join("playbooks")) {
+        if let Ok(pb) = sortie::playbook::load(&f) {
+            used.extend(pb.plays.iter().flat_map(|p| p.steps.iter().map(|s| s.kind)));
+        }
+    }
+    for k in sortie::steps::KIND_NAMES {
+        assert!(used.contains(k), "no example playbook uses `{k}`");
+    }
+}

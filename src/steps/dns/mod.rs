@@ -113,6 +113,7 @@ impl Kind for Dns {
     const SUMMARY: &'static str =
         "Query DNS from the runner and check rcodes, answers, TTLs, zone transfers.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
+    const NAME_FIELDS: &'static [&'static str] = &["name", "reverse", "axfr"];
     const EXPECT: ExpectFields = ExpectFields {
         plain: &[
             "rcode",

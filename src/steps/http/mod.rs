@@ -151,6 +151,7 @@ impl Kind for Http {
     const NAME: &'static str = "http";
     const SUMMARY: &'static str = "Send an HTTP request from the runner and check the response.";
     const RUNS_ON: RunsOn = RunsOn::Runner;
+    const NAME_FIELDS: &'static [&'static str] = &["url"];
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["status", "body", "elapsed_ms", "url"],
         keyed: &["json", "headers"],

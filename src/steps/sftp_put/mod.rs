@@ -93,6 +93,7 @@ impl Kind for SftpPut {
     const SUMMARY: &'static str =
         "Upload files to the host over SFTP, atomically, skipping unchanged ones.";
     const RUNS_ON: RunsOn = RunsOn::Host;
+    const NAME_FIELDS: &'static [&'static str] = &["src", "dest"];
     const EXPECT: ExpectFields = ExpectFields {
         plain: &["files", "bytes", "changed"],
         keyed: &[],
