@@ -152,11 +152,13 @@ pub fn warning_text(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::diag::{Span, register_source};
 
-    fn task(file: &str) -> TaskReport {
+    /// A failed `local` step of a playbook registered as `file`: its `rc: 0` expectation
+    /// (line 3) found 3; stderr has seven lines.
+    pub(crate) fn task(file: &str) -> TaskReport {
         let f = register_source(
             file,
             "steps:\n  - local: exit 3\n    expect: { rc: 0 }\n  - http: { url: http://x }\n",

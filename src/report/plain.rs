@@ -238,38 +238,15 @@ pub fn common_text(ev: &Event, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diag::{Span, register_source};
-    use crate::report::CheckReport;
+    use crate::report::diagnose::tests::task as failed_task;
 
     fn task(status: Status) -> TaskReport {
-        let f = register_source(
-            "plain-test.yml",
-            "steps:\n  - local: exit 3\n    expect: { rc: 0 }\n",
-        );
-        TaskReport {
-            id: "#1".into(),
-            name: "Health".into(),
-            kind: "local".into(),
-            status,
-            ignored: false,
-            message: Some("rc: expected eq 0, found 3".into()),
-            context: None,
-            failure_location: None,
-            error: None,
-            checks: vec![CheckReport {
-                field: "rc".into(),
-                matcher: "eq".into(),
-                expected: 0.into(),
-                actual: 3.into(),
-                passed: false,
-                location: Some(Span::new(f, 3, 19, 3, 20).into()),
-            }],
-            output: serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb"}),
-            attempts: 1,
-            duration_ms: 1500,
-            location: Span::new(f, 2, 5, 2, 10).into(),
-            warnings: Vec::new(),
-        }
+        let mut t = failed_task("plain-test.yml");
+        t.name = "Health".into();
+        t.status = status;
+        t.duration_ms = 1500;
+        t.output = serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb"});
+        t
     }
 
     #[test]
