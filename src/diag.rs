@@ -284,7 +284,7 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
             Level::Warning => ("warning", "1;33"),
         };
         out.push_str(&p.wrap(code, word));
-        out.push_str(&p.wrap("1", &format!(": {}", d.title)));
+        out.push_str(&p.wrap("1", &format!(": {}", printable(&d.title))));
         out.push('\n');
         let mut places: Vec<(Span, &str, bool)> = Vec::new();
         if let Some(s) = d.span {
@@ -293,6 +293,10 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
         for (s, l) in &d.secondary {
             places.push((*s, l.as_str(), false));
         }
+        let places: Vec<(Span, String, bool)> = places
+            .into_iter()
+            .map(|(s, l, primary)| (s, printable(l).into_owned(), primary))
+            .collect();
         let width = places
             .iter()
             .map(|(s, _, _)| s.line.to_string().len())
@@ -306,7 +310,7 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
                 let bar = p.wrap("1;34", "|");
                 out.push_str(&format!("{pad} {bar}\n"));
                 let num = p.wrap("1;34", &format!("{:>width$}", span.line));
-                let shown: String = line.replace('\t', " ");
+                let shown: String = printable(&line).replace('\t', " ");
                 out.push_str(&format!("{num} {bar} {shown}\n"));
                 let len_chars = shown.chars().count() as u32;
                 let start = span.col.max(1);
@@ -340,10 +344,11 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
             }
         }
         if places.is_empty() && !d.label.is_empty() {
-            out.push_str(&format!("{pad} = {}\n", d.label));
+            out.push_str(&format!("{pad} = {}\n", printable(&d.label)));
         }
         for note in &d.notes {
             // Later lines of a note stand under its first.
+            let note = printable(note);
             let mut lines = note.lines();
             out.push_str(&format!("{pad} = note: {}\n", lines.next().unwrap_or("")));
             for l in lines {
@@ -351,10 +356,38 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
             }
         }
         if let Some(h) = &d.help {
-            out.push_str(&format!("{pad} = {}: {h}\n", p.wrap("1", "help")));
+            out.push_str(&format!(
+                "{pad} = {}: {}\n",
+                p.wrap("1", "help"),
+                printable(h)
+            ));
         }
     }
     out
+}
+
+/// Text safe to print on a terminal: control characters (but newline and tab) and Unicode
+/// direction overrides are written as visible escapes (`\x1b`, `\r`, `\u{202e}`), so output
+/// from a host or a server cannot move the cursor, retitle the window, write the clipboard
+/// (`ESC ] 52`) or reorder what a reader sees.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    fn hostile(c: char) -> bool {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            c if hostile(c) && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hostile(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The closest candidate to `name`, if one is close enough to be a likely typo.
@@ -518,6 +551,24 @@ mod tests {
             ..loc
         };
         assert_eq!(source_line(missing.span().file, 2), None);
+    }
+
+    #[test]
+    fn printable_escapes_what_would_drive_a_terminal() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            printable("a\x1b]52;c;ZXZpbA==\x07b\x1b[2Jc\rd\u{202e}e"),
+            "a\\x1b]52;c;ZXZpbA==\\x07b\\x1b[2Jc\\rd\\u{202e}e"
+        );
+        assert_eq!(printable("\u{9b}31m"), "\\u{009b}31m");
+        let f = register_source("hostile.yml", "a: \"\x1b[2J\"\n");
+        let d = Diagnostic::error("bad \x1b]0;title\x07")
+            .at(Span::new(f, 1, 4, 1, 11))
+            .label("found \x1b[31m")
+            .note("stderr:\n| \x1b]52;c;eA==\x07");
+        let text = d.render();
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(text.contains("bad \\x1b]0;title\\x07"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! sorted outcomes, never from this stream.
 
 use serde::Serialize;
+use serde_json::Value as Json;
 
 use super::{RunReport, Status, TaskReport};
 use crate::diag::{Diagnostic, Location};
@@ -68,6 +69,83 @@ impl Event {
             message: d.title.clone(),
             location: d.span.map(Location::from),
             help: d.help.clone(),
+        }
+    }
+}
+
+/// `value` turned to JSON, changed by `f`, and read back; unchanged if it cannot be read back.
+fn through_json<T>(value: T, f: &mut dyn FnMut(&mut Json)) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    let Ok(mut v) = serde_json::to_value(&value) else {
+        return value;
+    };
+    f(&mut v);
+    serde_json::from_value(v).unwrap_or(value)
+}
+
+fn text(s: String, f: &mut dyn FnMut(&mut Json)) -> String {
+    let mut v = Json::String(s);
+    f(&mut v);
+    match v {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+impl Event {
+    /// The event with `f` applied to every string it carries (as JSON values, so that a
+    /// report's fields are reached too): what redaction and terminal escaping both use.
+    pub fn map_strings(self, f: &mut dyn FnMut(&mut Json)) -> Event {
+        match self {
+            Event::RunStarted {
+                run_id,
+                playbook,
+                hosts,
+                dry_run,
+            } => Event::RunStarted {
+                run_id,
+                playbook: text(playbook, f),
+                hosts,
+                dry_run,
+            },
+            Event::PlayStarted { name, hosts } => Event::PlayStarted {
+                name: text(name, f),
+                hosts,
+            },
+            Event::HostStarted { host } => Event::HostStarted { host },
+            Event::TaskStarted { host, id, step } => Event::TaskStarted {
+                host,
+                id,
+                step: text(step, f),
+            },
+            Event::TaskFinished { host, task } => Event::TaskFinished {
+                host,
+                task: Box::new(through_json(*task, f)),
+            },
+            Event::HostFinished {
+                host,
+                status,
+                duration_ms,
+            } => Event::HostFinished {
+                host,
+                status,
+                duration_ms,
+            },
+            Event::Warning {
+                message,
+                location,
+                help,
+            } => Event::Warning {
+                message: text(message, f),
+                location,
+                help: help.map(|h| text(h, f)),
+            },
+            Event::Plan { text: t } => Event::Plan { text: text(t, f) },
+            Event::RunFinished { report } => Event::RunFinished {
+                report: Box::new(through_json(*report, f)),
+            },
         }
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::redact::Redactor;
+use crate::diag::printable;
 
 use super::event::{Event, json_event};
 use super::{diagnose, human, plain};
@@ -50,6 +51,40 @@ pub fn color_wanted() -> bool {
     std::io::stdout().is_terminal() && !no_color && !dumb
 }
 
+/// The events of `rx` with every string made safe for a terminal (`diag::printable`).
+fn printable_events(mut rx: mpsc::UnboundedReceiver<Event>) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, out) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if tx.send(ev.map_strings(&mut printable_json)).is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+/// Escapes control bytes in every string and key of a JSON value.
+fn printable_json(v: &mut serde_json::Value) {
+    use serde_json::Value as Json;
+    match v {
+        Json::String(s) => {
+            if let std::borrow::Cow::Owned(o) = printable(s) {
+                *s = o;
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(printable_json),
+        Json::Object(map) => {
+            let old = std::mem::take(map);
+            for (k, mut val) in old {
+                printable_json(&mut val);
+                map.insert(printable(&k).into_owned(), val);
+            }
+        }
+        Json::Number(_) | Json::Bool(_) | Json::Null => {}
+    }
+}
+
 /// Whether stderr may carry colors: a terminal, and `NO_COLOR` unset or empty.
 pub fn stderr_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
@@ -79,6 +114,11 @@ impl Reporter {
 
     /// Consumes events until the channel closes.
     pub async fn run(self, rx: mpsc::UnboundedReceiver<Event>) {
+        // What people read gets control bytes escaped first; JSON escapes them itself.
+        let rx = match self.mode {
+            Mode::Json => rx,
+            Mode::Plain | Mode::Human => printable_events(rx),
+        };
         let color = color_wanted();
         console::set_colors_enabled(color);
         match self.mode {

@@ -157,31 +157,59 @@ impl Redactor {
             .ok();
     }
 
-    /// `s` with every secret replaced by `***`.
+    /// `s` with every secret replaced by `***`, and the password of every URL
+    /// (`scheme://user:PASSWORD@host`) too, secret or not.
     pub fn redact(&self, s: &str) -> String {
+        let s = redact_userinfo(s);
         let r = self.read();
         let Some(m) = &r.matcher else {
-            return s.to_string();
+            return s.into_owned();
         };
-        let mut out = m.replace_all(s, &vec![MASK; r.secrets.len()]);
+        let mut out = m.replace_all(&s, &vec![MASK; r.secrets.len()]);
         if out.contains('…') {
             out = redact_cut_prefixes(&out, &r.secrets);
         }
         out
     }
 
-    /// Redacts every string (and key) of a JSON value in place.
-    pub fn redact_json(&self, v: &mut Json) {
-        if self.is_empty() {
-            return;
+    /// `s` redacted, and, because it was cut short at its end (an output past its cap), the
+    /// start of a secret it ends with.
+    fn redact_cut_end(&self, s: &str) -> String {
+        let out = self.redact(s);
+        let r = self.read();
+        let mut cut = 0;
+        for secret in &r.secrets {
+            for (k, _) in secret.char_indices().skip(MIN_PREFIX) {
+                if k > cut && out.ends_with(&secret[..k]) {
+                    cut = k;
+                }
+            }
         }
+        if cut == 0 {
+            return out;
+        }
+        format!("{}{MASK}", &out[..out.len() - cut])
+    }
+
+    /// Redacts every string (and key) of a JSON value in place. A string whose sibling
+    /// `NAME_truncated_bytes` is above zero was cut at its end: a secret's start there goes too.
+    pub fn redact_json(&self, v: &mut Json) {
         match v {
             Json::String(s) => *s = self.redact(s),
             Json::Array(items) => items.iter_mut().for_each(|i| self.redact_json(i)),
             Json::Object(map) => {
+                let cut: Vec<String> = map
+                    .iter()
+                    .filter(|(_, v)| v.as_u64().is_some_and(|n| n > 0))
+                    .filter_map(|(k, _)| k.strip_suffix("_truncated_bytes"))
+                    .map(str::to_string)
+                    .collect();
                 let old = std::mem::take(map);
                 for (k, mut val) in old {
-                    self.redact_json(&mut val);
+                    match (&mut val, cut.contains(&k)) {
+                        (Json::String(s), true) => *s = self.redact_cut_end(s),
+                        _ => self.redact_json(&mut val),
+                    }
                     map.insert(self.redact(&k), val);
                 }
             }
@@ -192,9 +220,6 @@ impl Redactor {
     /// A copy of a report with every string redacted (what `--report`, `--junit`, `--tap`
     /// and the recap are made from).
     pub fn report(&self, r: &RunReport) -> RunReport {
-        if self.is_empty() {
-            return r.clone();
-        }
         let Ok(mut v) = serde_json::to_value(r) else {
             return r.clone();
         };
@@ -206,36 +231,7 @@ impl Redactor {
 impl Redactor {
     /// An event with every string redacted (the engine sends only these).
     pub fn event(&self, ev: Event) -> Event {
-        if self.is_empty() {
-            return ev;
-        }
-        match ev {
-            Event::TaskStarted { host, id, step } => Event::TaskStarted {
-                host,
-                id,
-                step: self.redact(&step),
-            },
-            Event::TaskFinished { host, task } => Event::TaskFinished {
-                host,
-                task: Box::new(self.task(&task)),
-            },
-            Event::Warning {
-                message,
-                location,
-                help,
-            } => Event::Warning {
-                message: self.redact(&message),
-                location,
-                help: help.map(|h| self.redact(&h)),
-            },
-            Event::Plan { text } => Event::Plan {
-                text: self.redact(&text),
-            },
-            Event::RunFinished { report } => Event::RunFinished {
-                report: Box::new(self.report(&report)),
-            },
-            other => other,
-        }
+        ev.map_strings(&mut |v| self.redact_json(v))
     }
 
     /// A copy of a task's report with every string redacted.
@@ -245,6 +241,18 @@ impl Redactor {
         };
         self.redact_json(&mut v);
         serde_json::from_value(v).unwrap_or_else(|_| t.clone())
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`, wherever a URL stands in `s`.
+fn redact_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    static URL_PASSWORD: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = URL_PASSWORD.get_or_init(|| {
+        regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/?#@:]*:)[^\s/?#@]+@").ok()
+    });
+    match re {
+        Some(re) if s.contains("://") => re.replace_all(s, "${1}***@"),
+        _ => std::borrow::Cow::Borrowed(s),
     }
 }
 

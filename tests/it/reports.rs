@@ -785,3 +785,112 @@ steps:
     assert_eq!(t["error"]["location"]["line"], 4);
     assert_eq!(t["error"]["label"], "not defined for this host");
 }
+
+/// What hosts and servers send cannot drive the reader's terminal: control bytes in remote
+/// output, task lines, `-v` output and the recap are shown as visible escapes, in both views.
+#[test]
+fn control_bytes_from_hosts_are_escaped_on_screen() {
+    let case = Case::new(
+        r#"name: hostile
+steps:
+  - name: prints escapes
+    local: 'printf "a\033]52;c;ZXZpbA==\007b\033]0;owned\007c\033[2Jd\re\n"; printf "err\033[31m\n" >&2; exit 1'
+"#,
+    )
+    .args(["-v"]);
+    let hostile = ["\x1b]52", "\x1b]0;", "\x1b[2J", "\x1b[31m", "\x07", "\r"];
+    let out = case.run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        for h in hostile {
+            assert!(!text.contains(h), "{h:?} reached {what}:\n{text}");
+        }
+    }
+    assert!(
+        out.stdout.contains("a\\x1b]52;c;ZXZpbA==\\x07b"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("| err\\x1b[31m"),
+        "stderr's tail, escaped: {}",
+        out.stdout
+    );
+    // The live view, forced off a terminal, draws its own codes but none of the host's.
+    let human = Command::new(sortie_bin())
+        .args(["run", "--format", "human", "-v"])
+        .arg(&case.playbook)
+        .current_dir(case.dir.path())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&human.stdout);
+    for h in &hostile[..4] {
+        assert!(!text.contains(h), "{h:?} reached the live view:\n{text}");
+    }
+    assert!(text.contains("\\x1b]0;owned"), "{text}");
+    // JSON escapes them itself, as JSON does.
+    let report = out.report.expect("report");
+    let stdout = report["plays"][0]["hosts"][0]["tasks"][0]["output"]["stdout"]
+        .as_str()
+        .expect("stdout");
+    assert!(
+        stdout.contains("\x1b]52"),
+        "the report keeps the bytes as they were"
+    );
+}
+
+/// A URL's password is masked everywhere, declared secret or not; a secret cut by the output
+/// cap loses its start too.
+#[test]
+fn url_passwords_and_cut_secrets_are_redacted() {
+    let cap = 1 << 20;
+    let case = Case::new(&format!(
+        r#"name: leaks
+vars: {{ token: "tok-cut-7a2c99f1" }}
+secrets: [token]
+steps:
+  - name: login
+    http: {{ url: "http://admin:S3cretPw@127.0.0.1:1/health", timeout: 2s }}
+  - name: big output
+    local: "head -c {} /dev/zero | tr '\\0' a; echo {{{{ token }}}}"
+    needs: []
+"#,
+        cap - 6
+    ))
+    .args(["--junit", "junit.xml", "--tap", "out.tap"]);
+    let out = case.run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let junit = std::fs::read_to_string(case.path("junit.xml")).expect("junit");
+    let tap = std::fs::read_to_string(case.path("out.tap")).expect("tap");
+    let report = std::fs::read_to_string(case.path("report.json")).expect("report");
+    for (what, text) in [
+        ("stdout", out.stdout.as_str()),
+        ("stderr", out.stderr.as_str()),
+        ("junit", junit.as_str()),
+        ("tap", tap.as_str()),
+        ("report", report.as_str()),
+    ] {
+        assert!(
+            !text.contains("S3cretPw"),
+            "the URL's password in {what}:\n{text}"
+        );
+        assert!(!text.contains("tok-cu"), "the cut secret's start in {what}");
+    }
+    assert!(
+        out.stdout.contains("http://admin:***@127.0.0.1:1/health"),
+        "{}",
+        out.stdout
+    );
+    let t = out.task("localhost", "big output");
+    assert!(
+        t["output"]["stdout_truncated_bytes"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    let stdout = t["output"]["stdout"].as_str().expect("stdout");
+    assert!(
+        stdout.ends_with("aaaa***"),
+        "{}",
+        &stdout[stdout.len() - 20..]
+    );
+}
