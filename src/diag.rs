@@ -310,15 +310,16 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
                 let bar = p.wrap("1;34", "|");
                 out.push_str(&format!("{pad} {bar}\n"));
                 let num = p.wrap("1;34", &format!("{:>width$}", span.line));
-                let shown: String = printable(&line).replace('\t', " ");
-                out.push_str(&format!("{num} {bar} {shown}\n"));
-                let len_chars = shown.chars().count() as u32;
+                let full: String = printable(&line).replace('\t', " ");
+                let len_chars = full.chars().count() as u32;
                 let start = span.col.max(1);
                 let end = if span.end_line == span.line && span.end_col > start {
                     span.end_col.min(len_chars.max(start) + 1)
                 } else {
                     (len_chars + 1).max(start + 1)
                 };
+                let (shown, start, end) = window(&full, start, end);
+                out.push_str(&format!("{num} {bar} {shown}\n"));
                 let carets = "^".repeat((end - start).max(1) as usize);
                 let marker = if *primary {
                     p.wrap(code, &carets)
@@ -364,6 +365,37 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
         }
     }
     out
+}
+
+/// Longest source line shown whole, in characters; a longer one is cut around the caret.
+pub const MAX_SNIPPET: u32 = 120;
+
+/// The part of a long source line worth showing — some context before the caret, up to
+/// `MAX_SNIPPET` characters, `…` where it was cut — and the caret's columns in it.
+fn window(line: &str, start: u32, end: u32) -> (String, u32, u32) {
+    let len = line.chars().count() as u32;
+    if len <= MAX_SNIPPET {
+        return (line.to_string(), start, end);
+    }
+    let from = start.saturating_sub(1).saturating_sub(MAX_SNIPPET / 3);
+    let to = (from + MAX_SNIPPET).min(len);
+    let mut shown: String = line
+        .chars()
+        .skip(from as usize)
+        .take((to - from) as usize)
+        .collect();
+    let mut shift = from;
+    if from > 0 {
+        shown.insert(0, '…');
+        shift = shift.saturating_sub(1);
+    }
+    if to < len {
+        shown.push('…');
+    }
+    let width = shown.chars().count() as u32;
+    let start = (start - shift).min(width);
+    let end = (end.saturating_sub(shift)).clamp(start + 1, width + 1);
+    (shown, start, end)
 }
 
 /// Text safe to print on a terminal: control characters (but newline and tab) and Unicode
@@ -569,6 +601,31 @@ mod tests {
         let text = d.render();
         assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
         assert!(text.contains("bad \\x1b]0;title\\x07"), "{text}");
+    }
+
+    #[test]
+    fn a_long_source_line_is_cut_around_the_caret() {
+        let line = format!("needs: [{}nope]", "a, ".repeat(2000));
+        let f = register_source("long.yml", line.as_str());
+        let col = line.find("nope").unwrap() as u32 + 1;
+        let d = Diagnostic::error("unknown step")
+            .at(Span::new(f, 1, col, 1, col + 4))
+            .label("here");
+        let text = d.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].len() < 200, "{}", lines[3]);
+        assert!(
+            lines[3].starts_with("1 | …") && lines[3].ends_with("nope]"),
+            "{text}"
+        );
+        let code_at = lines[3].find("nope").unwrap();
+        let caret_at = lines[4].find('^').unwrap();
+        assert_eq!(
+            lines[3][..code_at].chars().count(),
+            lines[4][..caret_at].chars().count(),
+            "the caret stands under `nope`:\n{text}"
+        );
+        assert!(lines[4].ends_with("^^^^ here"), "{text}");
     }
 
     #[test]

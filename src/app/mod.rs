@@ -18,11 +18,23 @@ use crate::playbook::{self, Playbook};
 use crate::report::live::stderr_color;
 use crate::vars;
 
-/// Prints diagnostics on stderr.
+/// Most diagnostics printed for one command; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
+/// Prints diagnostics on stderr: the first `MAX_SHOWN`, then how many more there are.
 pub fn report_diagnostics(d: &Diagnostics) {
-    let text = render(&d.0, stderr_color());
+    let shown = &d.0[..d.0.len().min(MAX_SHOWN)];
+    let text = render(shown, stderr_color());
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
+    let hidden = d.0.len() - shown.len();
+    if hidden > 0 {
+        let _ = writeln!(
+            err,
+            "\n… and {hidden} more problem{} not shown: fix these first",
+            if hidden == 1 { "" } else { "s" }
+        );
+    }
     let errors =
         d.0.iter()
             .filter(|x| x.level == crate::diag::Level::Error)

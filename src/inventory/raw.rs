@@ -106,8 +106,9 @@ pub(crate) fn group_name_error(name: &str, label: String, span: Option<Span>) ->
         .help("group names appear in host patterns: use letters, digits, `_`, `-` and `.`")
 }
 
-/// Most hosts one inventory may hold (all files together).
-pub const MAX_HOSTS: usize = 1_000_000;
+/// Most hosts one inventory may hold (all files together): enough for the largest fleets one
+/// runner serves (shards split bigger ones), few enough that loading stays within memory.
+pub const MAX_HOSTS: usize = 200_000;
 
 /// Checks and expands one written host name (ranges included), for an inventory that holds
 /// `known` hosts so far. `at(start, len)` places a character range of the name in its file.

@@ -285,3 +285,51 @@ fn the_readme_table_and_the_examples_follow_the_registry() {
         assert!(used.contains(k), "no example playbook uses `{k}`");
     }
 }
+
+/// Input built to cost: thousands of mistakes on one long line print a bounded report (the
+/// first problems, each line cut around its caret, then a count); an inventory of too many
+/// hosts is refused at the range that passes the limit.
+#[test]
+fn costly_input_gets_a_bounded_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let needs: Vec<String> = (0..5000).map(|i| format!("missing{i}")).collect();
+    let pb = format!(
+        "steps:\n  - local: \"true\"\n    needs: [{}]\n",
+        needs.join(", ")
+    );
+    std::fs::write(dir.path().join("many.yml"), pb).expect("write");
+    let out = sortie(dir.path(), &["check", "many.yml"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stderr.len() < 64 * 1024,
+        "{} bytes of errors",
+        out.stderr.len()
+    );
+    assert!(
+        out.stderr
+            .contains("… and 4950 more problems not shown: fix these first"),
+        "{}",
+        &out.stderr[out.stderr.len().saturating_sub(300)..]
+    );
+    assert!(
+        out.stderr.contains("\n5000 errors\n"),
+        "the count is still right"
+    );
+
+    let inv: String = (0..3)
+        .map(|g| format!("      g{g}-[000000:099999].example.com: {{}}\n"))
+        .collect();
+    std::fs::write(
+        dir.path().join("huge.yml"),
+        format!("groups:\n  big:\n    hosts:\n{inv}"),
+    )
+    .expect("write");
+    let out = sortie(dir.path(), &["inventory", "-i", "huge.yml", "--list"]);
+    assert_eq!(out.code, 3, "{}", out.all());
+    assert!(
+        out.stderr.contains("the inventory has too many hosts")
+            && out.stderr.contains("huge.yml:6:"),
+        "{}",
+        out.stderr
+    );
+}
