@@ -1,7 +1,8 @@
-//! Robustness of the loaders: thousands of mutated playbooks and inventories (truncation,
-//! swapped types, random bytes, deep nesting, huge strings, shuffled lines) thrown at the
-//! playbook and inventory loaders in-process. No panic, no hang, and every rejection is a
-//! located diagnostic.
+//! Robustness of the loaders: thousands of mutated playbooks, inventories and vars files
+//! (truncation, swapped types, random bytes, deep nesting, huge strings, shuffled lines) thrown
+//! at the loaders in-process. No panic, no hang, and every rejection is a located diagnostic.
+//! The default run tries 10,000 inputs; `SORTIE_FUZZ_CASES=N` tries N (`bench/fuzz` runs
+//! 100,000 and records the figures), and `SORTIE_FUZZ_SEED` changes the generator's seed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -207,8 +208,50 @@ fn assert_located(d: &sortie::diag::Diagnostics, input: &str) {
     }
 }
 
+/// Vars files are YAML mappings of names to values, as `vars_files` and `-e @file` read them.
+const VARS_SEEDS: &[&str] = &[
+    "version: \"2.4.1\"\nports: [80, 443]\nowner: { name: ops, mail: ops@example.com }\n",
+    "# comment\nenv: prod\nreplicas: 3\nflags:\n  - a\n  - b\nmulti: |\n  line one\n  line two\n",
+    "anchors: &base { a: 1 }\nderived: { <<: *base, b: 2 }\n",
+];
+
+/// The most memory this process has held, in KiB (`VmHWM`), where the kernel says.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Which loader an input goes to.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Playbook,
+    Inventory,
+    Vars,
+}
+
+/// Loads one input; `Some(diagnostics)` when it is rejected.
+fn load(
+    target: Target,
+    i: usize,
+    input: &str,
+    vars_path: &Path,
+) -> Option<sortie::diag::Diagnostics> {
+    match target {
+        Target::Playbook => sortie::playbook::load_str(Path::new("fuzz.yml"), input).err(),
+        Target::Inventory => {
+            let name = if i % 2 == 0 { "fuzz.ini" } else { "fuzz.yml" };
+            sortie::inventory::load_str(name, input).err()
+        }
+        Target::Vars => {
+            std::fs::write(vars_path, input).expect("write vars file");
+            sortie::playbook::load_vars_file(vars_path, None).err()
+        }
+    }
+}
+
 #[test]
-fn ten_thousand_mutated_inputs_never_panic_and_are_located() {
+fn mutated_inputs_never_panic_and_are_located() {
     let pb_seeds = {
         let mut s = seeds(&repo().join("playbooks"), &["yml"]);
         s.extend(seeds(&repo().join("playbooks/invalid"), &["yml"]));
@@ -220,29 +263,35 @@ fn ten_thousand_mutated_inputs_never_panic_and_are_located() {
         s.push(std::fs::read_to_string(repo().join("playbooks/inventory.yml")).expect("inventory"));
         s
     };
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let mut slowest = Duration::ZERO;
+    let vars_seeds: Vec<String> = VARS_SEEDS.iter().map(|s| s.to_string()).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vars_path = dir.path().join("fuzz-vars.yml");
+    let total: usize = std::env::var("SORTIE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let seed: u64 = std::env::var("SORTIE_FUZZ_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x5eed_1234_abcd_0001);
+    let mut rng = Rng(seed | 1);
+    let mut slowest = (Duration::ZERO, 0usize, 0usize);
     let mut rejected = 0;
-    let total = 10_000;
+    let started_all = Instant::now();
     for i in 0..total {
-        let playbook = i % 5 != 0;
-        let seed = if playbook {
-            &pb_seeds[rng.below(pb_seeds.len())]
-        } else {
-            &inv_seeds[rng.below(inv_seeds.len())]
+        let (target, seeds) = match i % 10 {
+            0 | 5 => (Target::Inventory, &inv_seeds),
+            3 => (Target::Vars, &vars_seeds),
+            _ => (Target::Playbook, &pb_seeds),
         };
-        let input = mutate(&mut rng, seed);
+        let pick = rng.below(seeds.len());
+        let input = mutate(&mut rng, &seeds[pick]);
         let started = Instant::now();
-        let result = std::panic::catch_unwind(|| {
-            if playbook {
-                sortie::playbook::load_str(Path::new("fuzz.yml"), &input).err()
-            } else {
-                let name = if i % 2 == 0 { "fuzz.ini" } else { "fuzz.yml" };
-                sortie::inventory::load_str(name, &input).err()
-            }
-        });
+        let result = std::panic::catch_unwind(|| load(target, i, &input, &vars_path));
         let took = started.elapsed();
-        slowest = slowest.max(took);
+        if took > slowest.0 {
+            slowest = (took, i, input.len());
+        }
         match result {
             Ok(Some(d)) => {
                 rejected += 1;
@@ -262,5 +311,16 @@ fn ten_thousand_mutated_inputs_never_panic_and_are_located() {
         rejected > total / 4,
         "mutations should mostly be rejected: {rejected}"
     );
-    eprintln!("fuzz: {total} inputs, {rejected} rejected, slowest {slowest:?}");
+    let summary = format!(
+        "fuzz: {total} inputs, {rejected} rejected, slowest {:?} (case {}, {} bytes), total {:?}, peak RSS {} KiB",
+        slowest.0,
+        slowest.1,
+        slowest.2,
+        started_all.elapsed(),
+        peak_rss_kib().map_or("?".to_string(), |k| k.to_string())
+    );
+    eprintln!("{summary}");
+    if let Ok(path) = std::env::var("SORTIE_FUZZ_SUMMARY") {
+        std::fs::write(path, summary + "\n").expect("write the summary");
+    }
 }
