@@ -73,7 +73,7 @@ fn handshake(
     let Err(e) = sess.handshake() else {
         return Ok(());
     };
-    if let Some(refused) = host_key::kex_refused(t, &e, name, known, &prefs) {
+    if let Some(refused) = host_key::kex_refused(t, &e, name, known, &prefs, || offered_key(t)) {
         return Err(refused);
     }
     let reason = match e.code() {
@@ -85,6 +85,18 @@ fn handshake(
         _ => format!("SSH handshake failed: {}", e.message()),
     };
     Err(t.connect_error(reason))
+}
+
+/// The host key the server offers when nothing restricts the type, as `(type, blob)`: a
+/// second connection, only to name the key a refused exchange did not show. Nothing is sent
+/// past the key exchange.
+fn offered_key(t: &Target) -> Option<(String, Vec<u8>)> {
+    let (_fd, stream) = open_stream(t).ok()?;
+    let mut sess = new_session(t, stream).ok()?;
+    sess.handshake().ok()?;
+    let (key, _) = sess.host_key()?;
+    let key_type = known_hosts::blob_key_type(key)?;
+    Some((key_type, key.to_vec()))
 }
 
 /// Opens the TCP connection (or the tunnel through the jump hosts) for `t`.

@@ -41,25 +41,53 @@ pub(super) fn prefer_known_types(sess: &Session, known: &[&Entry]) -> Vec<&'stat
 }
 
 /// A failed key exchange while only the known key types were offered: the server has none
-/// of them, so its key changed (unless host keys are not checked). `None` for other failures.
+/// of them, so its key changed (unless host keys are not checked). `offered` looks up the key
+/// the server has instead, to name it beside the known one, as OpenSSH does. `None` for other
+/// failures.
 pub(super) fn kex_refused(
     t: &Target,
     e: &ssh2::Error,
     name: &str,
     known: &[&Entry],
     prefs: &[&str],
+    offered: impl FnOnce() -> Option<(String, Vec<u8>)>,
 ) -> Option<StepError> {
     let restricted = known_hosts::algorithms(known).is_some();
-    if !restricted || e.code() != ErrorCode::Session(-8) || t.checking == HostKeyChecking::Off {
+    // libssh2 reports "no common host key type" as a key exchange failure (-5) or as
+    // "Unable to exchange encryption keys" (-8), depending on where negotiation stops.
+    let kex_failed = matches!(e.code(), ErrorCode::Session(-5) | ErrorCode::Session(-8));
+    if !restricted || !kex_failed || t.checking == HostKeyChecking::Off {
         return None;
     }
+    let known_keys: Vec<String> = known
+        .iter()
+        .filter(|k| !k.revoked)
+        .map(|k| {
+            format!(
+                "{} {} ({}:{})",
+                k.key_type,
+                known_hosts::fingerprint(&k.key),
+                k.file.display(),
+                k.line
+            )
+        })
+        .collect();
+    let fingerprint = match offered() {
+        Some((key_type, blob)) => format!(
+            "the server's key is {key_type} {}; known_hosts holds another type: {}",
+            known_hosts::fingerprint(&blob),
+            known_keys.join(", ")
+        ),
+        None => format!(
+            "the server offers none of the known key types ({}); known_hosts holds: {}",
+            prefs.join(", "),
+            known_keys.join(", ")
+        ),
+    };
     Some(StepError::HostKey {
         host: t.label.clone(),
         problem: "changed".into(),
-        fingerprint: format!(
-            "the server offers none of the known key types: {}",
-            prefs.join(", ")
-        ),
+        fingerprint,
         help: changed_help(known, name),
     })
 }

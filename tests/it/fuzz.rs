@@ -240,7 +240,11 @@ fn load(
     match target {
         Target::Playbook => sortie::playbook::load_str(Path::new("fuzz.yml"), input).err(),
         Target::Inventory => {
-            let name = if i.is_multiple_of(2) { "fuzz.ini" } else { "fuzz.yml" };
+            let name = if i.is_multiple_of(2) {
+                "fuzz.ini"
+            } else {
+                "fuzz.yml"
+            };
             sortie::inventory::load_str(name, input).err()
         }
         Target::Vars => {

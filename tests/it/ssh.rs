@@ -365,6 +365,48 @@ fn a_changed_key_is_always_refused() {
     }
 }
 
+/// known_hosts holds only a key of another type for the host (ecdsa; the server has
+/// ed25519): the host is unreachable with both keys named, as OpenSSH names them — not a bare
+/// "Unable to exchange encryption keys".
+#[test]
+fn a_known_key_of_another_type_names_both_keys() {
+    let t = TestLab::start(1);
+    let other = t.dir.path().join("other_ecdsa");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let h = &t.lab.ssh.hosts()[0];
+    let pubkey = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
+    let key: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let kh = t.dir.path().join("kh");
+    std::fs::write(
+        &kh,
+        format!("[{}]:{} {}\n", h.address, h.port, key.join(" ")),
+    )
+    .expect("kh");
+    let mut inv = Inv::new(&t);
+    inv.known_hosts = kh.clone();
+    let o = case("name: keys\nhosts: all\nsteps:\n  - id: s\n    ssh: \"true\"\n")
+        .inventory(&inv.yaml())
+        .run();
+    assert_eq!(o.code, 2, "{}", o.all());
+    let task = o.task("h01", "s");
+    assert_eq!(task["error"]["kind"], "host_key");
+    let msg = task["message"].as_str().unwrap_or("");
+    let server = keygen_fingerprint(&h.host_key.with_extension("pub"));
+    let known = keygen_fingerprint(&other.with_extension("pub"));
+    assert!(
+        msg.contains(&format!("ssh-ed25519 {server}"))
+            && msg.contains(&format!("ecdsa-sha2-nistp256 {known}"))
+            && msg.contains("another type"),
+        "{msg}"
+    );
+    assert!(!msg.contains("Unable to exchange"), "{msg}");
+}
+
 #[test]
 fn a_key_the_server_does_not_know_is_an_auth_failure() {
     let t = TestLab::start(1);
