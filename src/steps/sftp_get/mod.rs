@@ -37,7 +37,7 @@ mod resume;
 
 use expand::{Skipped, Wanted, expand};
 use local::{Folder, Place, open_dest};
-use resume::Start;
+use resume::{Seen, Start};
 
 /// Download files from the host over SFTP.
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
@@ -105,14 +105,20 @@ struct Fetched {
 
 /// Fetches one file into a temporary beside it (a verified leftover of an earlier run, or a
 /// new one), checks its size, sets its mtime, renames it. On failure the temporary is removed.
-fn fetch(r: &mut Remote, w: &Wanted, place: &Place, key: &str) -> Result<Fetched, StepError> {
+fn fetch(
+    r: &mut Remote,
+    w: &Wanted,
+    place: &Place,
+    key: &str,
+    seen: &mut Seen,
+) -> Result<Fetched, StepError> {
     use std::io::Write;
     let Start {
         mut temp,
         at,
         mut hash,
         remote,
-    } = resume::start(r, w, place, key)?;
+    } = resume::start(r, w, place, key, seen)?;
     let tmp_path = place.dir.path.join(&temp.name);
     let result = (|| -> Result<Fetched, StepError> {
         let mut rf = match remote {
@@ -192,6 +198,8 @@ struct Tally {
     fetched: u64,
     changed: bool,
     refused: Vec<String>,
+    /// Earlier runs' temporaries in the folders written to.
+    seen: Seen,
 }
 
 impl Tally {
@@ -223,7 +231,7 @@ impl Tally {
             entry["sha256"] = place.sha256()?.into();
             entry["changed"] = false.into();
         } else {
-            let f = fetch(r, w, &place, &get_key(host, &w.remote))?;
+            let f = fetch(r, w, &place, &get_key(host, &w.remote), &mut self.seen)?;
             self.fetched += f.bytes;
             self.changed = true;
             entry["sha256"] = f.sha256.into();

@@ -15,7 +15,9 @@
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
 
 use rustix::fs::{FileType, OFlags};
 use sha2::Digest;
@@ -36,6 +38,23 @@ pub(super) struct Start {
     pub remote: Option<RemoteFile>,
 }
 
+/// The names in each local folder that look like downloads' temporaries, listed once per
+/// step (the first time a file goes there), not once per file.
+#[derive(Default)]
+pub(super) struct Seen(HashMap<PathBuf, Vec<String>>);
+
+impl Seen {
+    fn temporaries(&mut self, place: &Place) -> &[String] {
+        self.0.entry(place.dir.path.clone()).or_insert_with(|| {
+            place
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with('.') && n.contains(".sortie-") && n.ends_with(".part"))
+                .collect()
+        })
+    }
+}
+
 /// The start of the download `w` to `place`: a verified leftover of an earlier run, or a new
 /// temporary.
 pub(super) fn start(
@@ -43,8 +62,9 @@ pub(super) fn start(
     w: &Wanted,
     place: &Place,
     key: &str,
+    seen: &mut Seen,
 ) -> Result<Start, StepError> {
-    if let Some(mut t) = leftover(place, key) {
+    if let Some(mut t) = leftover(place, key, seen) {
         match verify(r, w, &mut t)? {
             Some((at, hash, remote)) => {
                 return Ok(Start {
@@ -66,12 +86,12 @@ pub(super) fn start(
 }
 
 /// The longest usable leftover of this download; the others are removed.
-fn leftover(place: &Place, key: &str) -> Option<Temp> {
-    let mut found: Vec<(Temp, u64)> = place
-        .names()
-        .into_iter()
+fn leftover(place: &Place, key: &str, seen: &mut Seen) -> Option<Temp> {
+    let mut found: Vec<(Temp, u64)> = seen
+        .temporaries(place)
+        .iter()
         .filter(|n| is_get_temp(n, &place.name, key))
-        .filter_map(|n| open_leftover(place, n))
+        .filter_map(|n| open_leftover(place, n.clone()))
         .collect();
     found.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
     let mut found = found.into_iter();
