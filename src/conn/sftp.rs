@@ -1,6 +1,7 @@
 //! SFTP for one step (`Remote`, with its open files `RemoteFile`), over the host's `Live`
 //! session (`session.rs`). `HostConn::remote` (`mod.rs`) makes one on a blocking thread for
-//! the `sftp_put` and `sftp_get` kinds, which call `stat`, `readdir`, `open_read`, `create`,
+//! the `sftp_put` and `sftp_get` kinds, which call `stat`, `lstat`, `realpath`, `readdir`,
+//! `open_read`, `create_new`/`create_unique` (exclusive: never through a planted link),
 //! `read`, `write_all`, `rename`, … on it; failures come back as `StepError`s that say what
 //! was being done. The SFTP channel is taken from the session's idle ones, or opened, and
 //! handed back when the step is done.
@@ -207,6 +208,26 @@ impl Remote {
         )
     }
 
+    /// Sets the permission bits of an open file (on its handle: whatever its path names now).
+    pub fn fchmod(&mut self, f: &mut RemoteFile, mode: u32) -> Result<(), StepError> {
+        let Some(file) = f.file.as_mut() else {
+            return Err(StepError::Io(format!("{} is closed", f.path)));
+        };
+        let stat = FileStat {
+            size: None,
+            uid: None,
+            gid: None,
+            perm: Some(mode),
+            atime: None,
+            mtime: None,
+        };
+        let live = self.live.clone();
+        match live.stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.err(&format!("cannot set the mode of {}", f.path), e)),
+        }
+    }
+
     /// SFTP rename: fails when `to` exists (OpenSSH speaks SFTP version 3).
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), StepError> {
         self.call(
@@ -230,14 +251,16 @@ impl Remote {
         })
     }
 
-    /// Creates (or truncates) a file for writing.
-    pub fn create(&mut self, path: &str, mode: i32) -> Result<RemoteFile, StepError> {
+    /// Creates a new file for writing, exclusively (SFTP `SSH_FXF_EXCL`, `O_CREAT|O_EXCL` on
+    /// the server): anything already at `path` — a file, or a symlink, even a dangling one —
+    /// makes it fail, so nothing is ever written through a link planted there.
+    pub fn create_new(&mut self, path: &str, mode: i32) -> Result<RemoteFile, StepError> {
         let f = self.call(
             || format!("cannot create {path}"),
             |s| {
                 s.open_mode(
                     Path::new(path),
-                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
                     mode,
                     OpenType::File,
                 )
@@ -249,6 +272,57 @@ impl Remote {
             live: self.live.clone(),
             path: path.to_string(),
         })
+    }
+
+    /// Creates a new file (`create_new`) under the first of up to `tries` names from `name`
+    /// that nothing has yet: a name that is taken (the server refuses it and `lstat` finds
+    /// something there) is passed over; any other failure is the step's.
+    pub fn create_unique(
+        &mut self,
+        tries: usize,
+        mode: i32,
+        mut name: impl FnMut() -> Result<String, StepError>,
+    ) -> Result<RemoteFile, StepError> {
+        let mut taken = Vec::new();
+        for _ in 0..tries {
+            let path = name()?;
+            match self.create_new(&path, mode) {
+                Ok(f) => return Ok(f),
+                Err(StepError::Io(msg)) => {
+                    if self.lstat(&path)?.is_none() {
+                        return Err(StepError::Io(msg));
+                    }
+                    taken.push(path);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StepError::Io(format!(
+            "cannot create a temporary file: {} names were taken already ({})",
+            taken.len(),
+            taken.join(", ")
+        )))
+    }
+
+    /// The canonical path of `path` on the server (symlinks resolved); `None` when it does not
+    /// resolve (no such file, a dangling link).
+    pub fn realpath(&mut self, path: &str) -> Result<Option<String>, StepError> {
+        let r = self.with_sftp(|s| s.realpath(Path::new(path)).map_err(E::from))?;
+        match r {
+            Ok(p) => Ok(Some(p.to_string_lossy().into_owned())),
+            Err(OpError::Failed { .. }) => Ok(None),
+            Err(e) => Err(self.err(&format!("cannot resolve {path}"), e)),
+        }
+    }
+
+    /// Moves an open file's offset (no round trip: the next read asks from there).
+    pub fn seek(&mut self, f: &mut RemoteFile, pos: u64) -> Result<(), StepError> {
+        use std::io::Seek;
+        if let Some(file) = f.file.as_mut() {
+            file.seek(std::io::SeekFrom::Start(pos))
+                .map_err(|e| StepError::Io(format!("cannot seek in {}: {e}", f.path)))?;
+        }
+        Ok(())
     }
 
     /// Reads into `buf`; 0 at the end of the file.

@@ -29,6 +29,7 @@ pub mod sftp_get;
 pub mod sftp_put;
 pub mod ssh;
 pub mod tcp;
+mod temp_name;
 
 /// Where a kind runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

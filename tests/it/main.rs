@@ -13,4 +13,5 @@ mod jobs;
 mod layout;
 mod library;
 mod reports;
+mod sftp_safety;
 mod ssh;

@@ -852,13 +852,21 @@ fn an_interrupted_get_leaves_no_file_under_its_final_name() {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().expect("sortie");
-    let part = c.dir.path().join("got/h01/big.bin.part");
+    // The temporary's name is random: `.big.bin.sortie-KEY-RAND.part`.
+    let got = c.dir.path().join("got/h01");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) < (1 << 20)
-        && Instant::now() < deadline
-    {
+    let mut part = None;
+    while Instant::now() < deadline {
+        part = temporaries(&got, ".big.bin.sortie-").into_iter().next();
+        if part
+            .as_ref()
+            .is_some_and(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) >= 1 << 20)
+        {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let part = part.expect("a temporary file was being written");
     let seen = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     t.lab.ssh.kill_host_and_sessions(0).expect("kill");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -884,6 +892,7 @@ fn an_interrupted_get_leaves_no_file_under_its_final_name() {
         "a partial file got its final name"
     );
     assert!(!part.exists(), "the partial file was left behind");
+    assert!(temporaries(&got, ".").is_empty(), "no temporary is left");
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let task = &r["plays"][0]["hosts"][0]["tasks"][0];
@@ -892,6 +901,23 @@ fn an_interrupted_get_leaves_no_file_under_its_final_name() {
         task["message"].as_str().unwrap_or("").contains("lost"),
         "{task}"
     );
+}
+
+/// The files in `dir` whose names start with `prefix` and end in `.part`.
+pub(crate) fn temporaries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().map(|n| n.to_string_lossy().to_string());
+                    n.is_some_and(|n| n.starts_with(prefix) && n.ends_with(".part"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!
 //! The parts: the arguments, the `Kind` impl and the run here (what goes where); `local`
 //! (the local sources and their hashes), `write` (the upload itself: unchanged files skipped,
-//! the others written and renamed into place), `remote` (remote paths, folders and hashes).
+//! the others written and renamed into place), `remote` (remote paths, folders and hashes),
+//! `stale` (temporaries that killed earlier runs left behind).
 //! `sftp_get` shares the helpers it needs through the re-exports below.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
@@ -27,6 +28,7 @@ use crate::expect::ExpectFields;
 
 mod local;
 mod remote;
+mod stale;
 mod write;
 
 pub(super) use local::{has_glob, sha256_file};

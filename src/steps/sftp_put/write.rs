@@ -1,9 +1,11 @@
 //! The upload itself (`put_all`, called by the run in `mod.rs` on the transfer's blocking
 //! thread with the planned uploads): what is at each destination already (files with the
 //! same size and SHA-256 are not sent, only their mode set), each other file written to a
-//! temporary name beside its destination with the exact mode, then renamed into place — SFTP
-//! rename for new files, `mv -f` over the session for existing ones. On failure the
-//! temporaries are removed. The output is the step's result (`files`, `bytes`, `changed`).
+//! new temporary name beside its destination (random, created exclusively) with the exact
+//! mode, then renamed into place — SFTP rename for new files, `mv -f` over the session for
+//! existing ones. On failure the temporaries are removed; on success, those that killed
+//! earlier runs left beside the files written (`stale.rs`). The output is the step's result
+//! (`files`, `bytes`, `changed`).
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
@@ -13,10 +15,16 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use super::remote::{ensure_dir, join_remote, quote, remote_parent, remote_sha256};
+use super::stale::remove_stale;
 use super::{Body, CHUNK, PER_COMMAND, Upload};
 use crate::conn::{FileStat, Remote, RemoteFile};
 use crate::error::StepError;
 use crate::steps::StepOutput;
+use crate::steps::temp_name::put_temp;
+
+/// Names tried for an upload's temporary before giving up (each is random: a taken one is
+/// somebody's doing).
+const TEMP_TRIES: usize = 8;
 
 /// The state of one destination on the host before the upload.
 struct Before {
@@ -56,6 +64,11 @@ pub(super) fn put_all(
     if let Err(e) = progress.upload(r, &uploads, &before, place, max_output) {
         progress.remove_temps(r, &e);
         return Err(e);
+    }
+    let all: Vec<String> = uploads.iter().map(|u| u.remote.clone()).collect();
+    let removed = remove_stale(r, &progress.written, &all)?;
+    if let Some(w) = super::stale::removed_warning(&removed) {
+        progress.warnings.push(w);
     }
     Ok(progress.output())
 }
@@ -107,6 +120,8 @@ struct Progress {
     replace: Vec<(String, String)>,
     /// Temporaries not yet renamed into place.
     temps: Vec<String>,
+    /// Destinations written (sent and renamed into place).
+    written: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -119,11 +134,11 @@ impl Progress {
         place: Placement<'_>,
         max_output: usize,
     ) -> Result<(), StepError> {
-        for (i, (u, b)) in uploads.iter().zip(before).enumerate() {
+        for (u, b) in uploads.iter().zip(before) {
             if b.same {
                 self.keep(r, u, b, place.mode)?;
             } else {
-                self.send(r, i, u, b, place)?;
+                self.send(r, u, b, place)?;
             }
         }
         self.replace_existing(r, max_output)
@@ -151,12 +166,12 @@ impl Progress {
         Ok(())
     }
 
-    /// Sends upload `i` to a temporary name beside its destination, with the exact mode, then
-    /// renames it into place; a destination that exists is left for `replace_existing`.
+    /// Sends an upload to a new temporary name beside its destination (random, created
+    /// exclusively: never through anything planted there), with the exact mode, then renames
+    /// it into place; a destination that exists is left for `replace_existing`.
     fn send(
         &mut self,
         r: &mut Remote,
-        i: usize,
         u: &Upload,
         b: &Before,
         place: Placement<'_>,
@@ -164,17 +179,17 @@ impl Progress {
         let parent = remote_parent(&u.remote).to_string();
         ensure_dir(r, &parent, place.mkdir, place.dest, &mut self.known_dirs)?;
         let name = u.remote.rsplit('/').next().unwrap_or(&u.remote);
-        let tmp = join_remote(
-            &parent,
-            &format!(".{name}.sortie-{}-{i}.tmp", std::process::id()),
-        );
-        self.temps.push(tmp.clone());
         let file_mode = place.mode.or(b.mode()).unwrap_or(0o644);
-        let mut f = r.create(&tmp, file_mode as i32)?;
+        let mut f = r.create_unique(TEMP_TRIES, file_mode as i32, || {
+            Ok(join_remote(&parent, &put_temp(name)?))
+        })?;
+        let tmp = f.path.clone();
+        self.temps.push(tmp.clone());
         write_body(r, &mut f, u)?;
+        // The server's umask applied at creation; the mode asked for is exact. Set on the
+        // open handle: a path could have been swapped for a link meanwhile.
+        r.fchmod(&mut f, file_mode)?;
         r.close(f)?;
-        // The server's umask applied at creation; the mode asked for is exact.
-        r.chmod(&tmp, file_mode)?;
         if b.stat.is_some() {
             self.replace.push((tmp.clone(), u.remote.clone()));
         } else if r.rename(&tmp, &u.remote).is_err() {
@@ -185,6 +200,7 @@ impl Progress {
         }
         self.sent += u.size;
         self.changed = true;
+        self.written.push(u.remote.clone());
         self.files
             .push(json!({"path": u.remote, "bytes": u.size, "sha256": u.sha256, "changed": true}));
         Ok(())
