@@ -251,10 +251,27 @@ async fn create_temp(dest: &Path) -> Result<(tokio::fs::File, TempFile), StepErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.sortie-{}.tmp", std::process::id()));
-    let f = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| StepError::Io(format!("save: cannot create `{}`: {e}", tmp.display())))?;
+    // A new file of an unpredictable name, never through a link planted beside `dest`.
+    let mut tries = 0;
+    let (f, tmp) = loop {
+        let tmp = parent.join(crate::steps::temp_name::put_temp(&name)?);
+        let opened = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)
+            .await;
+        match opened {
+            Ok(f) => break (f, tmp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(e) => {
+                return Err(StepError::Io(format!(
+                    "save: cannot create `{}`: {e}",
+                    tmp.display()
+                )));
+            }
+        }
+    };
     Ok((
         f,
         TempFile {
