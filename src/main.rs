@@ -1,10 +1,23 @@
 //! The `sortie` binary: parse the command line, call the library, exit with its code.
+//! A command line clap refuses is invalid input (exit 3, clap's message on stderr);
+//! `--help` and `--version` print on stdout and exit 0.
 
 use clap::Parser;
-use sortie::{app, cli};
+use sortie::{app, cli, exit};
 
 fn main() {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let code = match &args.command {
         cli::Command::Run(a) => app::run(a),
         cli::Command::Check(a) => app::check(a),
