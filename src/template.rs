@@ -63,10 +63,55 @@ impl Place {
 }
 
 /// Characters that change the meaning of a shell command when they come from a value.
+/// (The guard's own markers too: a value cannot pose as a quoted one.)
 const SHELL_META: &[char] = &[
-    ';', '&', '|', '$', '`', '<', '>', '(', ')', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
-    '!', '{', '}', '\n', '\r',
+    ';',
+    '&',
+    '|',
+    '$',
+    '`',
+    '<',
+    '>',
+    '(',
+    ')',
+    '\\',
+    '"',
+    '\'',
+    '*',
+    '?',
+    '[',
+    ']',
+    '#',
+    '~',
+    '!',
+    '{',
+    '}',
+    '\n',
+    '\r',
+    crate::shell::MARK_START,
+    crate::shell::MARK_END,
 ];
+
+thread_local! {
+    /// The values `| quote` gave while a command renders, in order; the command holds
+    /// markers in their place until `shell::splice` checks where each one stands.
+    static QUOTED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `quote` in commands: the quoted value is kept aside and a marker stands in its place.
+fn filter_quote_marked(v: Value) -> Result<Value, Error> {
+    let s = match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    };
+    let quoted = shell_quote(&s)?;
+    let n = QUOTED.with(|q| {
+        let mut q = q.borrow_mut();
+        q.push(quoted);
+        q.len() - 1
+    });
+    Ok(Value::from_safe_string(crate::shell::marker(n)))
+}
 
 /// The template engine of a run: one environment for ordinary strings and one for shell
 /// commands, which refuses unquoted values holding shell metacharacters.
@@ -119,6 +164,7 @@ impl Templates {
     pub fn new() -> Templates {
         let env = base_env();
         let mut cmd_env = base_env();
+        cmd_env.add_filter("quote", filter_quote_marked);
         cmd_env.set_formatter(|out, _state, value| {
             let text = value.to_string();
             if !value.is_safe() && text.contains(SHELL_META) {
@@ -177,7 +223,8 @@ impl Templates {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        self.cmd_env.render_str(src, ctx).map_err(|e| {
+        QUOTED.with(|q| q.borrow_mut().clear());
+        let rendered = self.cmd_env.render_str(src, ctx).map_err(|e| {
             let guard = e.kind() == ErrorKind::InvalidOperation
                 && e.detail().is_some_and(|d| d.starts_with("shell-injection guard"));
             let d = self.diagnose(e, src, place, Some(ctx));
@@ -186,7 +233,9 @@ impl Templates {
             } else {
                 d
             }
-        })
+        });
+        let quoted = QUOTED.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        crate::shell::splice(&rendered?, &quoted).map_err(|e| quote_misplaced(e, src, place))
     }
 
     /// Evaluates an expression to a value (`when`, `until`, `that`, `loop: "{{ list }}"`).
@@ -428,6 +477,35 @@ pub fn shell_quote(s: &str) -> Result<String, Error> {
             "cannot quote a NUL byte for the shell",
         )
     })
+}
+
+/// A `| quote`d value that would not be protected where it stands: the diagnostic, at the
+/// expression that gave it when the command's text shows it (the `n`-th `quote` written).
+fn quote_misplaced(e: crate::shell::SpliceError, src: &str, place: Place) -> Diagnostic {
+    use crate::shell::SpliceError;
+    let (n, label, title) = match e {
+        SpliceError::InsideQuotes { n, quoting } => (
+            n,
+            format!("this value lands inside {}", quoting.describe()),
+            "`| quote` does not protect a value inside quotes".to_string(),
+        ),
+        SpliceError::Mangled => (
+            0,
+            "quote's result was cut or changed".to_string(),
+            "`| quote`'s result must reach the command whole".to_string(),
+        ),
+    };
+    // The place of the n-th `quote` in the source, else of the whole command.
+    let at = match src.match_indices("quote").nth(n) {
+        Some((byte, _)) => {
+            let line = src[..byte].matches('\n').count() + 1;
+            place.inner(src, line, Some(byte..byte + "quote".len()))
+        }
+        None => place.span,
+    };
+    Diagnostic::error(title).at(at).label(label).help(
+        "drop the quotes around `{{ … | quote }}`: quote adds its own (`echo {{ v | quote }}`, not `echo \"{{ v | quote }}\"`)",
+    )
 }
 
 fn filter_quote(v: Value) -> Result<Value, Error> {

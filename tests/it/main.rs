@@ -9,6 +9,7 @@ mod dns;
 mod engine;
 mod fuzz;
 mod http;
+mod injection;
 mod jobs;
 mod layout;
 mod library;
