@@ -57,10 +57,10 @@ fn quote_inside_quotes_is_refused_and_outside_is_safe_in_local_steps() {
     let out = Case::new(&playbook("local", REFUSED, &p)).run();
     assert_untouched(&pwned, "refused commands");
     assert_eq!(out.code, 1, "{}", out.stdout);
-    for i in 0..REFUSED.len() {
+    for (i, cmd) in REFUSED.iter().enumerate() {
         let t = out.task("localhost", &format!("c{i}"));
-        assert_eq!(t["status"], "failed", "{}: {t}", REFUSED[i]);
-        assert_eq!(t["error"]["kind"], "template", "{}: {t}", REFUSED[i]);
+        assert_eq!(t["status"], "failed", "{cmd}: {t}");
+        assert_eq!(t["error"]["kind"], "template", "{cmd}: {t}");
     }
     let t = out.task("localhost", "c0");
     assert_eq!(
