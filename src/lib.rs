@@ -31,6 +31,7 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod schema;
+pub mod shell;
 pub mod steps;
 pub mod template;
 pub mod tls;

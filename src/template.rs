@@ -10,6 +10,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::diag::{Diagnostic, Span, did_you_mean};
+use crate::shell;
 use crate::yaml::{Node, NodeKind, Style, is_template};
 
 /// Where a template string stands in its file, so errors can point inside it.
@@ -50,23 +51,88 @@ impl Place {
         let len = src[start..end].chars().count() as u32;
         match self.style {
             Style::Quoted => {
-                if line <= 1 {
-                    self.span.offset(1, col + 1, len)
-                } else {
+                if line > 1 {
                     self.span.offset(line as u32, col, len)
+                } else if let Some((from, to)) = self.quoted_columns(col, len) {
+                    Span::new(self.span.file, self.span.line, from, self.span.line, to)
+                } else {
+                    self.span.offset(1, col + 1, len)
                 }
             }
             Style::Block => self.span.offset(line as u32 + 1, col, len),
             Style::Plain => self.span.offset(line as u32, col, len),
         }
     }
+
+    /// The file columns of characters `col..col + len` (1-based) of a quoted scalar's first
+    /// line, read through its escapes (`\"`, `\x41`, `''`) in the source line.
+    fn quoted_columns(&self, col: u32, len: u32) -> Option<(u32, u32)> {
+        let line: Vec<char> = crate::diag::source_line(self.span.file, self.span.line)?
+            .chars()
+            .collect();
+        let open = (self.span.col as usize).checked_sub(1)?;
+        let quote = *line.get(open).filter(|q| matches!(q, '"' | '\''))?;
+        let mut cols = Vec::new();
+        let mut j = open + 1;
+        while let Some(&c) = line.get(j) {
+            let width = match (quote, c, line.get(j + 1)) {
+                ('\'', '\'', Some('\'')) => 2,
+                (q, c, _) if c == q => break,
+                ('"', '\\', Some('x')) => 4,
+                ('"', '\\', Some('u')) => 6,
+                ('"', '\\', Some('U')) => 10,
+                ('"', '\\', Some(_)) => 2,
+                _ => 1,
+            };
+            cols.push(j as u32 + 1);
+            j += width;
+        }
+        cols.push(j as u32 + 1);
+        let from = *cols.get((col as usize).checked_sub(1)?)?;
+        let to = cols
+            .get((col + len) as usize - 1)
+            .or(cols.last())
+            .copied()?;
+        Some((from, to.max(from + 1)))
+    }
 }
 
-/// Characters that change the meaning of a shell command when they come from a value.
-const SHELL_META: &[char] = &[
-    ';', '&', '|', '$', '`', '<', '>', '(', ')', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
-    '!', '{', '}', '\n', '\r',
-];
+/// Stands for each value in a command's first rendering (a command cannot hold a NUL byte).
+const MARK: char = '\0';
+
+/// How the command environment's formatter writes values, for the render under way on this
+/// thread: the guard renders a command once recording its values, and again only to place a
+/// refusal at the expression that produced the refused value.
+enum GuardMode {
+    /// Values as they are.
+    Off,
+    /// A `MARK` per value; the values kept in order, with whether `| quote` made each.
+    Record(Vec<(String, bool)>),
+    /// Values as they are, failing at value `at` with this message.
+    FailAt {
+        at: usize,
+        seen: usize,
+        message: String,
+    },
+}
+
+thread_local! {
+    static GUARD: std::cell::RefCell<GuardMode> = const { std::cell::RefCell::new(GuardMode::Off) };
+}
+
+/// Runs `f` with the command formatter in `mode`; gives back what `f` returned and the mode.
+fn with_guard<T>(mode: GuardMode, f: impl FnOnce() -> T) -> (T, GuardMode) {
+    let before = GUARD.replace(mode);
+    let out = f();
+    (out, GUARD.replace(before))
+}
+
+const UNCHECKABLE: &str = "shell-injection guard: a value holds a NUL byte or text built from other values (a `{% set %}` or `{% filter %}` block, a macro), which the guard cannot check";
+
+/// Whether `text` is exactly what `| quote` makes of some word.
+fn is_quote_output(text: &str) -> bool {
+    matches!(shlex::split(text).as_deref(), Some([word]) if shell_quote(word).is_ok_and(|q| q == text))
+}
 
 /// The template engine of a run: one environment for ordinary strings and one for shell
 /// commands, which refuses unquoted values holding shell metacharacters.
@@ -121,14 +187,24 @@ impl Templates {
         let mut cmd_env = base_env();
         cmd_env.set_formatter(|out, _state, value| {
             let text = value.to_string();
-            if !value.is_safe() && text.contains(SHELL_META) {
-                let shown: String = text.chars().take(60).collect();
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("shell-injection guard: `{shown}` contains shell metacharacters"),
-                ));
-            }
-            out.write_str(&text).map_err(Error::from)
+            GUARD.with_borrow_mut(|mode| match mode {
+                GuardMode::Off => out.write_str(&text).map_err(Error::from),
+                GuardMode::Record(values) => {
+                    if text.contains(MARK) {
+                        return Err(Error::new(ErrorKind::InvalidOperation, UNCHECKABLE));
+                    }
+                    let quoted = value.is_safe() && is_quote_output(&text);
+                    values.push((text, quoted));
+                    out.write_str("\0").map_err(Error::from)
+                }
+                GuardMode::FailAt { at, seen, message } => {
+                    if *seen == *at {
+                        return Err(Error::new(ErrorKind::InvalidOperation, message.clone()));
+                    }
+                    *seen += 1;
+                    out.write_str(&text).map_err(Error::from)
+                }
+            })
         });
         Templates { env, cmd_env }
     }
@@ -163,7 +239,9 @@ impl Templates {
             .map_err(|e| self.diagnose(e, src, place, Some(ctx)))
     }
 
-    /// Renders a shell command with the injection guard on (unless `unsafe_shell`).
+    /// Renders a shell command with the injection guard on (unless `unsafe_shell`): every
+    /// value is judged by the shell context it lands in (`shell`), and the first refused one
+    /// is reported at its expression.
     pub fn render_command(
         &self,
         src: &str,
@@ -177,16 +255,124 @@ impl Templates {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        self.cmd_env.render_str(src, ctx).map_err(|e| {
-            let guard = e.kind() == ErrorKind::InvalidOperation
-                && e.detail().is_some_and(|d| d.starts_with("shell-injection guard"));
+        let uncheckable = || {
+            Diagnostic::error(UNCHECKABLE)
+                .at(place.span)
+                .label("in this command")
+                .help("write each value's expression where the command uses it, passed through `| quote`")
+        };
+        if src.contains(MARK) {
+            return Err(uncheckable());
+        }
+        let (rendered, mode) = with_guard(GuardMode::Record(Vec::new()), || {
+            self.cmd_env.render_str(src, ctx)
+        });
+        let rendered = rendered.map_err(|e| {
             let d = self.diagnose(e, src, place, Some(ctx));
-            if guard {
-                d.help("pass the value through `| quote`, or set `unsafe_shell: true` on the step if the shell must interpret it")
+            if d.title == UNCHECKABLE {
+                d.help("write the expression where the command uses it, passed through `| quote`")
             } else {
                 d
             }
-        })
+        })?;
+        let GuardMode::Record(values) = mode else {
+            return Err(uncheckable());
+        };
+        let texts: Vec<&str> = rendered.split(MARK).collect();
+        if texts.len() != values.len() + 1 {
+            return Err(uncheckable());
+        }
+        let mut pieces = Vec::with_capacity(texts.len() + values.len());
+        for (i, t) in texts.iter().enumerate() {
+            pieces.push(shell::Piece::Text(t));
+            if let Some((text, quoted)) = values.get(i) {
+                pieces.push(shell::Piece::Value {
+                    text,
+                    quoted: *quoted,
+                });
+            }
+        }
+        if let Some(v) = shell::check(&pieces).first() {
+            let value = values.get(v.index).map(|x| x.0.as_str()).unwrap_or("");
+            return Err(self.refuse(src, place, ctx, v, value));
+        }
+        Ok(pieces
+            .iter()
+            .map(|p| match p {
+                shell::Piece::Text(t) | shell::Piece::Value { text: t, .. } => *t,
+            })
+            .collect())
+    }
+
+    /// The diagnostic of a refused value, placed at the expression that produced it (found
+    /// by rendering again, failing at that value).
+    fn refuse(
+        &self,
+        src: &str,
+        place: Place,
+        ctx: &Value,
+        v: &shell::Verdict,
+        value: &str,
+    ) -> Diagnostic {
+        let title = v.title(value);
+        let mode = GuardMode::FailAt {
+            at: v.index,
+            seen: 0,
+            message: title.clone(),
+        };
+        let (again, _) = with_guard(mode, || self.cmd_env.render_str(src, ctx));
+        let d = match again {
+            Err(e) => self.diagnose(e, src, place, Some(ctx)),
+            Ok(_) => Diagnostic::error(title.clone()).at(place.span),
+        };
+        Diagnostic {
+            title,
+            label: v.label(),
+            help: Some(v.help()),
+            ..d
+        }
+    }
+
+    /// The guard's verdicts that a command's text alone decides, before anything runs:
+    /// `| quote` where its quotes cannot protect the value (inside quotes, backticks, `${…}`,
+    /// a here-document, after a backslash) and a value written as a here-document's
+    /// delimiter. Templates with statements (`{% … %}`) are left to the run-time guard.
+    pub fn check_command(&self, src: &str, place: Place) -> Vec<Diagnostic> {
+        if !is_template(src) || src.contains("{%") {
+            return Vec::new();
+        }
+        let Some(parts) = template_parts(src) else {
+            return Vec::new();
+        };
+        let mut exprs = Vec::new();
+        let pieces: Vec<shell::Piece<'_>> = parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(r) => shell::Piece::Text(&src[r.clone()]),
+                Part::Expr { range, quoted } => {
+                    exprs.push(range.clone());
+                    let text = if *quoted { "'\u{E000}'" } else { "\u{E000}" };
+                    shell::Piece::Value {
+                        text,
+                        quoted: *quoted,
+                    }
+                }
+            })
+            .collect();
+        shell::check(&pieces)
+            .into_iter()
+            .filter(shell::Verdict::is_static)
+            .filter_map(|v| {
+                let range = exprs.get(v.index)?.clone();
+                let line = src[..range.start].matches('\n').count() + 1;
+                Some(
+                    Diagnostic::error(v.title(""))
+                        .at(place.inner(src, line, Some(range)))
+                        .label(v.label())
+                        .help(v.help()),
+                )
+            })
+            .collect()
     }
 
     /// Evaluates an expression to a value (`when`, `until`, `that`, `loop: "{{ list }}"`).
@@ -338,6 +524,127 @@ impl Templates {
             }
         }
     }
+}
+
+/// A part of a template without statements: literal text, or a `{{ … }}` expression (its
+/// range inside the braces, and whether its last filter is `quote`).
+enum Part {
+    Text(std::ops::Range<usize>),
+    Expr {
+        range: std::ops::Range<usize>,
+        quoted: bool,
+    },
+}
+
+/// The literal text and expressions of a template, in order (comments dropped, `{{-`/`-}}`
+/// trimming applied). `None` when it cannot be followed; minijinja reports why.
+fn template_parts(src: &str) -> Option<Vec<Part>> {
+    let b = src.as_bytes();
+    let mut parts = Vec::new();
+    let (mut i, mut text_start, mut trim_next) = (0, 0, false);
+    while let Some(off) = src[i..].find('{') {
+        let at = i + off;
+        let comment = match b.get(at + 1) {
+            Some(b'{') => false,
+            Some(b'#') => true,
+            _ => {
+                i = at + 1;
+                continue;
+            }
+        };
+        let mut inner = at + 2;
+        let mut text = trimmed(src, text_start..at, trim_next, false);
+        if matches!(b.get(inner), Some(b'-' | b'+')) {
+            text = trimmed(src, text, false, b[inner] == b'-');
+            inner += 1;
+        }
+        parts.push(Part::Text(text));
+        let close = if comment {
+            inner + src[inner..].find("#}")?
+        } else {
+            inner + expression_end(&src[inner..])?
+        };
+        trim_next = close > inner && b[close - 1] == b'-';
+        let end = if trim_next { close - 1 } else { close };
+        if !comment {
+            let range = trimmed(src, inner..end, true, true);
+            let quoted = last_filter_is_quote(&src[range.clone()]);
+            parts.push(Part::Expr { range, quoted });
+        }
+        i = close + 2;
+        text_start = i;
+    }
+    parts.push(Part::Text(trimmed(
+        src,
+        text_start..src.len(),
+        trim_next,
+        false,
+    )));
+    Some(parts)
+}
+
+/// `range` of `src` without leading and/or trailing whitespace.
+fn trimmed(
+    src: &str,
+    range: std::ops::Range<usize>,
+    start: bool,
+    end: bool,
+) -> std::ops::Range<usize> {
+    let s = &src[range.clone()];
+    let lead = if start {
+        s.len() - s.trim_start().len()
+    } else {
+        0
+    };
+    let trail = if end { s.len() - s.trim_end().len() } else { 0 };
+    let from = range.start + lead;
+    from..(range.end - trail).max(from)
+}
+
+/// Calls `f` with each character of an expression outside string literals and its bracket
+/// depth; stops when `f` returns true, giving that character's byte offset.
+fn scan_expression(expr: &str, mut f: impl FnMut(usize, char, u32) -> bool) -> Option<usize> {
+    let (mut depth, mut string, mut escape) = (0u32, None, false);
+    for (i, c) in expr.char_indices() {
+        if let Some(q) = string {
+            match c {
+                _ if escape => escape = false,
+                '\\' => escape = true,
+                c if c == q => string = None,
+                _ => {}
+            }
+            continue;
+        }
+        if f(i, c, depth) {
+            return Some(i);
+        }
+        match c {
+            '\'' | '"' => string = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the `}}` closing an expression starts.
+fn expression_end(rest: &str) -> Option<usize> {
+    scan_expression(rest, |i, c, depth| {
+        c == '}' && depth == 0 && rest[i..].starts_with("}}")
+    })
+}
+
+/// Whether an expression's result is its last filter's, and that filter is `quote`.
+fn last_filter_is_quote(expr: &str) -> bool {
+    let mut last = None;
+    scan_expression(expr, |i, c, depth| {
+        if c == '|' && depth == 0 {
+            last = Some(i);
+        }
+        false
+    });
+    last.is_some_and(|i| matches!(expr[i + 1..].trim(), "quote" | "quote()"))
 }
 
 /// The whole dotted name around an error's range (`steps.kernel.stdout`, not `.kernel`).
