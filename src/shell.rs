@@ -758,3 +758,211 @@ impl Scanner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context of each `§` in `cmd`, each value being a plain word.
+    fn contexts(cmd: &str) -> Vec<Context> {
+        let mut s = Scanner::default();
+        let mut out = Vec::new();
+        let mut parts = cmd.split('§').peekable();
+        while let Some(t) = parts.next() {
+            s.text(t, None).expect("no value ends a here-document");
+            if parts.peek().is_some() {
+                out.push(s.context());
+                s.text("w", Some(out.len() - 1)).expect("value");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn quotes_escapes_and_expansions() {
+        use Context::*;
+        let cases: &[(&str, &[Context])] = &[
+            ("echo §", &[Command]),
+            ("echo pre§post §", &[Command, Command]),
+            ("echo \"§\"", &[DoubleQuoted]),
+            ("echo \"a\\\"§\" §", &[DoubleQuoted, Command]),
+            ("echo '§' §", &[SingleQuoted, Command]),
+            ("echo 'it''s' \"'\" §", &[Command]),
+            ("echo \\§ §", &[Escaped, Command]),
+            ("echo \\\\§", &[Command]),
+            ("echo $§ ${x}§", &[Dollar, Command]),
+            ("echo `§` §", &[Backticks, Command]),
+            ("echo `a \\` §` §", &[Backticks, Command]),
+            ("echo \"`§`\" §", &[Backticks, Command]),
+            ("echo $(echo §) §", &[Command, Command]),
+            ("echo \"$(echo §)\" \"§\"", &[Command, DoubleQuoted]),
+            ("echo \"$(echo \"§\")\" §", &[DoubleQuoted, Command]),
+            ("echo $(echo ')' §) '§'", &[Command, SingleQuoted]),
+            ("echo $(§)", &[Command]),
+            (
+                "echo ${x:-§} ${x:-'§'} ${#x}§",
+                &[Parameter, SingleQuoted, Command],
+            ),
+            ("echo ${x:-{a}§} §", &[Parameter, Command]),
+            ("echo $(( § + (1) )) §", &[Arithmetic, Command]),
+            ("(echo '§') §", &[SingleQuoted, Command]),
+            (
+                "x=$(case a in a) echo §;; esac) '§'",
+                &[Command, SingleQuoted],
+            ),
+            ("echo \"$(case a in a) echo;; esac)\" '§'", &[SingleQuoted]),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(contexts(cmd), *want, "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn comments_start_only_where_a_word_would() {
+        use Context::*;
+        let cases: &[(&str, &[Context])] = &[
+            ("echo # §\necho §", &[Comment, Command]),
+            ("echo a#§", &[Command]),
+            ("echo a;#§", &[Comment]),
+            ("echo a>#§", &[Comment]),
+            ("echo $#§", &[Command]),
+            ("echo ${#x}§", &[Command]),
+            ("echo \"#§\"", &[DoubleQuoted]),
+            ("echo $(#c\n§)", &[Command]),
+            ("echo \\\n#§", &[Comment]),
+            ("# it's\necho '§'", &[SingleQuoted]),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(contexts(cmd), *want, "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn here_documents() {
+        use Context::*;
+        let cases: &[(&str, &[Context])] = &[
+            ("cat <<EOF\n§ it's\nEOF\necho §", &[HereDoc, Command]),
+            (
+                "cat <<'EOF' >f; echo '§'\n\"§\nEOF\n§",
+                &[SingleQuoted, HereDoc, Command],
+            ),
+            (
+                "cat <<-\"E F\"\n\t§\n\tE F\necho '§'",
+                &[HereDoc, SingleQuoted],
+            ),
+            ("cat <<A <<B\n§\nA\n§\nB\n§", &[HereDoc, HereDoc, Command]),
+            ("echo $(cat <<EOF\n§)\nEOF\n) §", &[HereDoc, Command]),
+            ("cat <<§", &[HereDocDelimiter]),
+            ("cat << §", &[HereDocDelimiter]),
+            ("cat <<E§", &[HereDocDelimiter]),
+            ("cat <<<§ §", &[Command, Command]),
+            ("cat <§ 2>§", &[Command, Command]),
+            ("cat <<EOF # §\n§\nEOF", &[Comment, HereDoc]),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(contexts(cmd), *want, "{cmd:?}");
+        }
+    }
+
+    #[test]
+    fn bash_and_sh_disagreeing_leaves_the_rest_unknown() {
+        use Context::*;
+        assert_eq!(contexts("echo $'a\\n' §"), [Command]);
+        assert_eq!(contexts("echo $'it\\'s' §"), [Unknown]);
+        assert_eq!(contexts("echo \"$'\" §"), [Command]);
+    }
+
+    #[test]
+    fn the_rules() {
+        use Context::*;
+        // `| quote` protects only where its quotes are read as quotes.
+        assert_eq!(judge(Command, "'a b'", true), Ok(()));
+        for c in [
+            SingleQuoted,
+            DoubleQuoted,
+            Backticks,
+            Escaped,
+            Dollar,
+            Parameter,
+            Arithmetic,
+            HereDoc,
+            Unknown,
+        ] {
+            assert_eq!(judge(c, "'a b'", true), Err(Refusal::Quote), "{c:?}");
+        }
+        assert_eq!(judge(Comment, "'a b'", true), Ok(()));
+        assert_eq!(judge(Comment, "'a\nb'", true), Err(Refusal::Quote));
+        // Raw values: no metacharacters anywhere; numbers in arithmetic; never a delimiter.
+        for c in [
+            Command,
+            SingleQuoted,
+            DoubleQuoted,
+            Backticks,
+            HereDoc,
+            Unknown,
+        ] {
+            assert_eq!(judge(c, "two words", false), Ok(()), "{c:?}");
+            for bad in ["a;b", "$(x)", "`x`", "a\\", "it's", "a\nb", "\"", "a\0"] {
+                assert_eq!(
+                    judge(c, bad, false),
+                    Err(Refusal::Metacharacters),
+                    "{c:?} {bad:?}"
+                );
+            }
+        }
+        assert_eq!(judge(Arithmetic, "-12", false), Ok(()));
+        assert_eq!(judge(Arithmetic, "x", false), Err(Refusal::NotANumber));
+        assert_eq!(judge(Arithmetic, "", false), Err(Refusal::NotANumber));
+        assert_eq!(
+            judge(HereDocDelimiter, "EOF", false),
+            Err(Refusal::HereDocDelimiter)
+        );
+    }
+
+    #[test]
+    fn values_are_read_as_the_shell_reads_them() {
+        let v = |text, quoted| Piece::Value { text, quoted };
+        // A raw value ending in a space makes the next `#` start a comment, where a quoted
+        // value with a newline would end it.
+        let pieces = [v("a ", false), Piece::Text("#"), v("'x\ny'", true)];
+        let refused = check(&pieces);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].index, refused[0].context),
+            (1, Context::Comment)
+        );
+        let pieces = [v("a", false), Piece::Text("#"), v("'x\ny'", true)];
+        assert!(check(&pieces).is_empty());
+        // A value that makes a line equal to the delimiter ends the here-document early.
+        let pieces = [
+            Piece::Text("cat <<EOF\n"),
+            v("EOF", false),
+            Piece::Text("\nEOF"),
+        ];
+        let refused = check(&pieces);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].refusal, Refusal::HereDocEnd);
+        let pieces = [
+            Piece::Text("cat <<EOF\nx "),
+            v("EOF", false),
+            Piece::Text("\nEOF"),
+        ];
+        assert!(check(&pieces).is_empty());
+        // Every refusal is found, in order.
+        let pieces = [
+            Piece::Text("echo \""),
+            v("'a'", true),
+            Piece::Text("\" '"),
+            v("'b'", true),
+            Piece::Text("'"),
+        ];
+        let refused: Vec<_> = check(&pieces)
+            .iter()
+            .map(|r| (r.index, r.context))
+            .collect();
+        assert_eq!(
+            refused,
+            [(0, Context::DoubleQuoted), (1, Context::SingleQuoted)]
+        );
+    }
+}

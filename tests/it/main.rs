@@ -8,6 +8,7 @@ mod deps;
 mod dns;
 mod engine;
 mod fuzz;
+mod guard;
 mod http;
 mod jobs;
 mod layout;

@@ -13,89 +13,14 @@ use crate::diag::{Diagnostic, Span, did_you_mean};
 use crate::shell;
 use crate::yaml::{Node, NodeKind, Style, is_template};
 
-/// Where a template string stands in its file, so errors can point inside it.
-#[derive(Clone, Copy, Debug)]
-pub struct Place {
-    pub span: Span,
-    pub style: Style,
-}
+mod filters;
+mod parts;
+mod place;
 
-impl Place {
-    pub fn of(node: &Node) -> Place {
-        let style = match &node.kind {
-            NodeKind::Scalar { style, .. } => *style,
-            _ => Style::Plain,
-        };
-        Place {
-            span: node.span,
-            style,
-        }
-    }
-
-    /// The span of bytes `range` (on 1-based `line` of the template text) in the file.
-    fn inner(&self, src: &str, line: usize, range: Option<std::ops::Range<usize>>) -> Span {
-        let Some(range) = range else {
-            return self.span;
-        };
-        let floor = |mut i: usize| {
-            i = i.min(src.len());
-            while i > 0 && !src.is_char_boundary(i) {
-                i -= 1;
-            }
-            i
-        };
-        let start = floor(range.start);
-        let end = floor(range.end.max(start));
-        let line_start = src[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = src[line_start..start].chars().count() as u32 + 1;
-        let len = src[start..end].chars().count() as u32;
-        match self.style {
-            Style::Quoted => {
-                if line > 1 {
-                    self.span.offset(line as u32, col, len)
-                } else if let Some((from, to)) = self.quoted_columns(col, len) {
-                    Span::new(self.span.file, self.span.line, from, self.span.line, to)
-                } else {
-                    self.span.offset(1, col + 1, len)
-                }
-            }
-            Style::Block => self.span.offset(line as u32 + 1, col, len),
-            Style::Plain => self.span.offset(line as u32, col, len),
-        }
-    }
-
-    /// The file columns of characters `col..col + len` (1-based) of a quoted scalar's first
-    /// line, read through its escapes (`\"`, `\x41`, `''`) in the source line.
-    fn quoted_columns(&self, col: u32, len: u32) -> Option<(u32, u32)> {
-        let line: Vec<char> = crate::diag::source_line(self.span.file, self.span.line)?
-            .chars()
-            .collect();
-        let open = (self.span.col as usize).checked_sub(1)?;
-        let quote = *line.get(open).filter(|q| matches!(q, '"' | '\''))?;
-        let mut cols = Vec::new();
-        let mut j = open + 1;
-        while let Some(&c) = line.get(j) {
-            let width = match (quote, c, line.get(j + 1)) {
-                ('\'', '\'', Some('\'')) => 2,
-                (q, c, _) if c == q => break,
-                ('"', '\\', Some('x')) => 4,
-                ('"', '\\', Some('u')) => 6,
-                ('"', '\\', Some('U')) => 10,
-                ('"', '\\', Some(_)) => 2,
-                _ => 1,
-            };
-            cols.push(j as u32 + 1);
-            j += width;
-        }
-        cols.push(j as u32 + 1);
-        let from = *cols.get((col as usize).checked_sub(1)?)?;
-        let to = cols
-            .get((col + len) as usize - 1)
-            .or(cols.last())
-            .copied()?;
-        Some((from, to.max(from + 1)))
-    }
-}
+pub use filters::shell_quote;
+use filters::*;
+use parts::{Part, template_parts};
+pub use place::Place;
 
 /// Stands for each value in a command's first rendering (a command cannot hold a NUL byte).
 const MARK: char = '\0';
@@ -526,127 +451,6 @@ impl Templates {
     }
 }
 
-/// A part of a template without statements: literal text, or a `{{ … }}` expression (its
-/// range inside the braces, and whether its last filter is `quote`).
-enum Part {
-    Text(std::ops::Range<usize>),
-    Expr {
-        range: std::ops::Range<usize>,
-        quoted: bool,
-    },
-}
-
-/// The literal text and expressions of a template, in order (comments dropped, `{{-`/`-}}`
-/// trimming applied). `None` when it cannot be followed; minijinja reports why.
-fn template_parts(src: &str) -> Option<Vec<Part>> {
-    let b = src.as_bytes();
-    let mut parts = Vec::new();
-    let (mut i, mut text_start, mut trim_next) = (0, 0, false);
-    while let Some(off) = src[i..].find('{') {
-        let at = i + off;
-        let comment = match b.get(at + 1) {
-            Some(b'{') => false,
-            Some(b'#') => true,
-            _ => {
-                i = at + 1;
-                continue;
-            }
-        };
-        let mut inner = at + 2;
-        let mut text = trimmed(src, text_start..at, trim_next, false);
-        if matches!(b.get(inner), Some(b'-' | b'+')) {
-            text = trimmed(src, text, false, b[inner] == b'-');
-            inner += 1;
-        }
-        parts.push(Part::Text(text));
-        let close = if comment {
-            inner + src[inner..].find("#}")?
-        } else {
-            inner + expression_end(&src[inner..])?
-        };
-        trim_next = close > inner && b[close - 1] == b'-';
-        let end = if trim_next { close - 1 } else { close };
-        if !comment {
-            let range = trimmed(src, inner..end, true, true);
-            let quoted = last_filter_is_quote(&src[range.clone()]);
-            parts.push(Part::Expr { range, quoted });
-        }
-        i = close + 2;
-        text_start = i;
-    }
-    parts.push(Part::Text(trimmed(
-        src,
-        text_start..src.len(),
-        trim_next,
-        false,
-    )));
-    Some(parts)
-}
-
-/// `range` of `src` without leading and/or trailing whitespace.
-fn trimmed(
-    src: &str,
-    range: std::ops::Range<usize>,
-    start: bool,
-    end: bool,
-) -> std::ops::Range<usize> {
-    let s = &src[range.clone()];
-    let lead = if start {
-        s.len() - s.trim_start().len()
-    } else {
-        0
-    };
-    let trail = if end { s.len() - s.trim_end().len() } else { 0 };
-    let from = range.start + lead;
-    from..(range.end - trail).max(from)
-}
-
-/// Calls `f` with each character of an expression outside string literals and its bracket
-/// depth; stops when `f` returns true, giving that character's byte offset.
-fn scan_expression(expr: &str, mut f: impl FnMut(usize, char, u32) -> bool) -> Option<usize> {
-    let (mut depth, mut string, mut escape) = (0u32, None, false);
-    for (i, c) in expr.char_indices() {
-        if let Some(q) = string {
-            match c {
-                _ if escape => escape = false,
-                '\\' => escape = true,
-                c if c == q => string = None,
-                _ => {}
-            }
-            continue;
-        }
-        if f(i, c, depth) {
-            return Some(i);
-        }
-        match c {
-            '\'' | '"' => string = Some(c),
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Where the `}}` closing an expression starts.
-fn expression_end(rest: &str) -> Option<usize> {
-    scan_expression(rest, |i, c, depth| {
-        c == '}' && depth == 0 && rest[i..].starts_with("}}")
-    })
-}
-
-/// Whether an expression's result is its last filter's, and that filter is `quote`.
-fn last_filter_is_quote(expr: &str) -> bool {
-    let mut last = None;
-    scan_expression(expr, |i, c, depth| {
-        if c == '|' && depth == 0 {
-            last = Some(i);
-        }
-        false
-    });
-    last.is_some_and(|i| matches!(expr[i + 1..].trim(), "quote" | "quote()"))
-}
-
 /// The whole dotted name around an error's range (`steps.kernel.stdout`, not `.kernel`).
 fn widen(src: &str, range: Option<std::ops::Range<usize>>, snippet: &str) -> String {
     let Some(r) = range else {
@@ -721,102 +525,6 @@ pub fn value_to_node(v: &Value, span: Span, style: Style) -> Node {
 /// A minijinja value from JSON data.
 pub fn json_to_value(v: &serde_json::Value) -> Value {
     Value::from(minijinja::value::Serde(v))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Filters
-// ---------------------------------------------------------------------------------------------
-
-/// POSIX-shell-safe quoting of one word.
-pub fn shell_quote(s: &str) -> Result<String, Error> {
-    shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            "cannot quote a NUL byte for the shell",
-        )
-    })
-}
-
-fn filter_quote(v: Value) -> Result<Value, Error> {
-    let s = match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    };
-    Ok(Value::from_safe_string(shell_quote(&s)?))
-}
-
-fn filter_to_json(v: Value) -> Result<String, Error> {
-    serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
-}
-
-fn filter_from_json(s: &str) -> Result<Value, Error> {
-    let j: serde_json::Value = serde_json::from_str(s)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("from_json: {e}")))?;
-    Ok(Value::from(minijinja::value::Serde(&j)))
-}
-
-fn filter_b64encode(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
-fn filter_b64decode(s: &str) -> Result<String, Error> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("b64decode: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            "b64decode: result is not UTF-8",
-        )
-    })
-}
-
-fn compile_regex(p: &str) -> Result<regex::Regex, Error> {
-    regex::Regex::new(p)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("bad regex: {e}")))
-}
-
-fn filter_regex_replace(
-    s: &str,
-    pattern: &str,
-    replacement: Option<&str>,
-) -> Result<String, Error> {
-    let re = compile_regex(pattern)?;
-    // Ansible writes group references as `\1`; the regex crate as `${1}`.
-    let rep = replacement.unwrap_or("");
-    let backref = regex::Regex::new(r"\\(\d+)")
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let rep = backref.replace_all(rep, "$${$1}").into_owned();
-    Ok(re.replace_all(s, rep.as_str()).into_owned())
-}
-
-fn filter_regex_search(s: &str, pattern: &str) -> Result<Value, Error> {
-    let re = compile_regex(pattern)?;
-    Ok(match re.find(s) {
-        Some(m) => Value::from(m.as_str()),
-        None => Value::from(()),
-    })
-}
-
-fn filter_basename(s: &str) -> String {
-    std::path::Path::new(s)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn filter_dirname(s: &str) -> String {
-    std::path::Path::new(s)
-        .parent()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn filter_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 #[cfg(test)]
@@ -903,6 +611,183 @@ mod tests {
             t.render_command("echo {{ version }}", place, &ctx(), false)
                 .expect("plain"),
             "echo 2.4.1"
+        );
+    }
+
+    /// Commands with a value in every shell context, each value plain (`V`) and through
+    /// `| quote` (`Q`), against payloads that try to create a file: whatever the guard lets
+    /// through, run by dash and by bash, never creates it.
+    #[test]
+    fn no_payload_gets_past_the_guard_in_any_context() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let canary = dir.path().join("pwned");
+        let c = canary.display().to_string();
+        let payloads = [
+            format!("$(touch {c})"),
+            format!("`touch {c}`"),
+            format!("\"$(touch {c})\""),
+            format!("'; touch {c}; '"),
+            format!("\"; touch {c}; \""),
+            format!("; touch {c}"),
+            format!("\ntouch {c}\n"),
+            format!("a\\'; touch {c}; echo \\'"),
+            format!("x' ; touch {c} ; echo 'y"),
+            "\\".to_string(),
+            format!("EOF\ntouch {c}\nEOF"),
+            format!("\\`touch {c}\\`"),
+            format!(") ; touch {c} ; ("),
+            format!("}}; touch {c}; {{"),
+            format!("x[$(touch {c})]"),
+            format!("`; touch {c}; `"),
+        ];
+        let commands = [
+            "echo V",
+            "echo \"V\"",
+            "echo 'V'",
+            "echo \\V",
+            "echo $V",
+            "echo pre-V-post",
+            "echo \"$(echo V)\"",
+            "echo $(echo V)",
+            "echo `echo V`",
+            "echo \"`echo V`\"",
+            "echo ${x:-V}",
+            "echo \"${x:-V}\"",
+            "echo $(( V ))",
+            "echo hi # V",
+            "echo a V#V",
+            "cat <<EOF\nV\nEOF",
+            "cat <<'EOF'\nV\nEOF",
+            "cat <<V\nx\nV",
+            "cat <<<V",
+            "echo $'a' V",
+            "echo $'it\\'s' V",
+            "x=V; echo \"$x\"",
+            "printf '%s\\n' V | cat",
+            "case V in *) echo;; esac",
+            "echo $(case a in a) echo V;; esac)",
+            "{% if true %}echo \"V\"{% endif %}",
+            "{% for i in [1] %}echo 'V' {% endfor %}",
+        ];
+        let f = register_source("t.yml", "x");
+        let place = Place {
+            span: Span::file_start(f),
+            style: Style::Plain,
+        };
+        let shells: Vec<&str> = ["/bin/dash", "/bin/bash", "/bin/sh"]
+            .into_iter()
+            .filter(|s| std::path::Path::new(s).exists())
+            .collect();
+        let mut ran = 0;
+        for tpl in commands {
+            for (slot, filter) in [("{{ v }}", ""), ("{{ v | quote }}", " | quote")] {
+                let src = tpl.replace('V', slot);
+                for p in &payloads {
+                    let ctx = json_to_value(&serde_json::json!({ "v": p }));
+                    let Ok(cmd) = templates().render_command(&src, place, &ctx, false) else {
+                        continue;
+                    };
+                    for sh in &shells {
+                        let _ = std::process::Command::new(sh)
+                            .arg("-c")
+                            .arg(&cmd)
+                            .current_dir(dir.path())
+                            .stdin(std::process::Stdio::null())
+                            .output()
+                            .expect("shell");
+                        ran += 1;
+                        assert!(
+                            !canary.exists(),
+                            "{sh} ran the payload {p:?}{filter} in {tpl:?} as {cmd:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ran > 100, "only {ran} commands passed the guard");
+    }
+
+    #[test]
+    fn safe_forms_keep_working_and_quote_in_quotes_is_refused() {
+        let f = register_source("t.yml", "x");
+        let place = Place {
+            span: Span::file_start(f),
+            style: Style::Plain,
+        };
+        let ctx = json_to_value(&serde_json::json!({"v": "$(touch x)", "w": "plain words"}));
+        let t = templates();
+        let ok = |src: &str| t.render_command(src, place, &ctx, false);
+        assert_eq!(ok("echo {{ v | quote }}").expect("ok"), "echo '$(touch x)'");
+        assert_eq!(
+            ok("echo \"$(echo {{ v | quote }})\" '{{ w }}' \"{{ w }}\"").expect("ok"),
+            "echo \"$(echo '$(touch x)')\" 'plain words' \"plain words\""
+        );
+        assert_eq!(
+            ok("echo \"{{ v }}\"").expect_err("raw").title,
+            "shell-injection guard: `$(touch x)` contains shell metacharacters"
+        );
+        for (src, title) in [
+            ("echo \"{{ v | quote }}\"", "inside double quotes"),
+            ("echo '{{ v | quote }}'", "inside single quotes"),
+            ("echo `echo {{ v | quote }}`", "inside backticks"),
+            ("echo \\{{ v | quote }}", "after a backslash"),
+            ("cat <<EOF\n{{ w | quote }}\nEOF", "in a here-document"),
+        ] {
+            let d = ok(src).expect_err(src);
+            assert_eq!(
+                d.title,
+                format!("shell-injection guard: `| quote` does not protect a value {title}")
+            );
+            assert!(d.help.is_some_and(|h| !h.is_empty()));
+        }
+        // `| safe` is not `| quote`: only quote's own output counts as quoted.
+        assert!(ok("echo {{ v | safe }}").is_err());
+        assert_eq!(
+            t.render_command("echo \"{{ v | quote }}\"", place, &ctx, true)
+                .expect("unsafe_shell"),
+            "echo \"'$(touch x)'\""
+        );
+    }
+
+    #[test]
+    fn check_refuses_quote_where_it_cannot_protect_at_its_place() {
+        let text = "a: \"echo \\\"{{ v | quote }}\\\" {{ w | quote }} '{{ x|quote }}'\"\n";
+        let f = register_source("t.yml", text);
+        let n = parse(f, text).expect("yaml");
+        let v = n.get("a").expect("a");
+        let ds = templates().check_command(v.as_str().unwrap_or(""), Place::of(v));
+        let at: Vec<(u32, u32, u32)> = ds
+            .iter()
+            .filter_map(|d| d.span.map(|s| (s.line, s.col, s.end_col)))
+            .collect();
+        // Columns in the file, through the `\"` escapes.
+        assert_eq!(at, [(1, 15, 24), (1, 50, 57)]);
+        assert!(
+            ds[0].title.ends_with("inside double quotes"),
+            "{}",
+            ds[0].title
+        );
+        assert!(
+            ds[1].title.ends_with("inside single quotes"),
+            "{}",
+            ds[1].title
+        );
+        // Statements are left to the run-time guard; a plain `{{ v | quote }}` is fine.
+        let t = templates();
+        assert!(
+            t.check_command("{% if a %}'{{ v | quote }}'{% endif %}", Place::of(v))
+                .is_empty()
+        );
+        assert!(
+            t.check_command("echo {{ v | quote }} {{- w }}", Place::of(v))
+                .is_empty()
+        );
+        assert!(
+            t.check_command(
+                "echo {{ {'a': {'b': 1}} | quote }} {# '{{ x }}' #}",
+                Place::of(v)
+            )
+            .is_empty()
         );
     }
 
