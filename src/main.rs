@@ -1,10 +1,23 @@
 //! The `sortie` binary: parse the command line, call the library, exit with its code.
+//! A command line clap refuses is invalid input (exit 3, clap's message on stderr), not
+//! clap's own exit 2, which is sortie's code for an unreachable host; `--help` and
+//! `--version` print on stdout and exit 0.
 
 use clap::Parser;
-use sortie::{app, cli};
+use sortie::{app, cli, exit};
 
 fn main() {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            });
+        }
+    };
     let code = match &args.command {
         cli::Command::Run(a) => app::run(a),
         cli::Command::Check(a) => app::check(a),
