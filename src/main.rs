@@ -1,21 +1,21 @@
 //! The `sortie` binary: parse the command line, call the library, exit with its code.
-//! A command line clap refuses is invalid input (exit 3, clap's message on stderr);
-//! `--help` and `--version` print on stdout and exit 0.
+//! A command line clap refuses is invalid input (exit 3, clap's message on stderr), not
+//! clap's own exit 2, which is sortie's code for an unreachable host; `--help` and
+//! `--version` print on stdout and exit 0.
 
 use clap::Parser;
 use sortie::{app, cli, exit};
 
 fn main() {
     let args = match cli::Cli::try_parse() {
-        Ok(a) => a,
+        Ok(args) => args,
         Err(e) => {
-            let code = if e.use_stderr() {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
                 exit::INVALID
             } else {
                 exit::OK
-            };
-            let _ = e.print();
-            std::process::exit(code);
+            });
         }
     };
     let code = match &args.command {

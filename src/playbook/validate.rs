@@ -98,6 +98,7 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
             check_str(&n.value, Place::of_span(n.span), &mut out);
         }
         t.check_node(&s.args, &mut out);
+        crate::steps::check_guard(s.kind, &s.args, s.unsafe_shell, &mut out);
         if let Some(e) = &s.expect_node {
             t.check_node(e, &mut out);
         }

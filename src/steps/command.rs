@@ -1,10 +1,40 @@
 //! What the shell-command kinds (`ssh` on the host, `local` on the runner) share: the rule
 //! that a command is not empty (called from their `check`, reading the step's arguments from
-//! the playbook) and the shape of their result (`rc`, `stdout`, `stderr`, with what was cut
-//! counted), built from what the command left and returned as the step's output.
+//! the playbook), the shell-injection guard's check-time half (every command field of a step,
+//! as written, read by `Templates::check_command`; the run-time half is `render_args`), and
+//! the shape of their result (`rc`, `stdout`, `stderr`, with what was cut counted), built
+//! from what the command left and returned as the step's output.
 
 use super::{CheckCx, StepOutput};
 use crate::diag::Diagnostic;
+use crate::template::{Place, templates};
+use crate::yaml::{Node, NodeKind};
+
+/// The guard before anything runs, over a step's command fields (`cmd`, or the short form
+/// `ssh: "…"`), unless the step sets `unsafe_shell`.
+pub fn check_guard(kind: &str, args: &Node, unsafe_shell: bool, out: &mut Vec<Diagnostic>) {
+    let (command, _) = super::field_rules(kind);
+    if unsafe_shell || command.is_empty() {
+        return;
+    }
+    let t = templates();
+    let mut check = |node: &Node| {
+        // A template that does not compile has its own diagnostic already.
+        if let Some(text) = node.as_str()
+            && t.check(text, Place::of(node)).is_ok()
+        {
+            out.extend(t.check_command(text, Place::of(node)));
+        }
+    };
+    match &args.kind {
+        NodeKind::Scalar { .. } => check(args),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .filter(|(k, _)| command.contains(&k.key_text().as_str()))
+            .for_each(|(_, v)| check(v)),
+        NodeKind::Seq(_) => {}
+    }
+}
 
 /// An empty command is always a mistake.
 pub fn check_command(cmd: &str, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {

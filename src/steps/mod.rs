@@ -18,6 +18,7 @@ pub use crate::error::StepError;
 use crate::expect::{ExpectFields, Op};
 use crate::inventory::Host;
 use crate::yaml::{DeError, Node, decode, decode_lenient};
+pub use command::check_guard;
 
 pub mod assert;
 mod command;

@@ -333,27 +333,3 @@ fn costly_input_gets_a_bounded_answer() {
         out.stderr
     );
 }
-
-/// A command line clap refuses is invalid input, exit 3 — never 2, which means "a host was
-/// unreachable"; `--help` and `--version` are answers, exit 0 on stdout.
-#[test]
-fn bad_flags_are_invalid_input() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for args in [
-        &["run", "pb.yml", "--no-such-flag"][..],
-        &["run", "pb.yml", "--format", "fancy"],
-        &["run"],
-        &["frobnicate"],
-        &["run", "pb.yml", "-c", "many"],
-    ] {
-        let out = sortie(dir.path(), args);
-        assert_eq!(out.code, 3, "{args:?}: {}", out.all());
-        assert!(out.stderr.starts_with("error:"), "{args:?}: {}", out.stderr);
-        assert_eq!(out.stdout, "");
-    }
-    for args in [&["--help"][..], &["run", "--help"], &["--version"]] {
-        let out = sortie(dir.path(), args);
-        assert_eq!(out.code, 0, "{args:?}: {}", out.all());
-        assert!(!out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}");
-    }
-}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sortie_lab::tcp::{TcpKind, TcpServer};
 
-use crate::harness::{Case, repo};
+use crate::harness::{Case, repo, sortie};
 
 /// An inventory of `n` hosts `h01…` that all point at 127.0.0.1.
 fn local_hosts(n: usize) -> String {
@@ -409,6 +409,49 @@ fn invalid_input_exits_3_and_runs_nothing() {
         .run();
     assert_eq!(out.code, 3, "{}", out.all());
     assert!(out.stderr.contains("nosuchgroup"), "{}", out.stderr);
+}
+
+#[test]
+fn usage_errors_exit_3_with_clap_s_message_and_help_exits_0() {
+    let dir = repo();
+    for (args, says) in [
+        (
+            &["run", "x.yml", "--no-such-flag"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["run", "x.yml", "--format", "fancy"][..],
+            "invalid value 'fancy' for '--format",
+        ),
+        (&["run"][..], "required arguments were not provided"),
+        (&["inventory"][..], "required arguments were not provided"),
+        (
+            &["plan", "x.yml", "-c", "3"][..],
+            "unexpected argument '-c'",
+        ),
+        (&["launch"][..], "unrecognized subcommand 'launch'"),
+        (&[][..], "Usage: sortie"),
+    ] {
+        let out = sortie(&dir, args);
+        assert_eq!(out.code, 3, "{args:?}: invalid input\n{}", out.all());
+        assert!(out.stderr.contains(says), "{args:?}\n{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}\n{}", out.all());
+    }
+    for args in [
+        &["--help"][..],
+        &["run", "--help"][..],
+        &["-h"][..],
+        &["--version"][..],
+    ] {
+        let out = sortie(&dir, args);
+        assert_eq!(out.code, 0, "{args:?}\n{}", out.all());
+        assert!(
+            !out.stdout.is_empty() && out.stderr.is_empty(),
+            "{args:?}\n{}",
+            out.all()
+        );
+    }
+    assert!(sortie(&dir, &["--help"]).stdout.contains("3 invalid input"));
 }
 
 #[test]

@@ -10,107 +10,53 @@ use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
 use crate::diag::{Diagnostic, Span, did_you_mean};
+use crate::shell;
 use crate::yaml::{Node, NodeKind, Style, is_template};
 
-/// Where a template string stands in its file, so errors can point inside it.
-#[derive(Clone, Copy, Debug)]
-pub struct Place {
-    pub span: Span,
-    pub style: Style,
+mod filters;
+mod parts;
+mod place;
+
+pub use filters::shell_quote;
+use filters::*;
+use parts::{Part, template_parts};
+pub use place::Place;
+
+/// Stands for each value in a command's first rendering (a command cannot hold a NUL byte).
+const MARK: char = '\0';
+
+/// How the command environment's formatter writes values, for the render under way on this
+/// thread: the guard renders a command once recording its values, and again only to place a
+/// refusal at the expression that produced the refused value.
+enum GuardMode {
+    /// Values as they are.
+    Off,
+    /// A `MARK` per value; the values kept in order, with whether `| quote` made each.
+    Record(Vec<(String, bool)>),
+    /// Values as they are, failing at value `at` with this message.
+    FailAt {
+        at: usize,
+        seen: usize,
+        message: String,
+    },
 }
-
-impl Place {
-    pub fn of(node: &Node) -> Place {
-        let style = match &node.kind {
-            NodeKind::Scalar { style, .. } => *style,
-            _ => Style::Plain,
-        };
-        Place {
-            span: node.span,
-            style,
-        }
-    }
-
-    /// The span of bytes `range` (on 1-based `line` of the template text) in the file.
-    fn inner(&self, src: &str, line: usize, range: Option<std::ops::Range<usize>>) -> Span {
-        let Some(range) = range else {
-            return self.span;
-        };
-        let floor = |mut i: usize| {
-            i = i.min(src.len());
-            while i > 0 && !src.is_char_boundary(i) {
-                i -= 1;
-            }
-            i
-        };
-        let start = floor(range.start);
-        let end = floor(range.end.max(start));
-        let line_start = src[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = src[line_start..start].chars().count() as u32 + 1;
-        let len = src[start..end].chars().count() as u32;
-        match self.style {
-            Style::Quoted => {
-                if line <= 1 {
-                    self.span.offset(1, col + 1, len)
-                } else {
-                    self.span.offset(line as u32, col, len)
-                }
-            }
-            Style::Block => self.span.offset(line as u32 + 1, col, len),
-            Style::Plain => self.span.offset(line as u32, col, len),
-        }
-    }
-}
-
-/// Characters that change the meaning of a shell command when they come from a value.
-/// (The guard's own markers too: a value cannot pose as a quoted one.)
-const SHELL_META: &[char] = &[
-    ';',
-    '&',
-    '|',
-    '$',
-    '`',
-    '<',
-    '>',
-    '(',
-    ')',
-    '\\',
-    '"',
-    '\'',
-    '*',
-    '?',
-    '[',
-    ']',
-    '#',
-    '~',
-    '!',
-    '{',
-    '}',
-    '\n',
-    '\r',
-    crate::shell::MARK_START,
-    crate::shell::MARK_END,
-];
 
 thread_local! {
-    /// The values `| quote` gave while a command renders, in order; the command holds
-    /// markers in their place until `shell::splice` checks where each one stands.
-    static QUOTED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static GUARD: std::cell::RefCell<GuardMode> = const { std::cell::RefCell::new(GuardMode::Off) };
 }
 
-/// `quote` in commands: the quoted value is kept aside and a marker stands in its place.
-fn filter_quote_marked(v: Value) -> Result<Value, Error> {
-    let s = match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    };
-    let quoted = shell_quote(&s)?;
-    let n = QUOTED.with(|q| {
-        let mut q = q.borrow_mut();
-        q.push(quoted);
-        q.len() - 1
-    });
-    Ok(Value::from_safe_string(crate::shell::marker(n)))
+/// Runs `f` with the command formatter in `mode`; gives back what `f` returned and the mode.
+fn with_guard<T>(mode: GuardMode, f: impl FnOnce() -> T) -> (T, GuardMode) {
+    let before = GUARD.replace(mode);
+    let out = f();
+    (out, GUARD.replace(before))
+}
+
+const UNCHECKABLE: &str = "shell-injection guard: a value holds a NUL byte or text built from other values (a `{% set %}` or `{% filter %}` block, a macro), which the guard cannot check";
+
+/// Whether `text` is exactly what `| quote` makes of some word.
+fn is_quote_output(text: &str) -> bool {
+    matches!(shlex::split(text).as_deref(), Some([word]) if shell_quote(word).is_ok_and(|q| q == text))
 }
 
 /// The template engine of a run: one environment for ordinary strings and one for shell
@@ -164,17 +110,26 @@ impl Templates {
     pub fn new() -> Templates {
         let env = base_env();
         let mut cmd_env = base_env();
-        cmd_env.add_filter("quote", filter_quote_marked);
         cmd_env.set_formatter(|out, _state, value| {
             let text = value.to_string();
-            if !value.is_safe() && text.contains(SHELL_META) {
-                let shown: String = text.chars().take(60).collect();
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("shell-injection guard: `{shown}` contains shell metacharacters"),
-                ));
-            }
-            out.write_str(&text).map_err(Error::from)
+            GUARD.with_borrow_mut(|mode| match mode {
+                GuardMode::Off => out.write_str(&text).map_err(Error::from),
+                GuardMode::Record(values) => {
+                    if text.contains(MARK) {
+                        return Err(Error::new(ErrorKind::InvalidOperation, UNCHECKABLE));
+                    }
+                    let quoted = value.is_safe() && is_quote_output(&text);
+                    values.push((text, quoted));
+                    out.write_str("\0").map_err(Error::from)
+                }
+                GuardMode::FailAt { at, seen, message } => {
+                    if *seen == *at {
+                        return Err(Error::new(ErrorKind::InvalidOperation, message.clone()));
+                    }
+                    *seen += 1;
+                    out.write_str(&text).map_err(Error::from)
+                }
+            })
         });
         Templates { env, cmd_env }
     }
@@ -209,7 +164,9 @@ impl Templates {
             .map_err(|e| self.diagnose(e, src, place, Some(ctx)))
     }
 
-    /// Renders a shell command with the injection guard on (unless `unsafe_shell`).
+    /// Renders a shell command with the injection guard on (unless `unsafe_shell`): every
+    /// value is judged by the shell context it lands in (`shell`), and the first refused one
+    /// is reported at its expression.
     pub fn render_command(
         &self,
         src: &str,
@@ -223,19 +180,124 @@ impl Templates {
         if !is_template(src) {
             return Ok(src.to_string());
         }
-        QUOTED.with(|q| q.borrow_mut().clear());
-        let rendered = self.cmd_env.render_str(src, ctx).map_err(|e| {
-            let guard = e.kind() == ErrorKind::InvalidOperation
-                && e.detail().is_some_and(|d| d.starts_with("shell-injection guard"));
+        let uncheckable = || {
+            Diagnostic::error(UNCHECKABLE)
+                .at(place.span)
+                .label("in this command")
+                .help("write each value's expression where the command uses it, passed through `| quote`")
+        };
+        if src.contains(MARK) {
+            return Err(uncheckable());
+        }
+        let (rendered, mode) = with_guard(GuardMode::Record(Vec::new()), || {
+            self.cmd_env.render_str(src, ctx)
+        });
+        let rendered = rendered.map_err(|e| {
             let d = self.diagnose(e, src, place, Some(ctx));
-            if guard {
-                d.help("pass the value through `| quote`, or set `unsafe_shell: true` on the step if the shell must interpret it")
+            if d.title == UNCHECKABLE {
+                d.help("write the expression where the command uses it, passed through `| quote`")
             } else {
                 d
             }
-        });
-        let quoted = QUOTED.with(|q| std::mem::take(&mut *q.borrow_mut()));
-        crate::shell::splice(&rendered?, &quoted).map_err(|e| quote_misplaced(e, src, place))
+        })?;
+        let GuardMode::Record(values) = mode else {
+            return Err(uncheckable());
+        };
+        let texts: Vec<&str> = rendered.split(MARK).collect();
+        if texts.len() != values.len() + 1 {
+            return Err(uncheckable());
+        }
+        let mut pieces = Vec::with_capacity(texts.len() + values.len());
+        for (i, t) in texts.iter().enumerate() {
+            pieces.push(shell::Piece::Text(t));
+            if let Some((text, quoted)) = values.get(i) {
+                pieces.push(shell::Piece::Value {
+                    text,
+                    quoted: *quoted,
+                });
+            }
+        }
+        if let Some(v) = shell::check(&pieces).first() {
+            let value = values.get(v.index).map(|x| x.0.as_str()).unwrap_or("");
+            return Err(self.refuse(src, place, ctx, v, value));
+        }
+        Ok(pieces
+            .iter()
+            .map(|p| match p {
+                shell::Piece::Text(t) | shell::Piece::Value { text: t, .. } => *t,
+            })
+            .collect())
+    }
+
+    /// The diagnostic of a refused value, placed at the expression that produced it (found
+    /// by rendering again, failing at that value).
+    fn refuse(
+        &self,
+        src: &str,
+        place: Place,
+        ctx: &Value,
+        v: &shell::Verdict,
+        value: &str,
+    ) -> Diagnostic {
+        let title = v.title(value);
+        let mode = GuardMode::FailAt {
+            at: v.index,
+            seen: 0,
+            message: title.clone(),
+        };
+        let (again, _) = with_guard(mode, || self.cmd_env.render_str(src, ctx));
+        let d = match again {
+            Err(e) => self.diagnose(e, src, place, Some(ctx)),
+            Ok(_) => Diagnostic::error(title.clone()).at(place.span),
+        };
+        Diagnostic {
+            title,
+            label: v.label(),
+            help: Some(v.help()),
+            ..d
+        }
+    }
+
+    /// The guard's verdicts that a command's text alone decides, before anything runs:
+    /// `| quote` where its quotes cannot protect the value (inside quotes, backticks, `${…}`,
+    /// a here-document, after a backslash) and a value written as a here-document's
+    /// delimiter. Templates with statements (`{% … %}`) are left to the run-time guard.
+    pub fn check_command(&self, src: &str, place: Place) -> Vec<Diagnostic> {
+        if !is_template(src) || src.contains("{%") {
+            return Vec::new();
+        }
+        let Some(parts) = template_parts(src) else {
+            return Vec::new();
+        };
+        let mut exprs = Vec::new();
+        let pieces: Vec<shell::Piece<'_>> = parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(r) => shell::Piece::Text(&src[r.clone()]),
+                Part::Expr { range, quoted } => {
+                    exprs.push(range.clone());
+                    let text = if *quoted { "'\u{E000}'" } else { "\u{E000}" };
+                    shell::Piece::Value {
+                        text,
+                        quoted: *quoted,
+                    }
+                }
+            })
+            .collect();
+        shell::check(&pieces)
+            .into_iter()
+            .filter(shell::Verdict::is_static)
+            .filter_map(|v| {
+                let range = exprs.get(v.index)?.clone();
+                let line = src[..range.start].matches('\n').count() + 1;
+                Some(
+                    Diagnostic::error(v.title(""))
+                        .at(place.inner(src, line, Some(range)))
+                        .label(v.label())
+                        .help(v.help()),
+                )
+            })
+            .collect()
     }
 
     /// Evaluates an expression to a value (`when`, `until`, `that`, `loop: "{{ list }}"`).
@@ -465,131 +527,6 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Filters
-// ---------------------------------------------------------------------------------------------
-
-/// POSIX-shell-safe quoting of one word.
-pub fn shell_quote(s: &str) -> Result<String, Error> {
-    shlex::try_quote(s).map(|c| c.into_owned()).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            "cannot quote a NUL byte for the shell",
-        )
-    })
-}
-
-/// A `| quote`d value that would not be protected where it stands: the diagnostic, at the
-/// expression that gave it when the command's text shows it (the `n`-th `quote` written).
-fn quote_misplaced(e: crate::shell::SpliceError, src: &str, place: Place) -> Diagnostic {
-    use crate::shell::SpliceError;
-    let (n, label, title) = match e {
-        SpliceError::InsideQuotes { n, quoting } => (
-            n,
-            format!("this value lands inside {}", quoting.describe()),
-            "`| quote` does not protect a value inside quotes".to_string(),
-        ),
-        SpliceError::Mangled => (
-            0,
-            "quote's result was cut or changed".to_string(),
-            "`| quote`'s result must reach the command whole".to_string(),
-        ),
-    };
-    // The place of the n-th `quote` in the source, else of the whole command.
-    let at = match src.match_indices("quote").nth(n) {
-        Some((byte, _)) => {
-            let line = src[..byte].matches('\n').count() + 1;
-            place.inner(src, line, Some(byte..byte + "quote".len()))
-        }
-        None => place.span,
-    };
-    Diagnostic::error(title).at(at).label(label).help(
-        "drop the quotes around `{{ … | quote }}`: quote adds its own (`echo {{ v | quote }}`, not `echo \"{{ v | quote }}\"`)",
-    )
-}
-
-fn filter_quote(v: Value) -> Result<Value, Error> {
-    let s = match v.as_str() {
-        Some(s) => s.to_string(),
-        None => v.to_string(),
-    };
-    Ok(Value::from_safe_string(shell_quote(&s)?))
-}
-
-fn filter_to_json(v: Value) -> Result<String, Error> {
-    serde_json::to_string(&v).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
-}
-
-fn filter_from_json(s: &str) -> Result<Value, Error> {
-    let j: serde_json::Value = serde_json::from_str(s)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("from_json: {e}")))?;
-    Ok(Value::from(minijinja::value::Serde(&j)))
-}
-
-fn filter_b64encode(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
-fn filter_b64decode(s: &str) -> Result<String, Error> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("b64decode: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            "b64decode: result is not UTF-8",
-        )
-    })
-}
-
-fn compile_regex(p: &str) -> Result<regex::Regex, Error> {
-    regex::Regex::new(p)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("bad regex: {e}")))
-}
-
-fn filter_regex_replace(
-    s: &str,
-    pattern: &str,
-    replacement: Option<&str>,
-) -> Result<String, Error> {
-    let re = compile_regex(pattern)?;
-    // Ansible writes group references as `\1`; the regex crate as `${1}`.
-    let rep = replacement.unwrap_or("");
-    let backref = regex::Regex::new(r"\\(\d+)")
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let rep = backref.replace_all(rep, "$${$1}").into_owned();
-    Ok(re.replace_all(s, rep.as_str()).into_owned())
-}
-
-fn filter_regex_search(s: &str, pattern: &str) -> Result<Value, Error> {
-    let re = compile_regex(pattern)?;
-    Ok(match re.find(s) {
-        Some(m) => Value::from(m.as_str()),
-        None => Value::from(()),
-    })
-}
-
-fn filter_basename(s: &str) -> String {
-    std::path::Path::new(s)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn filter_dirname(s: &str) -> String {
-    std::path::Path::new(s)
-        .parent()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn filter_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,6 +611,183 @@ mod tests {
             t.render_command("echo {{ version }}", place, &ctx(), false)
                 .expect("plain"),
             "echo 2.4.1"
+        );
+    }
+
+    /// Commands with a value in every shell context, each value plain (`V`) and through
+    /// `| quote` (`Q`), against payloads that try to create a file: whatever the guard lets
+    /// through, run by dash and by bash, never creates it.
+    #[test]
+    fn no_payload_gets_past_the_guard_in_any_context() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let canary = dir.path().join("pwned");
+        let c = canary.display().to_string();
+        let payloads = [
+            format!("$(touch {c})"),
+            format!("`touch {c}`"),
+            format!("\"$(touch {c})\""),
+            format!("'; touch {c}; '"),
+            format!("\"; touch {c}; \""),
+            format!("; touch {c}"),
+            format!("\ntouch {c}\n"),
+            format!("a\\'; touch {c}; echo \\'"),
+            format!("x' ; touch {c} ; echo 'y"),
+            "\\".to_string(),
+            format!("EOF\ntouch {c}\nEOF"),
+            format!("\\`touch {c}\\`"),
+            format!(") ; touch {c} ; ("),
+            format!("}}; touch {c}; {{"),
+            format!("x[$(touch {c})]"),
+            format!("`; touch {c}; `"),
+        ];
+        let commands = [
+            "echo V",
+            "echo \"V\"",
+            "echo 'V'",
+            "echo \\V",
+            "echo $V",
+            "echo pre-V-post",
+            "echo \"$(echo V)\"",
+            "echo $(echo V)",
+            "echo `echo V`",
+            "echo \"`echo V`\"",
+            "echo ${x:-V}",
+            "echo \"${x:-V}\"",
+            "echo $(( V ))",
+            "echo hi # V",
+            "echo a V#V",
+            "cat <<EOF\nV\nEOF",
+            "cat <<'EOF'\nV\nEOF",
+            "cat <<V\nx\nV",
+            "cat <<<V",
+            "echo $'a' V",
+            "echo $'it\\'s' V",
+            "x=V; echo \"$x\"",
+            "printf '%s\\n' V | cat",
+            "case V in *) echo;; esac",
+            "echo $(case a in a) echo V;; esac)",
+            "{% if true %}echo \"V\"{% endif %}",
+            "{% for i in [1] %}echo 'V' {% endfor %}",
+        ];
+        let f = register_source("t.yml", "x");
+        let place = Place {
+            span: Span::file_start(f),
+            style: Style::Plain,
+        };
+        let shells: Vec<&str> = ["/bin/dash", "/bin/bash", "/bin/sh"]
+            .into_iter()
+            .filter(|s| std::path::Path::new(s).exists())
+            .collect();
+        let mut ran = 0;
+        for tpl in commands {
+            for (slot, filter) in [("{{ v }}", ""), ("{{ v | quote }}", " | quote")] {
+                let src = tpl.replace('V', slot);
+                for p in &payloads {
+                    let ctx = json_to_value(&serde_json::json!({ "v": p }));
+                    let Ok(cmd) = templates().render_command(&src, place, &ctx, false) else {
+                        continue;
+                    };
+                    for sh in &shells {
+                        let _ = std::process::Command::new(sh)
+                            .arg("-c")
+                            .arg(&cmd)
+                            .current_dir(dir.path())
+                            .stdin(std::process::Stdio::null())
+                            .output()
+                            .expect("shell");
+                        ran += 1;
+                        assert!(
+                            !canary.exists(),
+                            "{sh} ran the payload {p:?}{filter} in {tpl:?} as {cmd:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ran > 100, "only {ran} commands passed the guard");
+    }
+
+    #[test]
+    fn safe_forms_keep_working_and_quote_in_quotes_is_refused() {
+        let f = register_source("t.yml", "x");
+        let place = Place {
+            span: Span::file_start(f),
+            style: Style::Plain,
+        };
+        let ctx = json_to_value(&serde_json::json!({"v": "$(touch x)", "w": "plain words"}));
+        let t = templates();
+        let ok = |src: &str| t.render_command(src, place, &ctx, false);
+        assert_eq!(ok("echo {{ v | quote }}").expect("ok"), "echo '$(touch x)'");
+        assert_eq!(
+            ok("echo \"$(echo {{ v | quote }})\" '{{ w }}' \"{{ w }}\"").expect("ok"),
+            "echo \"$(echo '$(touch x)')\" 'plain words' \"plain words\""
+        );
+        assert_eq!(
+            ok("echo \"{{ v }}\"").expect_err("raw").title,
+            "shell-injection guard: `$(touch x)` contains shell metacharacters"
+        );
+        for (src, title) in [
+            ("echo \"{{ v | quote }}\"", "inside double quotes"),
+            ("echo '{{ v | quote }}'", "inside single quotes"),
+            ("echo `echo {{ v | quote }}`", "inside backticks"),
+            ("echo \\{{ v | quote }}", "after a backslash"),
+            ("cat <<EOF\n{{ w | quote }}\nEOF", "in a here-document"),
+        ] {
+            let d = ok(src).expect_err(src);
+            assert_eq!(
+                d.title,
+                format!("shell-injection guard: `| quote` does not protect a value {title}")
+            );
+            assert!(d.help.is_some_and(|h| !h.is_empty()));
+        }
+        // `| safe` is not `| quote`: only quote's own output counts as quoted.
+        assert!(ok("echo {{ v | safe }}").is_err());
+        assert_eq!(
+            t.render_command("echo \"{{ v | quote }}\"", place, &ctx, true)
+                .expect("unsafe_shell"),
+            "echo \"'$(touch x)'\""
+        );
+    }
+
+    #[test]
+    fn check_refuses_quote_where_it_cannot_protect_at_its_place() {
+        let text = "a: \"echo \\\"{{ v | quote }}\\\" {{ w | quote }} '{{ x|quote }}'\"\n";
+        let f = register_source("t.yml", text);
+        let n = parse(f, text).expect("yaml");
+        let v = n.get("a").expect("a");
+        let ds = templates().check_command(v.as_str().unwrap_or(""), Place::of(v));
+        let at: Vec<(u32, u32, u32)> = ds
+            .iter()
+            .filter_map(|d| d.span.map(|s| (s.line, s.col, s.end_col)))
+            .collect();
+        // Columns in the file, through the `\"` escapes.
+        assert_eq!(at, [(1, 15, 24), (1, 50, 57)]);
+        assert!(
+            ds[0].title.ends_with("inside double quotes"),
+            "{}",
+            ds[0].title
+        );
+        assert!(
+            ds[1].title.ends_with("inside single quotes"),
+            "{}",
+            ds[1].title
+        );
+        // Statements are left to the run-time guard; a plain `{{ v | quote }}` is fine.
+        let t = templates();
+        assert!(
+            t.check_command("{% if a %}'{{ v | quote }}'{% endif %}", Place::of(v))
+                .is_empty()
+        );
+        assert!(
+            t.check_command("echo {{ v | quote }} {{- w }}", Place::of(v))
+                .is_empty()
+        );
+        assert!(
+            t.check_command(
+                "echo {{ {'a': {'b': 1}} | quote }} {# '{{ x }}' #}",
+                Place::of(v)
+            )
+            .is_empty()
         );
     }
 
