@@ -52,6 +52,53 @@ pub fn register_source(name: impl Into<String>, text: impl Into<Arc<str>>) -> Fi
     FileId(u32::try_from(files.len() - 1).unwrap_or(u32::MAX))
 }
 
+/// A file's bytes as text (the caller registers it). When they are not UTF-8, the error is
+/// placed at the line and column of the first invalid byte (counted over the valid text
+/// before it); what is registered under `name` for the renderer then is that text and the
+/// rest of the byte's line, with what cannot be shown as `�`. `what` names the file for the
+/// message (`playbook`, `vars file`, `inventory`).
+pub fn utf8_text(name: &str, bytes: Vec<u8>, what: &str) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes)
+        .map_err(|e| not_utf8(name, e.as_bytes(), e.utf8_error().valid_up_to(), what))
+}
+
+fn not_utf8(name: &str, bytes: &[u8], at: usize, what: &str) -> Diagnostic {
+    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+    let line = valid.matches('\n').count() as u32 + 1;
+    let col = valid[line_start..].chars().count() as u32 + 1;
+    let line_end = bytes[at..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |p| at + p);
+    // The line as the renderer shows it: no control characters reach the terminal, and a
+    // binary file's "line" is cut short.
+    let shown: String = String::from_utf8_lossy(&bytes[line_start..line_end])
+        .chars()
+        .take(col as usize + 80)
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let file = register_source(name, format!("{}{shown}", &valid[..line_start]));
+    let help = if bytes.contains(&0) {
+        format!("this looks like a binary file; the {what} must be UTF-8 text")
+    } else {
+        "save the file as UTF-8".to_string()
+    };
+    Diagnostic::error(format!("{what} `{name}` is not UTF-8 text"))
+        .at(Span::point(file, line, col))
+        .label(format!(
+            "byte 0x{:02X} (offset {at}) is not UTF-8",
+            bytes.get(at).copied().unwrap_or(0)
+        ))
+        .help(help)
+}
+
 /// The display name of a registered file.
 pub fn file_name(id: FileId) -> String {
     let files = registry().lock().unwrap_or_else(|p| p.into_inner());
@@ -553,6 +600,38 @@ mod tests {
             d.render(),
             "error: unknown step kind `htp`\n --> deploy.yml:2:7\n  |\n2 |     - htp:\n  |       ^^^ did you mean `http`?\n"
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_placed_at_its_first_invalid_byte() {
+        let bytes = b"a: 1\nname: caf\xe9 \xc3\xa9t\xe9\nb: 2\n".to_vec();
+        let d = utf8_text("latin1.yml", bytes, "playbook").expect_err("not UTF-8");
+        assert_eq!(
+            d.render(),
+            "error: playbook `latin1.yml` is not UTF-8 text\n --> latin1.yml:2:10\n  |\n2 | name: caf\u{FFFD} \u{e9}t\u{FFFD}\n  |          ^ byte 0xE9 (offset 14) is not UTF-8\n  = help: save the file as UTF-8\n"
+        );
+        // After multi-byte characters, columns count characters, not bytes.
+        let d = utf8_text(
+            "x.yml",
+            "é€😀\u{80}".bytes().chain([0xff]).collect(),
+            "vars file",
+        )
+        .expect_err("not UTF-8");
+        let s = d.span.expect("placed");
+        assert_eq!((s.line, s.col), (1, 5));
+        // A binary file: no control character reaches the terminal, the line is cut short.
+        let mut bin = vec![0x7f, b'E', b'L', b'F', 2, 1, 0, 0x1b, b'['];
+        bin.extend(std::iter::repeat_n(0xffu8, 500));
+        let d = utf8_text("inv", bin, "inventory").expect_err("binary");
+        let shown = d.render();
+        assert!(shown.contains(" --> inv:1:10\n"), "{shown}");
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(shown.len() < 600, "{shown}");
+        assert!(d.help.is_some_and(|h| h.contains("binary")));
+        assert!(utf8_text("ok.yml", b"a: 1\n".to_vec(), "playbook").is_ok());
     }
 
     #[test]

@@ -116,13 +116,12 @@ fn load_file(path: &Path, raw: &mut Raw, diags: &mut Diagnostics) -> Option<bool
         }
     };
     let name = path.display().to_string();
-    let Ok(text) = String::from_utf8(bytes) else {
-        diags.push(
-            Diagnostic::error(format!("cannot read inventory `{name}`"))
-                .label("the file is not UTF-8 text")
-                .help("give `-i` an inventory file: sortie YAML, Ansible INI or Ansible YAML"),
-        );
-        return None;
+    let text = match crate::diag::utf8_text(&name, bytes, "inventory") {
+        Ok(text) => text,
+        Err(d) => {
+            diags.push(d);
+            return None;
+        }
     };
     if text.starts_with("#!") && is_executable(path) {
         let file = register_source(name.clone(), text.as_str());

@@ -26,21 +26,11 @@ use crate::yaml::{self, Node, NodeKind};
 /// Reads a file and registers its text for diagnostics.
 pub fn read_source(path: &Path, what: &str) -> Result<(crate::diag::FileId, String), Diagnostic> {
     match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => {
-                let id = register_source(path.display().to_string(), text.as_str());
-                Ok((id, text))
-            }
-            Err(e) => Err(Diagnostic::error(format!(
-                "{what} `{}` is not UTF-8 text",
-                path.display()
-            ))
-            .label(format!(
-                "invalid byte at offset {}",
-                e.utf8_error().valid_up_to()
-            ))
-            .help("save the file as UTF-8")),
-        },
+        Ok(bytes) => {
+            let name = path.display().to_string();
+            let text = crate::diag::utf8_text(&name, bytes, what)?;
+            Ok((register_source(name, text.as_str()), text))
+        }
         Err(e) => {
             let help = match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -145,6 +135,10 @@ pub fn load_vars_file(
 ) -> Result<IndexMap<String, Node>, Diagnostics> {
     let (file, text) = read_source(path, "vars file").map_err(|d| {
         let Some(at) = at else { return d };
+        if d.span.is_some() {
+            // Placed in the file itself (its encoding): the listing is the second place.
+            return d.also(at, "listed here");
+        }
         let d = d.at(at).label("listed here");
         if d.help
             .as_deref()

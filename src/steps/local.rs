@@ -14,8 +14,10 @@ use crate::yaml::Node;
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Local {
-    /// The command, run by `sh -c` on the runner. Templated values that contain shell
-    /// metacharacters are refused unless they pass through `| quote` or `unsafe_shell: true`.
+    /// The command, run by `sh -c` on the runner. Templated values with shell
+    /// metacharacters are refused unless they pass through `| quote` written outside quotes
+    /// (`echo {{ v | quote }}`; inside `"…"` or `'…'` it does not protect and is refused too),
+    /// or the step sets `unsafe_shell: true`.
     pub cmd: String,
     /// Environment variables set for the command.
     #[serde(default)]

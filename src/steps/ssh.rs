@@ -19,8 +19,10 @@ use crate::yaml::Node;
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ssh {
-    /// The command, run by the login shell (`sh -c`). Templated values that contain shell
-    /// metacharacters are refused unless they pass through `| quote` or `unsafe_shell: true`.
+    /// The command, run by the login shell (`sh -c`). Templated values with shell
+    /// metacharacters are refused unless they pass through `| quote` written outside quotes
+    /// (`echo {{ v | quote }}`; inside `"…"` or `'…'` it does not protect and is refused too),
+    /// or the step sets `unsafe_shell: true`.
     pub cmd: String,
     /// Environment variables set for the command (exported by the remote shell, so any name
     /// works whatever sshd's `AcceptEnv` says).

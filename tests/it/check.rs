@@ -333,3 +333,104 @@ fn costly_input_gets_a_bounded_answer() {
         out.stderr
     );
 }
+
+/// A file that is not UTF-8 — a playbook, a vars file, `-e @file`, each kind of inventory, a
+/// `group_vars` file — is placed at the line and column of its first invalid byte.
+#[test]
+fn files_that_are_not_utf8_are_placed_at_their_first_invalid_byte() {
+    use crate::harness::Case;
+    let latin1: &[u8] = b"# Configuration\nname: caf\xe9\n";
+    let write = |c: &Case, name: &str, bytes: &[u8]| {
+        let p = c.path(name);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(p, bytes).expect("write");
+    };
+    let expect = |out: &crate::harness::Output, what: &str, at: &str, help: &str| {
+        assert_eq!(out.code, 3, "{what}\n{}", out.all());
+        assert!(
+            out.stderr.contains("` is not UTF-8 text\n --> "),
+            "{what}\n{}",
+            out.stderr
+        );
+        let place = out
+            .stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("--> "))
+            .unwrap_or("");
+        assert!(place.ends_with(at), "{what}: {place}\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("= help: {help}")),
+            "{what}\n{}",
+            out.stderr
+        );
+    };
+    let utf8 = "save the file as UTF-8";
+    let ok_pb = "hosts: all\nsteps:\n  - local: \"true\"\n";
+
+    let c = Case::new(ok_pb);
+    write(&c, "playbook.yml", &[b"hosts: all\n", latin1].concat());
+    expect(&c.check(), "playbook", "playbook.yml:3:10", utf8);
+
+    let c = Case::new("hosts: all\nvars_files: [vars.yml]\nsteps:\n  - local: \"true\"\n");
+    write(&c, "vars.yml", latin1);
+    let out = c.check();
+    expect(&out, "vars file", "vars.yml:2:10", utf8);
+    assert!(out.stderr.contains("listed here"), "{}", out.stderr);
+
+    let c = Case::new(ok_pb).arg("-e").arg("@extra.yml");
+    write(&c, "extra.yml", latin1);
+    expect(&c.run(), "-e @file", "extra.yml:2:10", utf8);
+
+    for (name, text) in [
+        (
+            "hosts.yml",
+            &b"hosts:\n  web1: { address: 10.0.0.1 }\n# caf\xe9\n"[..],
+        ),
+        (
+            "hosts.ini",
+            &b"[web]\nweb1 ansible_host=10.0.0.1 # caf\xe9\n"[..],
+        ),
+        (
+            "ansible.yml",
+            &b"all:\n  hosts:\n    web1:\n      role: caf\xe9\n"[..],
+        ),
+    ] {
+        let c = Case::new(ok_pb);
+        write(&c, name, text);
+        let p = c.path(name);
+        let c = c.inventory_file(p);
+        let at = match name {
+            "hosts.yml" => "hosts.yml:3:6",
+            "hosts.ini" => "hosts.ini:2:33",
+            _ => "ansible.yml:4:16",
+        };
+        expect(&c.check(), name, at, utf8);
+    }
+
+    let c = Case::new(ok_pb);
+    write(&c, "hosts.ini", b"[web]\nweb1\n");
+    write(&c, "group_vars/web.yml", latin1);
+    let p = c.path("hosts.ini");
+    let c = c.inventory_file(p);
+    expect(&c.check(), "group_vars", "group_vars/web.yml:2:10", utf8);
+
+    // A binary file given as an inventory: placed too, and called what it is.
+    let c = Case::new(ok_pb);
+    write(
+        &c,
+        "inventory.bin",
+        b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe\x1b[31m",
+    );
+    let p = c.path("inventory.bin");
+    let c = c.inventory_file(p);
+    let out = c.check();
+    expect(
+        &out,
+        "binary",
+        "inventory.bin:1:10",
+        "this looks like a binary file; the inventory must be UTF-8 text",
+    );
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+}

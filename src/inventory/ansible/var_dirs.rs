@@ -80,14 +80,17 @@ fn var_file(p: &Path) -> bool {
 }
 
 fn read_var_file(path: &Path, diags: &mut Diagnostics) -> Vec<Var> {
-    let text = match std::fs::read_to_string(path) {
+    let read = std::fs::read(path).map_err(|e| {
+        Diagnostic::error(format!("cannot read variables file `{}`", path.display()))
+            .label(e.to_string())
+            .help("fix the file's permissions, or remove it")
+    });
+    let text = match read
+        .and_then(|b| crate::diag::utf8_text(&path.display().to_string(), b, "variables file"))
+    {
         Ok(t) => t,
-        Err(e) => {
-            diags.push(
-                Diagnostic::error(format!("cannot read variables file `{}`", path.display()))
-                    .label(e.to_string())
-                    .help("fix the file's permissions or encoding (UTF-8), or remove it"),
-            );
+        Err(d) => {
+            diags.push(d);
             return Vec::new();
         }
     };

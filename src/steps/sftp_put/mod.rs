@@ -210,8 +210,10 @@ fn inline_body(
     } else {
         cx.dir.join(t)
     };
-    let text = std::fs::read_to_string(&path)
+    let bytes = std::fs::read(&path)
         .map_err(|e| StepError::Io(format!("cannot read template {}: {e}", path.display())))?;
+    let text = crate::diag::utf8_text(&path.display().to_string(), bytes, "template")
+        .map_err(StepError::Template)?;
     let file = crate::diag::register_source(path.display().to_string(), text.as_str());
     let place = crate::template::Place {
         span: crate::diag::Span::point(file, 1, 1),
