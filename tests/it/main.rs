@@ -12,5 +12,7 @@ mod http;
 mod jobs;
 mod layout;
 mod library;
+mod release;
 mod reports;
+mod ship;
 mod ssh;
