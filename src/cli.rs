@@ -4,10 +4,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `sortie --version` prints after the name: the package version and the git commit the
+/// binary was built from (`build.rs`; `-dirty` when tracked files had changes, `unknown`
+/// outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SORTIE_GIT_COMMIT"),
+    ")"
+);
+
 /// sortie: run declarative YAML playbooks of network steps — ssh, sftp_put, sftp_get, http,
 /// dns, tcp — across a host inventory, concurrently, and report what happened on every host.
 #[derive(Parser, Debug)]
-#[command(name = "sortie", version, about, long_about = None)]
+#[command(name = "sortie", version = VERSION, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 every host ok · 1 a step failed · 2 a host unreachable · 3 invalid input · 4 interrupted"
 )]
@@ -28,6 +38,17 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Print a JSON Schema (playbook, inventory or report).
     Schema(SchemaArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    ///
+    /// Install it where the shell looks: bash, `sortie completions bash >
+    /// ~/.local/share/bash-completion/completions/sortie`; zsh, as `_sortie` in a directory of
+    /// `$fpath`; fish, `sortie completions fish > ~/.config/fish/completions/sortie.fish`.
+    Completions(CompletionsArgs),
+    /// Print a man page in roff: sortie(1), or a command's own (`sortie man run`).
+    ///
+    /// Read it with `sortie man | man -l -`, or install it as `man1/sortie.1` under a
+    /// directory of `manpath`.
+    Man(ManArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -147,4 +168,28 @@ pub enum SchemaKind {
     Playbook,
     Inventory,
     Report,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// A command whose own page to print (`run` prints sortie-run(1)); default: sortie(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (sortie.1, sortie-run.1, …) into this directory instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
 }

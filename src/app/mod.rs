@@ -1,12 +1,15 @@
 //! The commands behind the CLI — thin fronts over the library: each takes its parsed
 //! arguments, loads files, builds a request for the engine (`exec`) or the loaders, writes its
 //! output (stdout for results, stderr for diagnostics) and returns the exit code (`exit`).
-//! `run` lives in `app::run`; `main.rs` only parses and exits with what these return.
+//! `run` lives in `app::run`, `completions` and `man` in `app::generate`; `main.rs` only
+//! parses and exits with what these return.
 
+mod generate;
 mod run;
 
 use std::io::Write;
 
+pub use generate::{completions, man};
 pub use run::run;
 
 use crate::cli::{CheckArgs, InventoryArgs, PlanArgs, PlanFormat, SchemaArgs, SchemaKind};

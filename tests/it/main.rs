@@ -13,6 +13,8 @@ mod http;
 mod jobs;
 mod layout;
 mod library;
+mod release;
 mod reports;
 mod sftp_safety;
+mod ship;
 mod ssh;
