@@ -137,7 +137,7 @@ fn command_page(name: &str, out: &mut dyn Write) -> Option<std::io::Result<()>> 
 }
 
 /// Writes generated text to stdout; a closed pipe (`| head`) is not an error worth a message.
-fn write_stdout(bytes: &[u8]) -> i32 {
+pub(super) fn write_stdout(bytes: &[u8]) -> i32 {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => exit::OK,

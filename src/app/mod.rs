@@ -160,8 +160,7 @@ pub fn plan(args: &PlanArgs) -> i32 {
         PlanFormat::Dot => crate::plan::render_dot(&plans.plans),
     };
     // The plan shows rendered values: secrets are masked as in every other output.
-    print!("{}", plans.redactor.redact(&out));
-    exit::OK
+    generate::write_stdout(plans.redactor.redact(&out).as_bytes())
 }
 
 pub fn inventory(args: &InventoryArgs) -> i32 {
@@ -182,15 +181,12 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
         },
         None => inv.hosts.iter().collect(),
     };
-    if args.graph {
-        print!("{}", inv.graph(&hosts));
+    let text = if args.graph {
+        inv.graph(&hosts)
     } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&inv.to_json(&hosts)).unwrap_or_default()
-        );
-    }
-    exit::OK
+        serde_json::to_string_pretty(&inv.to_json(&hosts)).unwrap_or_default() + "\n"
+    };
+    generate::write_stdout(text.as_bytes())
 }
 
 pub fn schema(args: &SchemaArgs) -> i32 {
@@ -199,6 +195,5 @@ pub fn schema(args: &SchemaArgs) -> i32 {
         SchemaKind::Inventory => inventory::schema(),
         SchemaKind::Report => crate::report::schema(),
     };
-    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-    exit::OK
+    generate::write_stdout((serde_json::to_string_pretty(&s).unwrap_or_default() + "\n").as_bytes())
 }

@@ -194,14 +194,7 @@ impl Remote {
 
     /// Sets the permission bits.
     pub fn chmod(&mut self, path: &str, mode: u32) -> Result<(), StepError> {
-        let stat = FileStat {
-            size: None,
-            uid: None,
-            gid: None,
-            perm: Some(mode),
-            atime: None,
-            mtime: None,
-        };
+        let stat = mode_only(mode);
         self.call(
             || format!("cannot set the mode of {path}"),
             |s| s.setstat(Path::new(path), stat.clone()).map_err(E::from),
@@ -213,14 +206,7 @@ impl Remote {
         let Some(file) = f.file.as_mut() else {
             return Err(StepError::Io(format!("{} is closed", f.path)));
         };
-        let stat = FileStat {
-            size: None,
-            uid: None,
-            gid: None,
-            perm: Some(mode),
-            atime: None,
-            mtime: None,
-        };
+        let stat = mode_only(mode);
         let live = self.live.clone();
         match live.stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from)) {
             Ok(()) => Ok(()),
@@ -374,5 +360,16 @@ impl Remote {
         let live = self.live.clone();
         live.exec(&self.ctl, command, None, limit)
             .map_err(|e| self.err("remote command", e))
+    }
+}
+/// Attributes that set the permission bits and nothing else.
+fn mode_only(mode: u32) -> FileStat {
+    FileStat {
+        size: None,
+        uid: None,
+        gid: None,
+        perm: Some(mode),
+        atime: None,
+        mtime: None,
     }
 }

@@ -434,3 +434,32 @@ fn files_that_are_not_utf8_are_placed_at_their_first_invalid_byte() {
     );
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
 }
+
+/// Output into a pipe that closes early (`| head -c 1`) ends quietly, without a panic: an
+/// inventory listing of megabytes, far more than a pipe holds.
+#[test]
+fn a_closed_pipe_is_no_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("big.yml"),
+        "groups:\n  web:\n    hosts:\n      web[00000:19999].example.com: {}\n",
+    )
+    .expect("write");
+    for args in [
+        "inventory -i big.yml --list",
+        "inventory -i big.yml --graph",
+    ] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{} {args} | head -c 1 >/dev/null; echo \"rc=${{PIPESTATUS[0]}}\" >&2",
+                crate::harness::sortie_bin().display()
+            ))
+            .current_dir(dir.path())
+            .output()
+            .expect("bash");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+        assert!(stderr.contains("rc=0"), "{args}: {stderr}");
+    }
+}
