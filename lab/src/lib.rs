@@ -18,6 +18,7 @@ pub mod pki;
 pub mod process;
 pub mod ssh;
 pub mod tcp;
+pub mod wan;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -91,6 +92,10 @@ pub struct LabOptions {
     pub slow_delay: Duration,
     /// Port of the DNS server (UDP and TCP) on 127.0.0.1; 0 picks a free one.
     pub dns_port: u16,
+    /// A WAN between the runner and every host (see [`wan`]): every server of a host then
+    /// listens on its backstage address, the proxy on its public one. 127.0.0.1 (the lab's
+    /// own HTTP URL, DNS) stays direct.
+    pub wan: Option<wan::WanOptions>,
 }
 
 impl LabOptions {
@@ -101,7 +106,17 @@ impl LabOptions {
             counter_hold: Duration::from_millis(200),
             slow_delay: Duration::from_secs(2),
             dns_port: 0,
+            wan: None,
         }
+    }
+
+    /// Puts a WAN with this round trip between the runner and every host.
+    pub fn with_rtt(mut self, rtt: Duration) -> Self {
+        self.wan = Some(wan::WanOptions {
+            rtt,
+            bandwidth: None,
+        });
+        self
     }
 
     /// Options for tests that run side by side: see [`ssh::SshLabOptions::for_test`].
@@ -133,16 +148,24 @@ pub struct Lab {
     pub http: http::HttpServer,
     pub tcp: TcpListeners,
     pub dns: dns::DnsServer,
+    /// The emulated link in front of every host, with [`LabOptions::wan`].
+    pub wan: Option<wan::Wan>,
 }
 
 impl Lab {
     /// Starts everything, waits until every server answers, and writes the lab directory's files.
     pub fn start(options: LabOptions) -> Result<Lab, LabError> {
-        let ssh = ssh::SshLab::start(options.ssh.clone())?;
+        let mut ssh_options = options.ssh.clone();
+        ssh_options.behind_wan = options.wan.is_some();
+        let ssh = ssh::SshLab::start(ssh_options)?;
+        // Behind a WAN every server of a host listens on its backstage address (`listen`).
         let mut ips = vec![Ipv4Addr::LOCALHOST];
-        ips.extend(ssh.hosts().iter().map(|h| h.address));
+        ips.extend(ssh.hosts().iter().map(|h| h.listen));
         let mut names: Vec<(Ipv4Addr, String)> = vec![(Ipv4Addr::LOCALHOST, "lab".to_string())];
-        names.extend(ssh.hosts().iter().map(|h| (h.address, h.name.clone())));
+        names.extend(ssh.hosts().iter().map(|h| (h.listen, h.name.clone())));
+        // The blackhole's behaviour is its listen queue: it stays on the public addresses.
+        let mut public = vec![Ipv4Addr::LOCALHOST];
+        public.extend(ssh.hosts().iter().map(|h| h.address));
 
         let http = http::HttpServer::start_on(&names, options.http_port)?;
         let tcp = TcpListeners {
@@ -161,7 +184,7 @@ impl Lab {
                 &ips,
                 0,
             )?,
-            blackhole: tcp::TcpServer::start(tcp::TcpKind::Blackhole, &ips, 0)?,
+            blackhole: tcp::TcpServer::start(tcp::TcpKind::Blackhole, &public, 0)?,
             counter: tcp::TcpServer::start(
                 tcp::TcpKind::Counter {
                     hold: options.counter_hold,
@@ -180,11 +203,16 @@ impl Lab {
                     .collect::<Vec<_>>(),
             )
         })?;
+        let wan = match options.wan {
+            Some(link) => Some(start_wan(link, &ssh, &http, &tcp)?),
+            None => None,
+        };
         let lab = Lab {
             ssh,
             http,
             tcp,
             dns,
+            wan,
         };
         lab.ssh.write_inventory(&lab.vars())?;
         write_atomically(&lab.dir().join("lab.json"), &lab.info().to_json()?)?;
@@ -218,6 +246,13 @@ impl Lab {
             "http_url".to_string(),
             serde_json::Value::from(format!("http://127.0.0.1:{}", self.http.port())),
         );
+        if let Some(w) = &self.wan {
+            // The emulated round trip, for playbooks and benchmarks that count round trips.
+            vars.insert(
+                "wan_rtt_ms".to_string(),
+                serde_json::Value::from(w.options().rtt.as_secs_f64() * 1000.0),
+            );
+        }
         vars.insert(
             "lab_dir".to_string(),
             serde_json::Value::from(self.dir().display().to_string()),
@@ -254,6 +289,35 @@ impl Lab {
             vars: self.vars(),
         }
     }
+}
+
+/// The WAN in front of every host: the SSH port, the HTTP port and the TCP listeners (but the
+/// blackhole, which stays direct) of each public address, relayed to its backstage address.
+fn start_wan(
+    link: wan::WanOptions,
+    ssh: &ssh::SshLab,
+    http: &http::HttpServer,
+    tcp: &TcpListeners,
+) -> Result<wan::Wan, LabError> {
+    let ports = [
+        ssh.port(),
+        http.port(),
+        tcp.open.port(),
+        tcp.echo.port(),
+        tcp.banner.port(),
+        tcp.slow.port(),
+        tcp.counter.port(),
+    ];
+    let mut routes = Vec::new();
+    for host in ssh.hosts() {
+        for port in ports {
+            routes.push((
+                std::net::SocketAddr::from((host.address, port)),
+                std::net::SocketAddr::from((host.listen, port)),
+            ));
+        }
+    }
+    wan::Wan::start(link, routes)
 }
 
 /// The contents of `lab.json`.

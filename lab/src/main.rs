@@ -77,6 +77,13 @@ struct StartArgs {
     /// Stop by itself after this long (e.g. 90s, 30m, 3h).
     #[arg(long, default_value = "3h", value_parser = parse_duration)]
     ttl: Duration,
+    /// A WAN between the runner and every host: each direction delayed by half this round trip
+    /// (e.g. 50ms). The hosts' servers then listen on backstage addresses (127.128.x.y).
+    #[arg(long, value_parser = sortie_lab::wan::parse_rtt)]
+    rtt: Option<Duration>,
+    /// With --rtt: cap each connection's bandwidth per direction (e.g. 100mbit, 10MB).
+    #[arg(long, requires = "rtt", value_parser = sortie_lab::wan::parse_bandwidth)]
+    bandwidth: Option<u64>,
     /// Keep the login user's own shell (no mount namespace with /bin/sh).
     #[arg(long)]
     keep_shell: bool,
@@ -139,6 +146,16 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
         .arg("--ttl")
         .arg(format!("{}s", args.ttl.as_secs()))
         .args(args.keep_shell.then_some("--keep-shell"))
+        .args(
+            args.rtt
+                .map(|r| vec!["--rtt".to_string(), format!("{}us", r.as_micros())])
+                .unwrap_or_default(),
+        )
+        .args(
+            args.bandwidth
+                .map(|b| vec!["--bandwidth".to_string(), format!("{b}b")])
+                .unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
@@ -171,6 +188,9 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
                 info.login_shell,
                 info.http_url,
             );
+            if let Some(rtt) = info.vars.get("wan_rtt_ms").and_then(|v| v.as_f64()) {
+                say!("wan:        {rtt} ms round trip between the runner and every host");
+            }
             if let Some(dns) = info.vars.get("dns_server").and_then(|v| v.as_str()) {
                 say!("dns:        {dns} (zone lab.test.)");
             }
@@ -202,6 +222,10 @@ fn serve(args: &StartArgs) -> Result<ExitCode, LabError> {
     options.ssh.sh_login_shell = !args.keep_shell;
     options.http_port = args.http_port;
     options.dns_port = args.dns_port;
+    options.wan = args.rtt.map(|rtt| sortie_lab::wan::WanOptions {
+        rtt,
+        bandwidth: args.bandwidth,
+    });
     let lab = match Lab::start(options) {
         Ok(lab) => lab,
         Err(e) => {

@@ -16,6 +16,15 @@ use crate::error::StepError;
 
 /// Logs in: named keys (with `passphrase_env`), ssh-agent, default keys, then `password_env`.
 pub(super) fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> {
+    // What was tried and how it went, for the message if nothing works.
+    let mut tried: Vec<String> = Vec::new();
+    let passphrase = passphrase(t, &mut tried);
+    // Keys first, without asking the server which methods it takes: that question (a "none"
+    // login) costs a round trip, and a key is what nearly every login uses. The server is
+    // asked only when no key got in.
+    if key_login(t, sess, passphrase.as_deref(), &mut tried) {
+        return Ok(());
+    }
     let methods = match sess.auth_methods(&t.user) {
         Ok(m) => m.to_string(),
         Err(_) if sess.authenticated() => return Ok(()),
@@ -27,12 +36,6 @@ pub(super) fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> 
         }
     };
     let offers = |m: &str| methods.split(',').any(|x| x == m);
-    // What was tried and how it went, for the message if nothing works.
-    let mut tried: Vec<String> = Vec::new();
-    let passphrase = passphrase(t, &mut tried);
-    if offers("publickey") && key_login(t, sess, passphrase.as_deref(), &mut tried) {
-        return Ok(());
-    }
     // What to do about it, when the password says something more specific than the default.
     let mut help = None;
     if let Some(var) = &t.password_env {

@@ -17,6 +17,13 @@ use std::sync::atomic::Ordering;
 use ssh2::{FileStat, OpenFlags, OpenType, Sftp};
 
 use super::command::ExecOutput;
+
+/// Bytes one SFTP write call hands libssh2: it sends them all as 32 KiB requests before it
+/// waits for the first answer, so this is what a transfer keeps in flight (OpenSSH's sftp:
+/// 64 × 32 KiB). Over a 50 ms link a 64 KiB buffer made a 1 MiB upload cost 16 round trips.
+pub const WRITE_IN_FLIGHT: usize = 1 << 20;
+/// Bytes one SFTP read call asks for: libssh2 reads ahead four times that (1 MiB in flight).
+pub const READ_BUFFER: usize = 256 << 10;
 use super::session::{Ctl, E, Live, OpError, lock};
 use crate::error::StepError;
 

@@ -211,3 +211,16 @@ impl TestLab {
         self.lab.dir().join("inventory.yml")
     }
 }
+
+impl TestLab {
+    /// A lab whose hosts are `rtt` away: every connection to a host's address crosses the
+    /// lab's WAN (`sortie_lab::wan`), each direction delayed by half the round trip.
+    pub fn start_with_rtt(n: usize, rtt: std::time::Duration) -> TestLab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lab = sortie_lab::Lab::start(
+            sortie_lab::LabOptions::for_test(n, dir.path().join("lab")).with_rtt(rtt),
+        )
+        .expect("the lab starts behind its WAN");
+        TestLab { lab, dir }
+    }
+}

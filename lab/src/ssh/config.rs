@@ -128,7 +128,7 @@ impl SshLab {
              LogLevel VERBOSE\n\
              Subsystem sftp internal-sftp\n",
             name = host.name,
-            address = host.address,
+            address = host.listen,
             port = host.port,
             key = host.host_key.display(),
             pid = host.pid_file.display(),

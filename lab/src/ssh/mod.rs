@@ -66,6 +66,9 @@ pub struct SshLabOptions {
     /// the machine's /etc/shadow is never touched), and sshd_config says
     /// `PasswordAuthentication yes`.
     pub password: Option<String>,
+    /// sshd listens on each host's backstage address ([`crate::wan::backstage`]), for a
+    /// [`crate::wan::Wan`] in front of it on the public one (set by [`crate::Lab`]).
+    pub behind_wan: bool,
 }
 
 impl SshLabOptions {
@@ -79,6 +82,7 @@ impl SshLabOptions {
             ready_timeout: Duration::from_secs(20) + Duration::from_millis(100) * hosts as u32,
             sshd: PathBuf::from(SSHD),
             password: None,
+            behind_wan: false,
         }
     }
 
@@ -128,6 +132,8 @@ pub struct SshHost {
     /// Inventory name, `h01`…
     pub name: String,
     pub address: Ipv4Addr,
+    /// Where its sshd listens: `address`, or the backstage address behind a WAN.
+    pub listen: Ipv4Addr,
     pub port: u16,
     /// The host's folder under `hosts/`.
     pub dir: PathBuf,
@@ -145,8 +151,9 @@ impl SshHost {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Where its sshd listens (behind a WAN: the backstage address).
     pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::from((self.address, self.port))
+        SocketAddr::from((self.listen, self.port))
     }
 
     /// The host's public key as one `known_hosts` line.
@@ -187,6 +194,14 @@ impl SshLab {
             });
         }
         let addresses = host_addresses(options.base, options.hosts)?;
+        if options.behind_wan
+            && let Some(a) = addresses.iter().find(|a| !crate::wan::has_backstage(**a))
+        {
+            return Err(LabError::Address(
+                *a,
+                "behind a WAN the hosts must be in 127.0.0.0–127.127.255.255 (their servers take the upper half)",
+            ));
+        }
         raise_fd_limit();
         let dir = absolute(&options.dir)?;
         create_dir(&dir.join("hosts"))?;
@@ -385,6 +400,11 @@ fn lay_out_hosts(dir: &Path, addresses: &[Ipv4Addr], options: &SshLabOptions) ->
                 dir: hdir,
                 name,
                 address: *address,
+                listen: if options.behind_wan {
+                    crate::wan::backstage(*address)
+                } else {
+                    *address
+                },
                 port: options.port,
                 child: None,
             }

@@ -17,7 +17,11 @@ impl SshLab {
     /// Picks the port: the one asked for if it is free on every address, else (port 0) one the
     /// kernel hands out on the first address and that is free on all the others.
     pub(super) fn choose_port(&self) -> Result<u16, LabError> {
-        let addresses: Vec<Ipv4Addr> = self.hosts.iter().map(|h| h.address).collect();
+        // Behind a WAN the proxy takes the public address, sshd the backstage one: both free.
+        let mut addresses: Vec<Ipv4Addr> = self.hosts.iter().map(|h| h.listen).collect();
+        if self.options.behind_wan {
+            addresses.extend(self.hosts.iter().map(|h| h.address));
+        }
         if self.options.port != 0 {
             check_port_free(&addresses, self.options.port)?;
             return Ok(self.options.port);

@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Digest;
 
-use super::sftp_put::CHUNK;
 use super::temp_name::get_key;
 use super::{CheckCx, Kind, RunsOn, StepError, StepOutput};
 use crate::conn::Remote;
@@ -129,7 +128,7 @@ fn fetch(
                 f
             }
         };
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; crate::conn::READ_BUFFER];
         let mut got = at;
         // The size at listing time is what we take: a log still being written is fetched as it
         // was then, and its mtime tells the next run to fetch it again.

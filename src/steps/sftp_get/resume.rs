@@ -210,10 +210,10 @@ fn hashed_on_host(r: &mut Remote, path: &str, len: u64) -> Result<Option<String>
 fn read_back(r: &mut Remote, path: &str, len: u64) -> Result<(String, RemoteFile), StepError> {
     let mut f = r.open_read(path)?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; crate::conn::READ_BUFFER];
     let mut got = 0u64;
     while got < len {
-        let want = (len - got).min(CHUNK as u64) as usize;
+        let want = (len - got).min(buf.len() as u64) as usize;
         let n = r.read(&mut f, &mut buf[..want])?;
         if n == 0 {
             break;

@@ -173,6 +173,8 @@ struct Upload {
     remote: String,
     size: u64,
     sha256: String,
+    /// What `stat` found at `remote`, when planning asked already (one round trip saved).
+    seen: Option<Option<crate::conn::FileStat>>,
 }
 
 async fn run_put(spec: &SftpPut, cx: &super::TaskCx<'_>) -> Result<StepOutput, StepError> {
@@ -238,6 +240,14 @@ fn inline_body(
     Ok(Some((body.into_bytes(), name)))
 }
 
+/// What is at `dest` (`None` for a `dest` ending in `/`, which is a folder by definition).
+fn dest_stat(r: &mut Remote, dest: &str) -> Result<Option<crate::conn::FileStat>, StepError> {
+    if dest.ends_with('/') {
+        return Ok(None);
+    }
+    r.stat(dest)
+}
+
 /// What goes where: the inline body, or each local file of `src` (hashed), with its remote
 /// path — under `dest` when `dest` is a directory (ends with `/`, is one on the host, or
 /// `src` brings several files).
@@ -251,7 +261,8 @@ fn plan_uploads(
     let mut uploads = Vec::new();
     match (inline, src) {
         (Some((bytes, name)), _) => {
-            let into_dir = dest.ends_with('/') || r.stat(dest)?.is_some_and(|st| st.is_dir());
+            let at_dest = dest_stat(r, dest)?;
+            let into_dir = dest.ends_with('/') || at_dest.as_ref().is_some_and(|s| s.is_dir());
             let remote = match (into_dir, name.is_empty()) {
                 (false, _) => dest.to_string(),
                 (true, false) => join_remote(dest, &name),
@@ -266,12 +277,14 @@ fn plan_uploads(
                 sha256: sha256_hex(&bytes),
                 body: Body::Bytes(bytes),
                 remote,
+                seen: (!into_dir).then_some(at_dest),
             });
         }
         (None, Some(src)) => {
             let (files, many) = local_sources(dir, &src)?;
+            let at_dest = if many { None } else { dest_stat(r, dest)? };
             let into_dir =
-                many || dest.ends_with('/') || r.stat(dest)?.is_some_and(|st| st.is_dir());
+                many || dest.ends_with('/') || at_dest.as_ref().is_some_and(|s| s.is_dir());
             for (path, rel) in files {
                 let (size, sha256) = sha256_file(&path)
                     .map_err(|e| StepError::Io(format!("cannot read {}: {e}", path.display())))?;
@@ -285,6 +298,7 @@ fn plan_uploads(
                     remote,
                     size,
                     sha256,
+                    seen: (!into_dir).then(|| at_dest.clone()),
                 });
             }
         }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use sha2::Digest;
 
-use super::{CHUNK, PER_COMMAND};
+use super::PER_COMMAND;
 use crate::conn::Remote;
 use crate::error::StepError;
 
@@ -148,7 +148,7 @@ const PATH_LINE: usize = 4096 + 80;
 fn read_sha256(r: &mut Remote, path: &str) -> Result<String, StepError> {
     let mut f = r.open_read(path)?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; crate::conn::READ_BUFFER];
     loop {
         let n = r.read(&mut f, &mut buf)?;
         if n == 0 {

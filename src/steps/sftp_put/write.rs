@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::remote::{ensure_dir, join_remote, quote, remote_parent, remote_sha256};
 use super::stale::remove_stale;
-use super::{Body, CHUNK, PER_COMMAND, Upload};
+use super::{Body, PER_COMMAND, Upload};
 use crate::conn::{FileStat, Remote, RemoteFile};
 use crate::error::StepError;
 use crate::steps::StepOutput;
@@ -78,7 +78,10 @@ pub(super) fn put_all(
 fn survey(r: &mut Remote, uploads: &[Upload], max_output: usize) -> Result<Vec<Before>, StepError> {
     let mut before = Vec::with_capacity(uploads.len());
     for u in uploads {
-        let stat = r.stat(&u.remote)?;
+        let stat = match &u.seen {
+            Some(seen) => seen.clone(),
+            None => r.stat(&u.remote)?,
+        };
         if stat.as_ref().is_some_and(|s| s.is_dir()) {
             return Err(StepError::Io(format!(
                 "{} is a directory on the host",
@@ -177,12 +180,28 @@ impl Progress {
         place: Placement<'_>,
     ) -> Result<(), StepError> {
         let parent = remote_parent(&u.remote).to_string();
-        ensure_dir(r, &parent, place.mkdir, place.dest, &mut self.known_dirs)?;
+        if b.stat.is_some() {
+            // The destination is there, so its folder is.
+            self.known_dirs.insert(parent.clone());
+        }
         let name = u.remote.rsplit('/').next().unwrap_or(&u.remote);
         let file_mode = place.mode.or(b.mode()).unwrap_or(0o644);
-        let mut f = r.create_unique(TEMP_TRIES, file_mode as i32, || {
-            Ok(join_remote(&parent, &put_temp(name)?))
-        })?;
+        let create = |r: &mut Remote| {
+            r.create_unique(TEMP_TRIES, file_mode as i32, || {
+                Ok(join_remote(&parent, &put_temp(name)?))
+            })
+        };
+        // Optimistic: the folder is looked at (and made, with `mkdir`) only when the file
+        // cannot be created in it — a round trip saved on every upload into a folder that is
+        // there. `ensure_dir` then says what is wrong, or makes the folder for a second try.
+        let mut f = match create(r) {
+            Ok(f) => f,
+            Err(StepError::Io(_)) if !self.known_dirs.contains(&parent) => {
+                ensure_dir(r, &parent, place.mkdir, place.dest, &mut self.known_dirs)?;
+                create(r)?
+            }
+            Err(e) => return Err(e),
+        };
         let tmp = f.path.clone();
         self.temps.push(tmp.clone());
         write_body(r, &mut f, u)?;
@@ -252,7 +271,7 @@ impl Progress {
 fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), StepError> {
     match &u.body {
         Body::Bytes(b) => {
-            for c in b.chunks(CHUNK) {
+            for c in b.chunks(crate::conn::WRITE_IN_FLIGHT) {
                 r.write_all(f, c)?;
             }
         }
@@ -260,7 +279,7 @@ fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), Step
             use std::io::Read;
             let mut lf = std::fs::File::open(p)
                 .map_err(|e| StepError::Io(format!("cannot read {}: {e}", p.display())))?;
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; crate::conn::WRITE_IN_FLIGHT];
             let mut n = 0u64;
             loop {
                 let k = lf

@@ -1,0 +1,98 @@
+//! Round trips, held: each step kind run across the lab's WAN (a known round trip between the
+//! runner and the host), its duration divided by the round trip, and that count held at what
+//! the protocol needs (plus one for CPU on a loaded machine). A step that starts waiting once
+//! more per request — a stat it does not need, a small SFTP buffer, a question it could skip —
+//! fails here, where loopback would hide it. The contents are checked too: transfers across
+//! a delayed link arrive whole.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Case, TestLab};
+
+const RTT: Duration = Duration::from_millis(200);
+
+fn round_trips(task: &serde_json::Value) -> f64 {
+    task["duration_ms"].as_f64().expect("duration_ms") / RTT.as_millis() as f64
+}
+
+#[test]
+fn openssh_across_the_wan_pays_its_round_trips() {
+    // The emulation is real: a plain `ssh host true` waits for every packet exchange.
+    let lab = TestLab::start_with_rtt(1, RTT);
+    let start = Instant::now();
+    let out = lab
+        .lab
+        .ssh
+        .ssh_command(0)
+        .expect("ssh command")
+        .arg("true")
+        .output()
+        .expect("ssh runs");
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took >= RTT * 6, "ssh took {took:?}: the WAN is not in the way");
+}
+
+#[test]
+fn every_step_kind_spends_only_the_round_trips_it_needs() {
+    let lab = TestLab::start_with_rtt(1, RTT);
+    let remote = lab.dir.path().join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    let blob: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let case = Case::new(&format!(
+        r#"
+name: round trips
+hosts: lab
+steps:
+  - {{ id: connect_and_exec, ssh: "true" }}
+  - {{ id: exec, ssh: "echo hello" }}
+  - {{ id: put_new, sftp_put: {{ src: blob.bin, dest: "{r}/blob.bin" }} }}
+  - {{ id: put_same, sftp_put: {{ src: blob.bin, dest: "{r}/blob.bin" }} }}
+  - {{ id: get, sftp_get: {{ src: "{r}/blob.bin", dest: "got/" }} }}
+  - {{ id: tcp, tcp: {{ port: "{{{{ host.port }}}}", timeout: 5s }} }}
+  - {{ id: http_first, http: {{ url: "http://{{{{ host.address }}}}:{{{{ http_port }}}}/health" }} }}
+  - {{ id: http_again, http: {{ url: "http://{{{{ host.address }}}}:{{{{ http_port }}}}/health" }} }}
+"#,
+        r = remote.display()
+    ))
+    .inventory_file(lab.inventory());
+    std::fs::write(case.path("blob.bin"), &blob).unwrap();
+    let out = case.run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(std::fs::read(remote.join("blob.bin")).unwrap(), blob);
+    assert_eq!(std::fs::read(case.path("got/blob.bin")).unwrap(), blob);
+    assert_eq!(out.task("h01", "put_same")["output"]["changed"], false);
+
+    // Budgets: what each step needs with libssh2 (see docs/lab.md, "Round trips"), plus one.
+    let budgets = [
+        // TCP and SSH banners (2), key exchange (1), new keys and the userauth service (1),
+        // the key offered then signed (2), a session channel (1), exec (1), its output.
+        ("connect_and_exec", 9.0),
+        // channel (1), exec (1), output and exit status.
+        ("exec", 3.0),
+        // SFTP channel, subsystem and version (3), stat dest (1), open (1), 1 MiB in one
+        // flight (1+), fsetstat (1), close (1), rename (1), the stale-temp listing (3).
+        ("put_new", 13.0),
+        // stat (1), and the host's sha256sum of the same-size file: channel, exec, output.
+        ("put_same", 5.0),
+        // stat (1), open (1), 1 MiB read ahead in one flight (1+), close (1).
+        ("get", 6.0),
+        // The kernel completes the handshake with the lab's proxy at once (see docs/lab.md).
+        ("tcp", 1.0),
+        // TCP handshake (1), request and response (1).
+        ("http_first", 3.0),
+        // The pooled connection: one exchange.
+        ("http_again", 2.0),
+    ];
+    let mut report = String::new();
+    let mut over = Vec::new();
+    for (step, budget) in budgets {
+        let n = round_trips(&out.task("h01", step));
+        report.push_str(&format!("{step}: {n:.1} round trips (budget {budget})\n"));
+        if n > budget + 1.0 {
+            over.push(step);
+        }
+    }
+    eprintln!("{report}");
+    assert!(over.is_empty(), "over budget: {over:?}\n{report}");
+}
