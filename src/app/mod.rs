@@ -69,9 +69,7 @@ pub fn load_all(
             let mut d = Diagnostics::default();
             if !inv.sources.is_empty() {
                 for play in &pb.plays {
-                    if let Err(e) = inv.select(&play.hosts.value, Some(play.hosts.span)) {
-                        d.push(e);
-                    }
+                    d.0.extend(crate::exec::check_against_inventory(play, &inv));
                 }
             }
             d.into_result((pb, inv))

@@ -33,6 +33,11 @@ pub(crate) struct PlayRun {
     /// For SSH connections whose `jump` names another inventory host.
     pub inventory: Arc<Inventory>,
     pub redactor: Arc<Redactor>,
+    /// Per step: its `throttle`, hosts running it at once.
+    pub throttles: Vec<Option<Arc<tokio::sync::Semaphore>>>,
+    /// `strategy.limits`: group → hosts of it in flight at once, in name order (the order
+    /// permits are taken in, so two hosts never wait on each other).
+    pub group_limits: Vec<(String, Arc<tokio::sync::Semaphore>)>,
 }
 
 impl PlayRun {

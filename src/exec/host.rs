@@ -93,7 +93,8 @@ async fn walk(cx: &HostCx, w: &mut Walk) {
                 match w.start(cx, *i) {
                     Some(input) => {
                         let once = cx.pr.play.steps[*i].run_once.then(|| &cx.pr.once[*i]);
-                        running.push(run_task(*i, input, once));
+                        let throttle = cx.pr.throttles.get(*i).cloned().flatten();
+                        running.push(run_task(*i, input, once, throttle));
                     }
                     None => skipped = true,
                 }
@@ -236,7 +237,13 @@ async fn run_task(
     i: usize,
     input: TaskInput<'_>,
     once: Option<&tokio::sync::OnceCell<TaskResult>>,
+    throttle: Option<Arc<tokio::sync::Semaphore>>,
 ) -> (usize, TaskResult) {
+    // `throttle`: wait for one of the step's slots (the wait counts in the step's time).
+    let _slot = match throttle {
+        Some(t) => t.acquire_owned().await.ok(),
+        None => None,
+    };
     let r = match once {
         Some(cell) => {
             let mut r = cell.get_or_init(|| task::run(input)).await.clone();

@@ -28,7 +28,7 @@ use crate::report::{RunReport, Status, Summary};
 use crate::vars::{RunInfo, VarMap};
 
 use prepare::prepare;
-pub use prepare::{HostPlans, plans, select_hosts};
+pub use prepare::{HostPlans, check_against_inventory, plans, select_hosts};
 
 /// Default hosts in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 50;

@@ -51,6 +51,17 @@ pub(crate) async fn run_plays(
             limits: Limits::default(),
             inventory: inventory.clone(),
             redactor: events.redactor.clone(),
+            throttles: p
+                .play
+                .steps
+                .iter()
+                .map(|s| {
+                    s.throttle
+                        .as_ref()
+                        .map(|t| Arc::new(Semaphore::new(t.value)))
+                })
+                .collect(),
+            group_limits: group_limits(&p.play),
         });
         let concurrency = req
             .concurrency
@@ -68,6 +79,19 @@ pub(crate) async fn run_plays(
         reports.push(report);
     }
     reports
+}
+
+/// `strategy.limits` as semaphores, sorted by group name.
+fn group_limits(play: &Play) -> Vec<(String, Arc<Semaphore>)> {
+    let mut limits: Vec<(String, Arc<Semaphore>)> = play
+        .strategy
+        .limits
+        .iter()
+        .flatten()
+        .map(|(g, n)| (g.clone(), Arc::new(Semaphore::new(n.value.max(1)))))
+        .collect();
+    limits.sort_by(|a, b| a.0.cmp(&b.0));
+    limits
 }
 
 /// The batches and failure bound of one play.
@@ -176,9 +200,32 @@ fn spawn_host(
     let failures = batches.failures.clone();
     let threshold = batches.threshold;
     tokio::spawn(async move {
-        let permit = tokio::select! {
-            p = sem.acquire_owned() => p.ok(),
-            _ = pr.cancel.stop_new.cancelled() => None,
+        // The host's groups' limits first (in name order), then a slot among all hosts: a host
+        // waiting for its group does not hold a slot another group's host could use.
+        let mut group_permits = Vec::new();
+        let mut stopped = false;
+        for (group, limit) in &pr.group_limits {
+            if !host.groups.iter().any(|g| g == group) {
+                continue;
+            }
+            tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => group_permits.push(p),
+                    Err(_) => stopped = true,
+                },
+                _ = pr.cancel.stop_new.cancelled() => stopped = true,
+            }
+            if stopped {
+                break;
+            }
+        }
+        let permit = if stopped {
+            None
+        } else {
+            tokio::select! {
+                p = sem.acquire_owned() => p.ok(),
+                _ = pr.cancel.stop_new.cancelled() => None,
+            }
         };
         let too_many = threshold.is_some_and(|t| failures.load(Ordering::SeqCst) > t);
         let report = if excluded {
@@ -199,6 +246,7 @@ fn spawn_host(
             duration_ms: report.duration_ms,
         });
         drop(permit);
+        drop(group_permits);
         report
     })
 }

@@ -54,6 +54,31 @@ pub fn select_hosts<'a>(
     }
 }
 
+/// What a play asks of the inventory it runs on: its host pattern matches, and every group
+/// its `strategy.limits` names exists (all of them are reported, for `check` and `run`).
+pub fn check_against_inventory(play: &Play, inv: &Inventory) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if let Err(e) = inv.select(&play.hosts.value, Some(play.hosts.span)) {
+        out.push(e);
+    }
+    for (group, n) in play.strategy.limits.iter().flatten() {
+        if !inv.groups.contains_key(group) && group != "all" && group != "ungrouped" {
+            out.push(
+                Diagnostic::error(format!(
+                    "`strategy.limits` names group `{group}`, which the inventory does not have"
+                ))
+                .at(n.span)
+                .label("limit for an unknown group")
+                .help(format!(
+                    "the inventory's groups: {}",
+                    inv.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+    }
+    out
+}
+
 /// Checks the request's own settings (not its files, which were checked when loaded).
 fn check_request(req: &RunRequest) -> Result<(), Diagnostics> {
     if let Some(l) = &req.limit {
@@ -101,6 +126,11 @@ pub(crate) fn prepare(
     let mut plays = Vec::new();
     let mut diags = Diagnostics::default();
     for play in &req.playbook.plays {
+        let problems = check_against_inventory(play, &req.inventory);
+        if !problems.is_empty() {
+            diags.0.extend(problems);
+            continue;
+        }
         let hosts = match play_hosts(req, play) {
             Ok(h) => h,
             Err(d) => {

@@ -98,6 +98,10 @@ pub struct Strategy {
     pub batch: Option<OneOrMany<CountOrPercent>>,
     /// Once more hosts than this have failed, no further batch starts (`3` or `"10%"`).
     pub max_failures: Option<CountOrPercent>,
+    /// Hosts in flight at once per group, on top of `concurrency`: `{ lb_pool_a: 2, db: 1 }`
+    /// runs at most two hosts of `lb_pool_a` (and one of `db`) at a time.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, usize>>")]
+    pub limits: Option<IndexMap<String, Spanned<usize>>>,
 }
 
 /// Step fields a play applies to all its steps.
@@ -162,6 +166,9 @@ pub struct StepCommon {
     pub changed_when: Option<OneOrMany<Spanned<String>>>,
     /// Run on one host of the play only; every host sees its result.
     pub run_once: Option<bool>,
+    /// At most this many hosts run this step at once (Ansible's `throttle`).
+    #[schemars(with = "Option<usize>")]
+    pub throttle: Option<Spanned<usize>>,
     /// Tags for `--tags` / `--skip-tags`.
     pub tags: Option<OneOrMany<String>>,
     /// Redact this step's arguments and outputs as `***` everywhere.
@@ -198,6 +205,8 @@ pub struct StepDef {
     pub ignore_errors: bool,
     pub changed_when: Option<Vec<Spanned<String>>>,
     pub run_once: bool,
+    /// Hosts running this step at once, at most.
+    pub throttle: Option<Spanned<usize>>,
     pub tags: Vec<String>,
     pub secret: bool,
     pub unsafe_shell: bool,

@@ -33,6 +33,28 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
     for v in play.vars.values() {
         t.check_node(v, &mut out);
     }
+    for (group, n) in play.strategy.limits.iter().flatten() {
+        if n.value == 0 {
+            out.push(
+                Diagnostic::error(format!(
+                    "a limit of 0 hosts of `{group}` would run none of them"
+                ))
+                .at(n.span)
+                .label("at least 1")
+                .help("give the most hosts of the group to run at once, or drop the entry"),
+            );
+        }
+    }
+    for s in play.steps.iter() {
+        if let Some(n) = s.throttle.as_ref().filter(|n| n.value == 0) {
+            out.push(
+                Diagnostic::error("`throttle: 0` would never run the step")
+                    .at(n.span)
+                    .label("at least 1")
+                    .help("give the most hosts that may run this step at once"),
+            );
+        }
+    }
     // Ids: well formed and unique.
     let mut seen: HashMap<&str, &StepDef> = HashMap::new();
     for s in &play.steps {

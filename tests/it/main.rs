@@ -13,6 +13,7 @@ mod http;
 mod jobs;
 mod layout;
 mod library;
+mod limits;
 mod release;
 mod reports;
 mod sftp_safety;

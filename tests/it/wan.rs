@@ -29,8 +29,15 @@ fn openssh_across_the_wan_pays_its_round_trips() {
         .output()
         .expect("ssh runs");
     let took = start.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(took >= RTT * 6, "ssh took {took:?}: the WAN is not in the way");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= RTT * 6,
+        "ssh took {took:?}: the WAN is not in the way"
+    );
 }
 
 #[test]
@@ -38,7 +45,9 @@ fn every_step_kind_spends_only_the_round_trips_it_needs() {
     let lab = TestLab::start_with_rtt(1, RTT);
     let remote = lab.dir.path().join("remote");
     std::fs::create_dir_all(&remote).unwrap();
-    let blob: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let blob: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
     let case = Case::new(&format!(
         r#"
 name: round trips

@@ -1,0 +1,115 @@
+//! `strategy.limits` (hosts in flight per group) and a step's `throttle` (hosts running that
+//! step at once), measured where it matters: at the server, the lab's counter listener, which
+//! holds every connection a while and records the most it ever had open at once. Each limit is
+//! shown to bite by the same playbook without it going over.
+
+use std::time::Duration;
+
+use crate::harness::Case;
+
+fn lab(hosts: usize) -> (tempfile::TempDir, sortie_lab::Lab) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = sortie_lab::LabOptions::for_test(hosts, dir.path().join("lab"));
+    // Long enough that hosts started together overlap even on a loaded machine.
+    options.counter_hold = Duration::from_millis(600);
+    let lab = sortie_lab::Lab::start(options).expect("the lab starts");
+    (dir, lab)
+}
+
+fn most_open(lab: &sortie_lab::Lab, playbook: &str) -> usize {
+    lab.tcp.counter.reset_max_open();
+    let out = Case::new(playbook)
+        .inventory_file(lab.dir().join("inventory.yml"))
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    lab.tcp.counter.max_open()
+}
+
+const PROBE: &str =
+    r#"{ tcp: { port: "{{ counter_port }}", read: { until: "ok" }, timeout: 10s } }"#;
+
+#[test]
+fn a_group_limit_caps_the_hosts_of_that_group_in_flight() {
+    let (_dir, lab) = lab(6);
+    let free = most_open(
+        &lab,
+        &format!("name: free\nhosts: lab\nsteps:\n  - {PROBE}\n"),
+    );
+    assert!(
+        free > 2,
+        "without a limit the hosts overlap ({free} at once)"
+    );
+    let limited = most_open(
+        &lab,
+        &format!(
+            "name: limited\nhosts: lab\nstrategy: {{ limits: {{ lab: 2 }} }}\nsteps:\n  - {PROBE}\n  - {PROBE}\n"
+        ),
+    );
+    assert!(
+        (1..=2).contains(&limited),
+        "{limited} hosts of `lab` at once, limit 2"
+    );
+}
+
+#[test]
+fn a_step_throttle_caps_the_hosts_running_that_step() {
+    let (_dir, lab) = lab(8);
+    let free = most_open(
+        &lab,
+        &format!("name: free\nhosts: lab\nsteps:\n  - {PROBE}\n"),
+    );
+    assert!(
+        free > 3,
+        "without a throttle the hosts overlap ({free} at once)"
+    );
+    let throttled = most_open(
+        &lab,
+        "name: throttled\nhosts: lab\nsteps:\n  - { throttle: 3, tcp: { port: \"{{ counter_port }}\", read: { until: \"ok\" }, timeout: 10s } }\n",
+    );
+    assert!(
+        (1..=3).contains(&throttled),
+        "{throttled} hosts ran the step at once, throttle 3"
+    );
+}
+
+#[test]
+fn limits_on_unknown_groups_and_zero_limits_are_located_errors() {
+    let inventory = "hosts:\n  a: { address: 127.0.0.1 }\ngroups:\n  web:\n    hosts: [a]\n";
+    let out = Case::new(
+        "name: p\nhosts: all\nstrategy:\n  limits: { web: 1, lb_pool: 2 }\nsteps:\n  - ssh: \"true\"\n",
+    )
+    .inventory(inventory)
+    .check();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`strategy.limits` names group `lb_pool`, which the inventory does not have"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("playbook.yml:4:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the inventory's groups:"),
+        "{}",
+        out.stderr
+    );
+
+    let out = Case::new(
+        "name: p\nhosts: all\nstrategy: { limits: { web: 0 } }\nsteps:\n  - { throttle: 0, ssh: \"true\" }\n",
+    )
+    .check();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("a limit of 0 hosts of `web` would run none of them"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`throttle: 0` would never run the step"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("playbook.yml:5:"), "{}", out.stderr);
+}
