@@ -16,6 +16,10 @@ use crate::playbook::Play;
 use crate::report::redact::Redactor;
 use crate::report::{HostReport, Status, TaskReport};
 use crate::steps::Limits;
+use crate::steps::fleet::Barrier;
+
+/// The kind name of cross-host checks.
+const FLEET: &str = <crate::steps::fleet::Fleet as crate::steps::Kind>::NAME;
 
 /// What every host of one play shares while it runs.
 pub(crate) struct PlayRun {
@@ -38,9 +42,43 @@ pub(crate) struct PlayRun {
     /// `strategy.limits`: group → hosts of it in flight at once, in name order (the order
     /// permits are taken in, so two hosts never wait on each other).
     pub group_limits: Vec<(String, Arc<tokio::sync::Semaphore>)>,
+    /// Per step: a `fleet` step's barrier for the current batch (set as each batch starts).
+    pub fleets: std::sync::Mutex<Vec<Option<Arc<Barrier>>>>,
 }
 
 impl PlayRun {
+    /// New barriers for the play's `fleet` steps: the fleet is this batch's hosts.
+    pub fn start_batch(&self, hosts: Vec<String>) {
+        let mut f = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
+        *f = self
+            .play
+            .steps
+            .iter()
+            .map(|s| (s.kind == FLEET).then(|| Barrier::new(hosts.clone())))
+            .collect();
+    }
+
+    /// Step `i`'s barrier, when it is a `fleet` step.
+    pub fn barrier(&self, i: usize) -> Option<Arc<Barrier>> {
+        let f = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
+        f.get(i).cloned().flatten()
+    }
+
+    /// Leaves a host out of the fleet steps it has not arrived at (it will bring no value).
+    pub fn leave_out(&self, host: &str, reason: &str) {
+        let f = self.fleets.lock().unwrap_or_else(|p| p.into_inner());
+        for b in f.iter().flatten() {
+            b.absent(host, reason);
+        }
+    }
+
+    /// Leaves a host out of step `i`'s barrier, if it is a `fleet` step.
+    pub fn leave_out_of(&self, i: usize, host: &str, reason: &str) {
+        if let Some(b) = self.barrier(i) {
+            b.absent(host, reason);
+        }
+    }
+
     /// Why a step's tags keep it from running, if they do.
     pub fn tag_skip(&self, tags: &[String]) -> Option<String> {
         if !self.tags.is_empty() && !tags.iter().any(|t| self.tags.contains(t) || t == "always") {

@@ -18,6 +18,7 @@ use crate::conn::HostConn;
 use crate::inventory::Host;
 use crate::report::event::Event;
 use crate::report::{HostReport, Status, TaskReport};
+use crate::steps::fleet::Slots;
 use crate::vars::{Scope, ValueMap};
 
 /// What a host's tasks borrow while they run.
@@ -27,6 +28,7 @@ struct HostCx {
     scope: Scope,
     conn: HostConn,
     cancel: CancellationToken,
+    slots: Arc<Slots>,
 }
 
 impl HostCx {
@@ -48,7 +50,12 @@ struct Walk {
 }
 
 /// Runs one host's task graph.
-pub(crate) async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) -> HostReport {
+pub(crate) async fn run_host(
+    pr: Arc<PlayRun>,
+    host: Arc<Host>,
+    scope: Scope,
+    slots: Arc<Slots>,
+) -> HostReport {
     let started = Instant::now();
     let n = pr.play.steps.len();
     let cx = HostCx {
@@ -57,6 +64,7 @@ pub(crate) async fn run_host(pr: Arc<PlayRun>, host: Arc<Host>, scope: Scope) ->
         pr,
         host,
         scope,
+        slots,
     };
     let mut w = Walk {
         done: vec![None; n],
@@ -147,6 +155,7 @@ impl Walk {
         self.started[i] = true;
         let step = &cx.pr.play.steps[i];
         if let Some(reason) = self.skip_reason(cx, i) {
+            cx.pr.leave_out_of(i, &cx.host.name, &reason);
             let r = task::skip(step, reason);
             cx.send(Event::TaskFinished {
                 host: cx.host.name.clone(),
@@ -171,6 +180,8 @@ impl Walk {
             cancel: &cx.cancel,
             limits: cx.pr.limits,
             redactor: &cx.pr.redactor,
+            fleet: cx.pr.barrier(i),
+            slots: Some(cx.slots.clone()),
         })
     }
 
@@ -187,6 +198,14 @@ impl Walk {
                 .insert(k.clone(), crate::template::json_to_value(v));
         }
         cx.pr.redactor.add_vars(&play.secrets, &r.set);
+        // A fleet step that ended without arriving (`when` false, a template error, a
+        // timeout) brings no value; one that arrived is unaffected.
+        let why = r
+            .report
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("its fleet step ended {}", r.report.status.as_str()));
+        cx.pr.leave_out_of(i, &cx.host.name, &why);
         cx.send(Event::TaskFinished {
             host: cx.host.name.clone(),
             task: Box::new(r.report.clone()),
@@ -219,6 +238,7 @@ impl Walk {
             .map(|(i, r)| match r {
                 Some(r) => r.report,
                 None => {
+                    cx.pr.leave_out_of(i, &cx.host.name, &reason);
                     let r = task::skip(&cx.pr.play.steps[i], reason.clone()).report;
                     cx.send(Event::TaskFinished {
                         host: cx.host.name.clone(),

@@ -19,6 +19,7 @@ use crate::playbook::Play;
 use crate::report::event::Event;
 use crate::report::{HostReport, PlayReport, Status};
 use crate::steps::Limits;
+use crate::steps::fleet::Slots;
 use crate::units::CountOrPercent;
 use crate::vars::Scope;
 
@@ -62,6 +63,7 @@ pub(crate) async fn run_plays(
                 })
                 .collect(),
             group_limits: group_limits(&p.play),
+            fleets: std::sync::Mutex::new(Vec::new()),
         });
         let concurrency = req
             .concurrency
@@ -146,6 +148,8 @@ async fn run_play(
             break;
         }
         let end = (next + batches.size(batch_no, total)).min(total);
+        // The fleet of a `fleet` step is this batch.
+        pr.start_batch((next..end).map(|i| p.hosts[i].0.name.clone()).collect());
         let handles: Vec<(usize, JoinHandle<HostReport>)> = (next..end)
             .map(|idx| {
                 let (host, scope) = &p.hosts[idx];
@@ -202,40 +206,34 @@ fn spawn_host(
     tokio::spawn(async move {
         // The host's groups' limits first (in name order), then a slot among all hosts: a host
         // waiting for its group does not hold a slot another group's host could use.
-        let mut group_permits = Vec::new();
-        let mut stopped = false;
-        for (group, limit) in &pr.group_limits {
-            if !host.groups.iter().any(|g| g == group) {
-                continue;
-            }
-            tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => group_permits.push(p),
-                    Err(_) => stopped = true,
-                },
-                _ = pr.cancel.stop_new.cancelled() => stopped = true,
-            }
-            if stopped {
-                break;
-            }
-        }
-        let permit = if stopped {
-            None
-        } else {
-            tokio::select! {
-                p = sem.acquire_owned() => p.ok(),
-                _ = pr.cancel.stop_new.cancelled() => None,
-            }
+        let mut sems: Vec<Arc<Semaphore>> = pr
+            .group_limits
+            .iter()
+            .filter(|(group, _)| host.groups.iter().any(|g| g == group))
+            .map(|(_, s)| s.clone())
+            .collect();
+        sems.push(sem);
+        let slots = Slots::new(sems);
+        let permit = tokio::select! {
+            ok = slots.take() => ok.then_some(()),
+            _ = pr.cancel.stop_new.cancelled() => None,
         };
         let too_many = threshold.is_some_and(|t| failures.load(Ordering::SeqCst) > t);
-        let report = if excluded {
-            pr.skip_host(&host, "the host failed in an earlier play")
+        let skip = if excluded {
+            Some("the host failed in an earlier play")
         } else if permit.is_none() || pr.cancel.stop_new.is_cancelled() {
-            pr.skip_host(&host, "the run was interrupted")
+            Some("the run was interrupted")
         } else if too_many {
-            pr.skip_host(&host, "max_failures was exceeded")
+            Some("max_failures was exceeded")
         } else {
-            super::host::run_host(pr.clone(), host.clone(), scope).await
+            None
+        };
+        let report = match skip {
+            Some(reason) => {
+                pr.leave_out(&host.name, reason);
+                pr.skip_host(&host, reason)
+            }
+            None => super::host::run_host(pr.clone(), host.clone(), scope, slots.clone()).await,
         };
         if is_dead(report.status) {
             failures.fetch_add(1, Ordering::SeqCst);
@@ -245,8 +243,7 @@ fn spawn_host(
             status: report.status,
             duration_ms: report.duration_ms,
         });
-        drop(permit);
-        drop(group_permits);
+        slots.give_back();
         report
     })
 }

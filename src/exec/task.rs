@@ -42,6 +42,9 @@ pub struct TaskInput<'a> {
     pub limits: Limits,
     /// Learns a secret step's rendered arguments and results (see `report::redact`).
     pub redactor: &'a crate::report::redact::Redactor,
+    /// A `fleet` step's barrier for this batch, and the host's slots.
+    pub fleet: Option<std::sync::Arc<crate::steps::fleet::Barrier>>,
+    pub slots: Option<std::sync::Arc<crate::steps::fleet::Slots>>,
 }
 
 impl TaskInput<'_> {
@@ -327,6 +330,8 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         limits: input.limits,
         timeout: timeout.map(Duration::std),
         unsafe_shell: step.unsafe_shell,
+        fleet: input.fleet.clone(),
+        slots: input.slots.clone(),
     };
     let output = match run_step(input, &rendered, &cx, timeout).await {
         Ok(o) => o,

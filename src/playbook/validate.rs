@@ -24,15 +24,9 @@ fn valid_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn validate_play(play: &Play, diags: &mut Diagnostics) {
-    let t = templates();
-    let mut out: Vec<Diagnostic> = Vec::new();
-    if let Err(d) = crate::inventory::Pattern::parse(&play.hosts.value, Some(play.hosts.span)) {
-        out.push(d);
-    }
-    for v in play.vars.values() {
-        t.check_node(v, &mut out);
-    }
+/// `strategy.limits` and `throttle` give at least one host; a `fleet` step neither loops nor
+/// retries.
+fn check_limits(play: &Play, out: &mut Vec<Diagnostic>) {
     for (group, n) in play.strategy.limits.iter().flatten() {
         if n.value == 0 {
             out.push(
@@ -46,6 +40,16 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         }
     }
     for s in play.steps.iter() {
+        if s.kind == "fleet" && (s.loop_.is_some() || s.retry.is_some()) {
+            out.push(
+                Diagnostic::error("a `fleet` step cannot `loop` or `retry`")
+                    .at(s.kind_span)
+                    .label("each host brings one value, once")
+                    .help(
+                        "compare a list as one value, or move the loop to the step that makes it",
+                    ),
+            );
+        }
         if let Some(n) = s.throttle.as_ref().filter(|n| n.value == 0) {
             out.push(
                 Diagnostic::error("`throttle: 0` would never run the step")
@@ -55,6 +59,18 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
             );
         }
     }
+}
+
+fn validate_play(play: &Play, diags: &mut Diagnostics) {
+    let t = templates();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    if let Err(d) = crate::inventory::Pattern::parse(&play.hosts.value, Some(play.hosts.span)) {
+        out.push(d);
+    }
+    for v in play.vars.values() {
+        t.check_node(v, &mut out);
+    }
+    check_limits(play, &mut out);
     // Ids: well formed and unique.
     let mut seen: HashMap<&str, &StepDef> = HashMap::new();
     for s in &play.steps {

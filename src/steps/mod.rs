@@ -23,6 +23,7 @@ pub use command::check_guard;
 pub mod assert;
 mod command;
 pub mod dns;
+pub mod fleet;
 pub mod http;
 pub mod local;
 pub mod set;
@@ -198,6 +199,10 @@ pub struct TaskCx<'a> {
     pub timeout: Option<std::time::Duration>,
     /// `unsafe_shell` of the step.
     pub unsafe_shell: bool,
+    /// A `fleet` step's meeting point with the other hosts of its batch.
+    pub fleet: Option<std::sync::Arc<fleet::Barrier>>,
+    /// The host's slots (group limits, hosts in flight), given back while it waits.
+    pub slots: Option<std::sync::Arc<fleet::Slots>>,
 }
 
 fn run_kind<'a, K: Kind>(node: &'a Node, cx: &'a TaskCx<'a>) -> StepFuture<'a> {
@@ -404,6 +409,7 @@ kinds! {
     Local(local::Local),
     Assert(assert::Assert),
     Set(set::Set),
+    Fleet(fleet::Fleet),
 }
 
 /// One kind, for the playbook schema: its key, its summary, where it runs, whether a string

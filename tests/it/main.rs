@@ -7,6 +7,7 @@ mod check;
 mod deps;
 mod dns;
 mod engine;
+mod fleet;
 mod fuzz;
 mod guard;
 mod http;
