@@ -58,8 +58,50 @@ pub fn register_source(name: impl Into<String>, text: impl Into<Arc<str>>) -> Fi
 /// rest of the byte's line, with what cannot be shown as `�`. `what` names the file for the
 /// message (`playbook`, `vars file`, `inventory`).
 pub fn utf8_text(name: &str, bytes: Vec<u8>, what: &str) -> Result<String, Diagnostic> {
+    let limit = max_input_bytes(what);
+    if bytes.len() > limit {
+        return Err(too_large(name, &bytes, what, limit));
+    }
     String::from_utf8(bytes)
         .map_err(|e| not_utf8(name, e.as_bytes(), e.utf8_error().valid_up_to(), what))
+}
+
+/// The largest file of each kind sortie reads: checking costs about 80 times a playbook's
+/// size in memory, so a limit keeps a mistaken (or hostile) multi-megabyte file from costing
+/// gigabytes. An inventory may be larger (200,000 hosts is its own limit).
+pub fn max_input_bytes(what: &str) -> usize {
+    match what {
+        "inventory" => 32 << 20,
+        _ => 4 << 20,
+    }
+}
+
+fn too_large(name: &str, bytes: &[u8], what: &str, limit: usize) -> Diagnostic {
+    let first: String = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_SNIPPET as usize)])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let file = register_source(name.to_string(), first.as_str());
+    Diagnostic::error(format!(
+        "{name} is {} bytes: sortie reads {} {what} of at most {} MiB",
+        bytes.len(),
+        if what.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" },
+        limit >> 20
+    ))
+    .at(Span::point(file, 1, 1))
+    .label("this file is too large")
+    .help(format!(
+        "split it into smaller files (vars_files, several -i inventories), or check that it is the {what} you meant"
+    ))
 }
 
 fn not_utf8(name: &str, bytes: &[u8], at: usize, what: &str) -> Diagnostic {

@@ -199,6 +199,9 @@ fn read_vars_files(
     out
 }
 
+/// The most steps one play may have (a play's graph and every host's walk are sized by it).
+pub const MAX_STEPS: usize = 10_000;
+
 /// The nodes of the play's `steps` list (placed at `play` when the key is missing; not
 /// reported missing when the play had an unknown key, likely the steps misnamed).
 fn step_nodes(
@@ -209,6 +212,18 @@ fn step_nodes(
 ) -> Vec<Node> {
     match steps {
         Some(yaml::RawNode(n)) => match &n.kind {
+            NodeKind::Seq(items) if items.len() > MAX_STEPS => {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "a play of {} steps: sortie takes at most {MAX_STEPS} per play",
+                        items.len()
+                    ))
+                    .at(items[MAX_STEPS].span)
+                    .label(format!("step {} starts past the limit", MAX_STEPS + 1))
+                    .help("split the play, or use `loop:` for steps that differ only in a value"),
+                );
+                Vec::new()
+            }
             NodeKind::Seq(items) => items.clone(),
             _ if n.is_null() => Vec::new(),
             _ => {

@@ -113,3 +113,58 @@ fn limits_on_unknown_groups_and_zero_limits_are_located_errors() {
     );
     assert!(out.stderr.contains("playbook.yml:5:"), "{}", out.stderr);
 }
+
+/// Input built to cost memory: a file past its size limit is refused before it is parsed, at
+/// its first line; a play past the step limit at the first step beyond it.
+#[test]
+fn oversized_files_and_plays_are_refused_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut big = String::from("name: big\nhosts: all\nsteps:\n");
+    while big.len() <= 4 << 20 {
+        big.push_str("  - local: \"echo a fairly long line of padding to grow the file\"\n");
+    }
+    std::fs::write(dir.path().join("big.yml"), &big).unwrap();
+    let out = crate::harness::sortie(dir.path(), &["check", "big.yml"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("sortie reads a playbook of at most 4 MiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("big.yml:1:1"), "{}", out.stderr);
+
+    let mut inv = String::from("hosts:\n");
+    let mut i = 0;
+    while inv.len() <= 32 << 20 {
+        inv.push_str(&format!(
+            "  host{i:08}.a-long-domain-name.example.com: {{ address: 127.0.0.1 }}\n"
+        ));
+        i += 1;
+    }
+    std::fs::write(dir.path().join("inv.yml"), &inv).unwrap();
+    std::fs::write(dir.path().join("ok.yml"), "steps:\n  - local: \"true\"\n").unwrap();
+    let out = crate::harness::sortie(dir.path(), &["check", "ok.yml", "-i", "inv.yml"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("sortie reads an inventory of at most 32 MiB"),
+        "{}",
+        out.stderr
+    );
+
+    let mut many = String::from("name: many\nhosts: all\nsteps:\n");
+    for i in 0..10_001 {
+        many.push_str(&format!("  - local: \"echo {i}\"\n"));
+    }
+    std::fs::write(dir.path().join("many.yml"), &many).unwrap();
+    let out = crate::harness::sortie(dir.path(), &["check", "many.yml"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("a play of 10001 steps: sortie takes at most 10000 per play"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("many.yml:10004:5"), "{}", out.stderr);
+}
