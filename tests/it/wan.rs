@@ -1,6 +1,7 @@
 //! Round trips, held: each step kind run across the lab's WAN (a known round trip between the
-//! runner and the host), its duration divided by the round trip, and that count held at what
-//! the protocol needs (plus one for CPU on a loaded machine). A step that starts waiting once
+//! runner and the host) and, side by side, on loopback; the difference of the two durations,
+//! divided by the round trip, is the step's round trips — the CPU both runs spend cancels out
+//! — held at what the protocol needs (plus one for noise on a loaded machine). A step that starts waiting once
 //! more per request — a stat it does not need, a small SFTP buffer, a question it could skip —
 //! fails here, where loopback would hide it. The contents are checked too: transfers across
 //! a delayed link arrive whole.
@@ -9,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Case, TestLab};
 
-const RTT: Duration = Duration::from_millis(200);
+const RTT: Duration = Duration::from_millis(300);
 
-fn round_trips(task: &serde_json::Value) -> f64 {
-    task["duration_ms"].as_f64().expect("duration_ms") / RTT.as_millis() as f64
+fn millis(task: &serde_json::Value) -> f64 {
+    task["duration_ms"].as_f64().expect("duration_ms")
 }
 
 #[test]
@@ -40,9 +41,8 @@ fn openssh_across_the_wan_pays_its_round_trips() {
     );
 }
 
-#[test]
-fn every_step_kind_spends_only_the_round_trips_it_needs() {
-    let lab = TestLab::start_with_rtt(1, RTT);
+/// Runs the round-trip playbook against a lab; returns its output (checked for whole files).
+fn run_steps(lab: &TestLab) -> crate::harness::Output {
     let remote = lab.dir.path().join("remote");
     std::fs::create_dir_all(&remote).unwrap();
     let blob: Vec<u8> = (0..1024 * 1024u32)
@@ -71,6 +71,15 @@ steps:
     assert_eq!(std::fs::read(remote.join("blob.bin")).unwrap(), blob);
     assert_eq!(std::fs::read(case.path("got/h01/blob.bin")).unwrap(), blob);
     assert_eq!(out.task("h01", "put_same")["output"]["changed"], false);
+    out
+}
+
+#[test]
+fn every_step_kind_spends_only_the_round_trips_it_needs() {
+    let far = TestLab::start_with_rtt(1, RTT);
+    let near = TestLab::start(1);
+    let wan = run_steps(&far);
+    let loopback = run_steps(&near);
 
     // Budgets: the round trips each step needs through libssh2 (docs/lab.md, "Round
     // trips"); a step may take one more (CPU on a loaded machine), not two.
@@ -100,7 +109,8 @@ steps:
     let mut report = String::new();
     let mut over = Vec::new();
     for (step, budget) in budgets {
-        let n = round_trips(&out.task("h01", step));
+        let n = (millis(&wan.task("h01", step)) - millis(&loopback.task("h01", step)))
+            / RTT.as_millis() as f64;
         report.push_str(&format!("{step}: {n:.1} round trips (budget {budget})\n"));
         if n > budget + 1.0 {
             over.push(step);
