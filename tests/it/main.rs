@@ -16,5 +16,7 @@ mod library;
 mod release;
 mod reports;
 mod sftp_safety;
+mod shard;
 mod ship;
+mod slurm;
 mod ssh;
