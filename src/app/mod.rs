@@ -186,7 +186,10 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
     };
     let hosts = match &args.shard {
         Some(flag) => match shard::parse(flag, &shard::process_env) {
-            Ok(c) => hosts.into_iter().filter(|h| c.shard.contains(&h.name)).collect(),
+            Ok(c) => hosts
+                .into_iter()
+                .filter(|h| c.shard.contains(&h.name))
+                .collect(),
             Err(d) => {
                 report_diagnostics(&d.into());
                 return exit::INVALID;

@@ -52,8 +52,10 @@ pub fn process_env(name: &str) -> Option<String> {
 
 fn check(shard: Shard, source: String) -> Result<Chosen, Diagnostic> {
     if shard.count == 0 {
-        return Err(Diagnostic::error(format!("{source}: there must be at least one shard"))
-            .help("shards are numbered from 0 to N-1: `--shard 0/4` … `--shard 3/4`"));
+        return Err(
+            Diagnostic::error(format!("{source}: there must be at least one shard"))
+                .help("shards are numbered from 0 to N-1: `--shard 0/4` … `--shard 3/4`"),
+        );
     }
     if shard.index >= shard.count {
         return Err(Diagnostic::error(format!(
@@ -147,11 +149,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |k: &str| {
-            vars.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        }
+        move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
     fn shard(flag: &str, vars: &[(&str, &str)]) -> Result<(u32, u32), String> {
@@ -178,7 +176,10 @@ mod tests {
         let e = shard("auto", &[("JOB_COMPLETION_INDEX", "2")]).unwrap_err();
         assert!(e.contains("SORTIE_SHARDS is not set"), "{e}");
         assert!(e.contains("completions"), "{e}");
-        let e = shard("auto", &[("JOB_COMPLETION_INDEX", "5"), ("SORTIE_SHARDS", "5")]);
+        let e = shard(
+            "auto",
+            &[("JOB_COMPLETION_INDEX", "5"), ("SORTIE_SHARDS", "5")],
+        );
         assert!(e.unwrap_err().contains("does not exist"));
     }
 
@@ -207,7 +208,10 @@ mod tests {
         let e = shard("auto", &[("SLURM_ARRAY_TASK_ID", "1")]).unwrap_err();
         assert!(e.contains("SLURM_ARRAY_TASK_COUNT is not set"), "{e}");
         // No MIN or STEP (older Slurm): counted from 0.
-        let e = [("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "2")];
+        let e = [
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ];
         assert_eq!(shard("auto", &e), Ok((1, 2)));
     }
 
@@ -220,14 +224,23 @@ mod tests {
         let g = [("CI_NODE_INDEX", "0"), ("CI_NODE_TOTAL", "3")];
         assert!(shard("auto", &g).unwrap_err().contains("counts from 1"));
         let g = [("CI_NODE_INDEX", "two"), ("CI_NODE_TOTAL", "3")];
-        assert!(shard("auto", &g).unwrap_err().contains("not a whole number"));
+        assert!(
+            shard("auto", &g)
+                .unwrap_err()
+                .contains("not a whole number")
+        );
     }
 
     #[test]
     fn no_scheduler_says_what_to_set() {
         let e = shard("auto", &[("CI_NODE_TOTAL", "1")]).unwrap_err();
         assert!(e.contains("found no scheduler"), "{e}");
-        for v in ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "CI_NODE_INDEX", "--shard I/N"] {
+        for v in [
+            "JOB_COMPLETION_INDEX",
+            "SLURM_ARRAY_TASK_ID",
+            "CI_NODE_INDEX",
+            "--shard I/N",
+        ] {
             assert!(e.contains(v), "{e}");
         }
     }

@@ -158,7 +158,13 @@ fn shard_notes(s: super::Shard, plays: &[PreparedPlay]) -> Option<Diagnostic> {
 /// cut): where its `run_once` steps run.
 fn once_shard(req: &RunRequest, play: &Play) -> Option<u32> {
     let s = req.shard?;
-    let hosts = select_hosts(&req.inventory, &play.hosts.value, None, req.limit.as_deref()).ok()?;
+    let hosts = select_hosts(
+        &req.inventory,
+        &play.hosts.value,
+        None,
+        req.limit.as_deref(),
+    )
+    .ok()?;
     hosts
         .iter()
         .filter(|h| req.only.as_ref().is_none_or(|o| o.contains(&h.name)))

@@ -27,7 +27,9 @@ pub fn run_once_elsewhere(k: u32) -> String {
 
 /// Whether a task is a `run_once` step another shard ran.
 fn ran_elsewhere(t: &TaskReport) -> bool {
-    t.message.as_deref().is_some_and(|m| m.starts_with(RUN_ONCE_ELSEWHERE))
+    t.message
+        .as_deref()
+        .is_some_and(|m| m.starts_with(RUN_ONCE_ELSEWHERE))
 }
 
 /// One shard report a merged report was made of.
@@ -45,7 +47,10 @@ pub struct MergedShard {
 }
 
 /// Joins shard reports (`file`, report) into one; see the module's text for the rules.
-pub fn merge(mut reports: Vec<(String, RunReport)>, partial: bool) -> Result<RunReport, Diagnostics> {
+pub fn merge(
+    mut reports: Vec<(String, RunReport)>,
+    partial: bool,
+) -> Result<RunReport, Diagnostics> {
     let mut d = Diagnostics::default();
     if reports.is_empty() {
         return Err(Diagnostic::error("no report to merge")
@@ -70,7 +75,11 @@ pub fn merge(mut reports: Vec<(String, RunReport)>, partial: bool) -> Result<Run
         .map(|(_, r)| r.started_at.clone())
         .min()
         .unwrap_or_default();
-    out.duration_ms = reports.iter().map(|(_, r)| r.duration_ms).max().unwrap_or(0);
+    out.duration_ms = reports
+        .iter()
+        .map(|(_, r)| r.duration_ms)
+        .max()
+        .unwrap_or(0);
     out.interrupted = reports.iter().any(|(_, r)| r.interrupted);
     out.merged = reports
         .iter()
@@ -104,7 +113,9 @@ fn check_same_run(reports: &[(String, RunReport)], d: &mut Diagnostics) {
             );
         }
     }
-    let differ = |what: &str, key: &dyn Fn(&RunReport) -> String, shown: &dyn Fn(&RunReport) -> String| {
+    let differ = |what: &str,
+                  key: &dyn Fn(&RunReport) -> String,
+                  shown: &dyn Fn(&RunReport) -> String| {
         let first = key(&reports[0].1);
         if reports.iter().all(|(_, r)| key(r) == first) {
             return None;
@@ -117,19 +128,21 @@ fn check_same_run(reports: &[(String, RunReport)], d: &mut Diagnostics) {
         Some(e)
     };
     let short = |h: &str| h.chars().take(12).collect::<String>();
-    let pb = differ(
-        "playbooks",
-        &|r| r.playbook_sha256.clone(),
-        &|r| format!("{} (sha256 {}…)", r.playbook, short(&r.playbook_sha256)),
-    );
-    let inv = differ(
-        "inventories",
-        &|r| r.inventory_sha256.clone(),
-        &|r| format!("{} (sha256 {}…)", r.inventory.join(", "), short(&r.inventory_sha256)),
-    );
-    let dry = differ("kinds of run (dry and real)", &|r| r.dry_run.to_string(), &|r| {
-        if r.dry_run { "a dry run" } else { "a real run" }.into()
+    let pb = differ("playbooks", &|r| r.playbook_sha256.clone(), &|r| {
+        format!("{} (sha256 {}…)", r.playbook, short(&r.playbook_sha256))
     });
+    let inv = differ("inventories", &|r| r.inventory_sha256.clone(), &|r| {
+        format!(
+            "{} (sha256 {}…)",
+            r.inventory.join(", "),
+            short(&r.inventory_sha256)
+        )
+    });
+    let dry = differ(
+        "kinds of run (dry and real)",
+        &|r| r.dry_run.to_string(),
+        &|r| if r.dry_run { "a dry run" } else { "a real run" }.into(),
+    );
     d.0.extend([pb, inv, dry].into_iter().flatten());
 }
 
@@ -144,11 +157,13 @@ fn check_shards(
     let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
     for (file, r) in reports {
         if r.shards.max(1) != shards {
-            d.push(Diagnostic::error(format!(
-                "`{file}` is shard {} of {}, but `{}` is of {shards}",
-                r.shard, r.shards, reports[0].0
-            ))
-            .help("merge the shards of one run: every shard run with the same N"));
+            d.push(
+                Diagnostic::error(format!(
+                    "`{file}` is shard {} of {}, but `{}` is of {shards}",
+                    r.shard, r.shards, reports[0].0
+                ))
+                .help("merge the shards of one run: every shard run with the same N"),
+            );
             continue;
         }
         if let Some(other) = seen.insert(r.shard, file) {
@@ -256,7 +271,10 @@ fn merge_play(reports: &[(String, RunReport)], i: usize, warnings: &mut Vec<Stri
 /// For each step of play `i`, the result its first host took on the shard that ran it: the
 /// first host, in shard order, that did not skip it as run elsewhere.
 fn once_results(reports: &[(String, RunReport)], i: usize) -> Vec<Option<TaskReport>> {
-    let hosts: Vec<&HostReport> = reports.iter().flat_map(|(_, r)| &r.plays[i].hosts).collect();
+    let hosts: Vec<&HostReport> = reports
+        .iter()
+        .flat_map(|(_, r)| &r.plays[i].hosts)
+        .collect();
     let steps = hosts.iter().map(|h| h.tasks.len()).max().unwrap_or(0);
     (0..steps)
         .map(|k| {

@@ -14,7 +14,8 @@ use crate::harness::{Case, Output, TestLab, finish, sortie, sortie_bin};
 
 /// Host names in the `inventory --list` JSON.
 fn listed(out: &Output) -> Vec<String> {
-    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()));
+    let v: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.all()));
     v["hosts"]
         .as_object()
         .unwrap_or_else(|| panic!("hosts: {}", out.all()))
@@ -25,7 +26,10 @@ fn listed(out: &Output) -> Vec<String> {
 
 fn inventory_with(env: &[(&str, &str)], dir: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(sortie_bin());
-    c.arg("inventory").args(args).current_dir(dir).env("NO_COLOR", "1");
+    c.arg("inventory")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1");
     for k in SCHEDULER_VARS {
         c.env_remove(k);
     }
@@ -69,7 +73,10 @@ fn inventory_shards_of_1000_hosts_are_disjoint_complete_and_balanced() {
     let mut sizes = Vec::new();
     for i in 0..n {
         let shard = format!("{i}/{n}");
-        let out = sortie(dir.path(), &["inventory", "-i", &inv, "--list", "--shard", &shard]);
+        let out = sortie(
+            dir.path(),
+            &["inventory", "-i", &inv, "--list", "--shard", &shard],
+        );
         assert_eq!(out.code, 0, "{}", out.all());
         let hosts = listed(&out);
         sizes.push(hosts.len());
@@ -88,7 +95,11 @@ fn inventory_shards_of_1000_hosts_are_disjoint_complete_and_balanced() {
         assert_eq!(listed(&k8s), listed(&out), "{}", k8s.all());
     }
     let all: BTreeSet<String> = all.into_iter().collect();
-    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), all, "complete");
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        all,
+        "complete"
+    );
     for s in &sizes {
         assert!((200..=300).contains(s), "within 20% of 250: {sizes:?}");
     }
@@ -101,7 +112,10 @@ fn inventory_shards_of_1000_hosts_are_disjoint_complete_and_balanced() {
     let mut moved = 0;
     for i in 0..n {
         let shard = format!("{i}/{n}");
-        let out = sortie(dir.path(), &["inventory", "-i", "more.yml", "--list", "--shard", &shard]);
+        let out = sortie(
+            dir.path(),
+            &["inventory", "-i", "more.yml", "--list", "--shard", &shard],
+        );
         for h in listed(&out) {
             if seen.get(&h).is_some_and(|j| *j != i) {
                 moved += 1;
@@ -118,14 +132,22 @@ fn bad_shards_are_invalid_input_that_says_what_to_set() {
     let cases: [(&[(&str, &str)], &str, &str); 6] = [
         (&[], "4/4", "shard 4 of 4 does not exist"),
         (&[], "two/4", "`--shard two/4` is not I/N or auto"),
-        (&[], "auto", "`--shard auto` found no scheduler in the environment"),
+        (
+            &[],
+            "auto",
+            "`--shard auto` found no scheduler in the environment",
+        ),
         (
             &[("JOB_COMPLETION_INDEX", "1")],
             "auto",
             "SORTIE_SHARDS is not set",
         ),
         (
-            &[("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_COUNT", "3"), ("SLURM_ARRAY_TASK_MIN", "1")],
+            &[
+                ("SLURM_ARRAY_TASK_ID", "7"),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+            ],
             "auto",
             "task 7 is not one of 3 evenly spaced tasks from 1",
         ),
@@ -136,20 +158,36 @@ fn bad_shards_are_invalid_input_that_says_what_to_set() {
         ),
     ];
     for (env, flag, says) in cases {
-        let out = inventory_with(env, dir.path(), &["-i", "inv.yml", "--list", "--shard", flag]);
+        let out = inventory_with(
+            env,
+            dir.path(),
+            &["-i", "inv.yml", "--list", "--shard", flag],
+        );
         assert_eq!(out.code, 3, "{flag} {env:?}: {}", out.all());
         assert!(out.stderr.contains(says), "{flag} {env:?}: {}", out.all());
         assert!(out.stdout.is_empty(), "{}", out.all());
     }
-    let out = inventory_with(&[], dir.path(), &["-i", "inv.yml", "--list", "--shard", "auto"]);
-    for var in ["JOB_COMPLETION_INDEX", "SORTIE_SHARDS", "SLURM_ARRAY_TASK_ID", "CI_NODE_INDEX"] {
+    let out = inventory_with(
+        &[],
+        dir.path(),
+        &["-i", "inv.yml", "--list", "--shard", "auto"],
+    );
+    for var in [
+        "JOB_COMPLETION_INDEX",
+        "SORTIE_SHARDS",
+        "SLURM_ARRAY_TASK_ID",
+        "CI_NODE_INDEX",
+    ] {
         assert!(out.stderr.contains(var), "{var}: {}", out.all());
     }
     // `run` refuses the same way, before contacting anything.
-    let case = Case::new("- hosts: all\n  steps:\n    - local: \"true\"\n")
-        .inventory("hosts:\n  a: {}\n");
+    let case =
+        Case::new("- hosts: all\n  steps:\n    - local: \"true\"\n").inventory("hosts:\n  a: {}\n");
     let mut c = Command::new(sortie_bin());
-    c.arg("run").arg(&case.playbook).arg("-i").arg(&case.inventory[0]);
+    c.arg("run")
+        .arg(&case.playbook)
+        .arg("-i")
+        .arg(&case.inventory[0]);
     c.args(["--shard", "auto"]).current_dir(case.dir.path());
     for k in SCHEDULER_VARS {
         c.env_remove(k);
@@ -183,9 +221,7 @@ pub fn outcome(report: &Value) -> BTreeMap<String, Value> {
                 .as_array()
                 .expect("tasks")
                 .iter()
-                .map(|t| {
-                    serde_json::json!([t["id"], t["status"], t["output"]["stdout"]])
-                })
+                .map(|t| serde_json::json!([t["id"], t["status"], t["output"]["stdout"]]))
                 .collect();
             let name = h["name"].as_str().expect("name").to_string();
             out.insert(name, serde_json::json!([h["status"], tasks]));
@@ -201,7 +237,9 @@ fn run_shard(case: &Case, env: &[(&str, &str)], extra: &[&str], report: &Path) -
     for i in &case.inventory {
         c.arg("-i").arg(i);
     }
-    c.args(["--format", "plain", "--report"]).arg(report).args(extra);
+    c.args(["--format", "plain", "--report"])
+        .arg(report)
+        .args(extra);
     c.current_dir(case.dir.path()).env("NO_COLOR", "1");
     for k in SCHEDULER_VARS {
         c.env_remove(k);
@@ -216,7 +254,11 @@ fn merge(dir: &Path, reports: &[PathBuf], extra: &[&str]) -> Output {
     let out = dir.join("merged.json");
     let _ = std::fs::remove_file(&out);
     let mut c = Command::new(sortie_bin());
-    c.args(["report", "merge"]).args(reports).arg("--report").arg(&out).args(extra);
+    c.args(["report", "merge"])
+        .args(reports)
+        .arg("--report")
+        .arg(&out)
+        .args(extra);
     c.current_dir(dir).env("NO_COLOR", "1");
     finish(c, Some(&out))
 }
@@ -229,7 +271,10 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
     let whole = run_shard(&case, &[], &[], &dir.join("whole.json"));
     assert_eq!(whole.code, 1, "{}", whole.all());
     let whole_r = whole.report.clone().expect("report");
-    assert_eq!((whole_r["shard"].as_u64(), whole_r["shards"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (whole_r["shard"].as_u64(), whole_r["shards"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     // What a pod of an Indexed Job with `completions: 3` sees: its index from the
     // controller, SORTIE_SHARDS and SORTIE_RUN_ID from the manifest (the Job's uid).
@@ -244,7 +289,10 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
             ("SORTIE_RUN_ID", "3f6c0a52-job-uid"),
         ];
         let out = run_shard(&case, &env, &["--shard", "auto"], &p);
-        let r = out.report.clone().unwrap_or_else(|| panic!("{}", out.all()));
+        let r = out
+            .report
+            .clone()
+            .unwrap_or_else(|| panic!("{}", out.all()));
         assert_eq!(r["shard"], i, "{}", out.all());
         assert_eq!(r["shards"], 3);
         assert_eq!(r["run_id"], "3f6c0a52-job-uid");
@@ -270,7 +318,11 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
     }
     assert_eq!(hosts_seen, 6);
 
-    let merged = merge(&dir, &reports, &["--junit", "merged.xml", "--tap", "merged.tap"]);
+    let merged = merge(
+        &dir,
+        &reports,
+        &["--junit", "merged.xml", "--tap", "merged.tap"],
+    );
     assert_eq!(merged.code, whole.code, "{}", merged.all());
     let m = merged.report.clone().expect("merged report");
     assert_eq!(outcome(&m), outcome(&whole_r), "{}", merged.all());
@@ -279,7 +331,11 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
     assert_eq!(m["exit_code"], 1);
     assert_eq!(m["run_id"], "3f6c0a52-job-uid");
     assert_eq!(m["merged"].as_array().map(Vec::len), Some(3));
-    assert!(merged.stderr.contains("merged 3 shard reports: 6 hosts"), "{}", merged.all());
+    assert!(
+        merged.stderr.contains("merged 3 shard reports: 6 hosts"),
+        "{}",
+        merged.all()
+    );
     let junit = std::fs::read_to_string(dir.join("merged.xml")).expect("junit");
     assert_eq!(junit.matches("<testcase").count(), 18, "{junit}");
     let tap = std::fs::read_to_string(dir.join("merged.tap")).expect("tap");
@@ -293,7 +349,11 @@ fn refusals(dir: &Path, shards: &[PathBuf], whole: &Path) {
     // A missing shard.
     let out = merge(dir, &shards[..2], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("1 of 3 shards missing: 2"), "{}", out.all());
+    assert!(
+        out.stderr.contains("1 of 3 shards missing: 2"),
+        "{}",
+        out.all()
+    );
     assert!(out.stderr.contains("--partial"), "{}", out.all());
     assert!(out.report.is_none());
     // --partial merges what there is, names the missing shard, and exits 2.
@@ -301,12 +361,26 @@ fn refusals(dir: &Path, shards: &[PathBuf], whole: &Path) {
     assert_eq!(out.code, 2, "{}", out.all());
     let r = out.report.clone().expect("report");
     assert_eq!(r["missing_shards"], serde_json::json!([2]));
-    assert!(out.stderr.contains("partial merge: 1 of 3 shards missing (2)"), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("partial merge: 1 of 3 shards missing (2)"),
+        "{}",
+        out.all()
+    );
     // A shard twice.
-    let twice = [shards[0].clone(), shards[0].clone(), shards[1].clone(), shards[2].clone()];
+    let twice = [
+        shards[0].clone(),
+        shards[0].clone(),
+        shards[1].clone(),
+        shards[2].clone(),
+    ];
     let out = merge(dir, &twice, &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("shard 0/3 is given twice"), "{}", out.all());
+    assert!(
+        out.stderr.contains("shard 0/3 is given twice"),
+        "{}",
+        out.all()
+    );
     // A host in two reports: an unsharded run beside a shard.
     let out = merge(dir, &[whole.to_path_buf(), shards[1].clone()], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
@@ -320,11 +394,18 @@ fn refusals(dir: &Path, shards: &[PathBuf], whole: &Path) {
         let h = serde_json::from_str::<Value>(&std::fs::read_to_string(&shards[1]).expect("r"))
             .expect("json")["plays"][0]["hosts"][0]
             .clone();
-        r["plays"][0]["hosts"].as_array_mut().expect("hosts").push(h);
+        r["plays"][0]["hosts"]
+            .as_array_mut()
+            .expect("hosts")
+            .push(h);
     });
     let out = merge(dir, &[own, shards[1].clone(), copy], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("is in more than one shard"), "{}", out.all());
+    assert!(
+        out.stderr.contains("is in more than one shard"),
+        "{}",
+        out.all()
+    );
     // Another playbook, another inventory.
     let other_pb = edited(dir, &shards[2], "pb.json", |r| {
         r["playbook_sha256"] = "0".repeat(64).into();
@@ -334,20 +415,35 @@ fn refusals(dir: &Path, shards: &[PathBuf], whole: &Path) {
     });
     let out = merge(dir, &[shards[0].clone(), shards[1].clone(), other_pb], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("the reports come from different playbooks"), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("the reports come from different playbooks"),
+        "{}",
+        out.all()
+    );
     let out = merge(dir, &[shards[0].clone(), shards[1].clone(), other_inv], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("the reports come from different inventories"), "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("the reports come from different inventories"),
+        "{}",
+        out.all()
+    );
     // Not a report at all.
     std::fs::write(dir.join("junk.json"), "{\"version\": 2,").expect("w");
     let out = merge(dir, &[dir.join("junk.json")], &[]);
     assert_eq!(out.code, 3, "{}", out.all());
-    assert!(out.stderr.contains("is not a sortie report"), "{}", out.all());
+    assert!(
+        out.stderr.contains("is not a sortie report"),
+        "{}",
+        out.all()
+    );
 }
 
 /// A copy of the report at `from`, changed by `f`, saved as `name` in `dir`.
 fn edited(dir: &Path, from: &Path, name: &str, f: impl FnOnce(&mut Value)) -> PathBuf {
-    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(from).expect("read")).expect("json");
+    let mut r: Value =
+        serde_json::from_str(&std::fs::read_to_string(from).expect("read")).expect("json");
     f(&mut r);
     let p = dir.join(name);
     std::fs::write(&p, serde_json::to_string_pretty(&r).expect("json")).expect("write");
@@ -373,14 +469,24 @@ fn empty_shards_succeed_with_a_note_and_gitlab_counts_from_one() {
             ("CI_PIPELINE_ID", "9001"),
         ];
         let out = run_shard(&case, &env, &["--shard", "auto"], &p);
-        let r = out.report.clone().unwrap_or_else(|| panic!("{}", out.all()));
+        let r = out
+            .report
+            .clone()
+            .unwrap_or_else(|| panic!("{}", out.all()));
         assert_eq!(r["shard"], node - 1);
         assert_eq!(r["run_id"], "9001");
         if r["hosts"]["hosts"] == 0 {
             empty += 1;
             assert_eq!(out.code, 0, "{}", out.all());
-            let note = format!("shard {}/8 has none of the selected hosts: nothing to run", node - 1);
-            assert!(out.stderr.contains(&note) || out.stdout.contains(&note), "{}", out.all());
+            let note = format!(
+                "shard {}/8 has none of the selected hosts: nothing to run",
+                node - 1
+            );
+            assert!(
+                out.stderr.contains(&note) || out.stdout.contains(&note),
+                "{}",
+                out.all()
+            );
         }
         reports.push(p);
     }
@@ -391,7 +497,9 @@ fn empty_shards_succeed_with_a_note_and_gitlab_counts_from_one() {
         .filter_map(|p| {
             let r: Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
             let h = r["plays"][0]["hosts"].as_array()?.first()?.clone();
-            (h["tasks"][0]["status"] != "skipped").then(|| r["shard"].as_u64()).flatten()
+            (h["tasks"][0]["status"] != "skipped")
+                .then(|| r["shard"].as_u64())
+                .flatten()
         })
         .collect();
     assert_eq!(ran.len(), 1, "run_once ran on one shard: {ran:?}");
@@ -406,4 +514,161 @@ fn empty_shards_succeed_with_a_note_and_gitlab_counts_from_one() {
     assert_eq!(out.code, 1, "{}", out.all());
     let v: Value = serde_json::from_str(&out.stdout).expect("JSON on stdout");
     assert_eq!(outcome(&v), outcome(&m));
+}
+
+/// The fenced block after `<!-- recipe: NAME -->` in docs/scale-out.md.
+pub fn recipe(name: &str) -> String {
+    let doc = std::fs::read_to_string(crate::harness::repo().join("docs/scale-out.md"))
+        .expect("docs/scale-out.md");
+    let marker = format!("<!-- recipe: {name} -->");
+    let after = doc
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in docs/scale-out.md"))
+        .1;
+    let block = after.split_once("```").expect("a fenced block").1;
+    let block = block.split_once('\n').expect("info string").1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_string()
+}
+
+/// The recipe's lines that run `sortie …`, as a shell would get them.
+fn commands(block: &str, what: &str) -> Vec<String> {
+    block
+        .lines()
+        .map(|l| l.trim())
+        .map(|l| {
+            l.strip_prefix("- run: ")
+                .or(l.strip_prefix("- "))
+                .unwrap_or(l)
+        })
+        .filter(|l| l.starts_with(what))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `line` with `sh -c` in `dir`, `sortie` on PATH, exactly the scheduler variables `env`.
+fn sh(dir: &Path, line: &str, env: &[(&str, String)]) -> Output {
+    let bin = sortie_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("NO_COLOR", "1");
+    for k in SCHEDULER_VARS {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    finish(c, None)
+}
+
+#[test]
+fn recipes_in_docs_run_as_written_and_merge_into_the_unsharded_run() {
+    let t = TestLab::start(8);
+    let case = Case::new(PLAYBOOK).inventory_file(t.inventory());
+    let whole = case.run();
+    assert_eq!(whole.code, 1, "{}", whole.all());
+    let whole_r = whole.report.clone().expect("report");
+    let n = 4;
+    for name in ["slurm", "kubernetes", "github", "gitlab"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        std::fs::copy(&case.playbook, d.join("playbook.yml")).expect("copy");
+        std::fs::copy(t.inventory(), d.join("inventory.yml")).expect("copy");
+        std::fs::create_dir_all(d.join("reports")).expect("mkdir");
+        let block = recipe(name);
+        let abs = format!("{}/reports/", d.display());
+        let fix = |l: &str, i: u32| {
+            l.replace("\"/reports/", &format!("\"{abs}"))
+                .replace(" /reports/", &format!(" {abs}"))
+                .replace("${{ matrix.shard }}", &i.to_string())
+                .replace("${{ github.run_id }}", "4242")
+        };
+        let run = commands(&block, "sortie run");
+        assert_eq!(run.len(), 1, "{name}: one shard command in\n{block}");
+        for i in 0..n {
+            let env: Vec<(&str, String)> = match name {
+                "slurm" => vec![
+                    ("SLURM_ARRAY_TASK_ID", i.to_string()),
+                    ("SLURM_ARRAY_TASK_COUNT", n.to_string()),
+                    ("SLURM_ARRAY_TASK_MIN", "0".into()),
+                    ("SLURM_ARRAY_TASK_MAX", (n - 1).to_string()),
+                    ("SLURM_ARRAY_TASK_STEP", "1".into()),
+                    ("SLURM_ARRAY_JOB_ID", "4242".into()),
+                ],
+                // The controller sets the index; the manifest sets the other two.
+                "kubernetes" => vec![
+                    ("JOB_COMPLETION_INDEX", i.to_string()),
+                    ("SORTIE_SHARDS", n.to_string()),
+                    ("SORTIE_RUN_ID", "4242".into()),
+                ],
+                "gitlab" => vec![
+                    ("CI_NODE_INDEX", (i + 1).to_string()),
+                    ("CI_NODE_TOTAL", n.to_string()),
+                    ("CI_PIPELINE_ID", "4242".into()),
+                ],
+                _ => vec![],
+            };
+            let out = sh(d, &fix(&run[0], i), &env);
+            assert_eq!(
+                out.code,
+                0,
+                "{name} shard {i}: exit 1 and 2 pass: {}",
+                out.all()
+            );
+        }
+        let reports: Vec<Value> = std::fs::read_dir(d.join("reports"))
+            .expect("reports")
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.ok()?.path()).ok()?;
+                serde_json::from_str(&text).ok()
+            })
+            .collect();
+        assert_eq!(reports.len(), n as usize, "{name}: one report per shard");
+        let mut shards: Vec<u64> = reports.iter().filter_map(|r| r["shard"].as_u64()).collect();
+        shards.sort_unstable();
+        assert_eq!(shards, vec![0, 1, 2, 3], "{name}");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r["run_id"] == "4242" && r["shards"] == n),
+            "{name}"
+        );
+        let merge = commands(&block, "sortie report merge");
+        let merge = match name {
+            // Slurm's merge is in the submit snippet, the block after the script.
+            "slurm" => "sortie report merge reports/shard-*.json --report reports/all.json --junit reports/all.xml".to_string(),
+            _ => {
+                assert_eq!(merge.len(), 1, "{name}: one merge command in\n{block}");
+                fix(&merge[0], 0)
+            }
+        };
+        let out = sh(d, &merge, &[]);
+        assert_eq!(out.code, whole.code, "{name} merge: {}", out.all());
+        let m: Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("reports/all.json")).expect("all.json"),
+        )
+        .expect("json");
+        assert_eq!(outcome(&m), outcome(&whole_r), "{name}");
+        assert!(d.join("reports/all.xml").exists(), "{name}");
+    }
+    // The Kubernetes manifest's SORTIE_SHARDS is its completions.
+    let k8s = recipe("kubernetes");
+    assert!(
+        k8s.contains("completions: 4") && k8s.contains("value: \"4\""),
+        "{k8s}"
+    );
+    let doc =
+        std::fs::read_to_string(crate::harness::repo().join("docs/scale-out.md")).expect("doc");
+    assert!(doc.contains("sbatch --dependency=afterany:$job --wrap 'sortie report merge reports/shard-*.json --report reports/all.json --junit reports/all.xml'"));
 }

@@ -1,10 +1,11 @@
 //! A real Slurm on this machine: munged, slurmctld and slurmd (Debian's `munge` and
 //! `slurm-wlm`, installed by scripts/setup) on 127.0.0.1 with a config, state directories,
 //! ports and a munge key of this test's own, started and stopped by PID. A job array of 4
-//! tasks (`--array=1-4`, so SLURM_ARRAY_TASK_MIN is not 0) runs `sortie run --shard auto` over
-//! a lab fleet of 20 sshd hosts, one of which fails a step; `sortie report merge` joins the 4
-//! reports, and the result has the hosts, statuses and exit code of one unsharded run. Every
-//! wait is bounded and says what it waited for, with the daemons' logs, when it gives up.
+//! tasks (`--array=1-4`, so SLURM_ARRAY_TASK_MIN is not 0) runs docs/scale-out.md's batch
+//! script (`sortie run --shard auto`) over a lab fleet of 20 sshd hosts, one of which fails a
+//! step; `sortie report merge` joins the 4 reports, and the result has the hosts, statuses
+//! and exit code of one unsharded run. Every wait is bounded and says what it waited for,
+//! with the daemons' logs, when it gives up.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,11 @@ impl Daemon {
     /// Panics (with `logs`) if the daemon has exited.
     fn alive(&mut self, logs: &Logs) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}) during the test\n{}", self.name, logs.dump());
+            panic!(
+                "{} exited ({status}) during the test\n{}",
+                self.name,
+                logs.dump()
+            );
         }
     }
 }
@@ -125,8 +130,7 @@ fn slurm(conf: &Path, args: &[&str]) -> (bool, String) {
         .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup)", args[0]));
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
 
@@ -180,7 +184,10 @@ struct Cluster {
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
         for bin in [MUNGED, SLURMCTLD, SLURMD] {
-            assert!(Path::new(bin).exists(), "{bin} is missing: run scripts/setup");
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: run scripts/setup"
+            );
         }
         assert!(
             rustix::process::geteuid().is_root(),
@@ -214,20 +221,31 @@ impl Cluster {
                 .arg("--force")
                 .arg(format!("--socket={}", socket.display()))
                 .arg(format!("--key-file={}", key_file.display()))
-                .arg(format!("--pid-file={}", dir.join("munge/munged.pid").display()))
+                .arg(format!(
+                    "--pid-file={}",
+                    dir.join("munge/munged.pid").display()
+                ))
                 .arg(format!("--seed-file={}", dir.join("munge/seed").display()))
                 .arg(format!("--log-file={}", dir.join("munged.log").display())),
             &dir.join("munged.out"),
         );
-        wait_for("munged's socket", Duration::from_secs(15), &mut [&mut munged], &logs, || {
-            socket.exists()
-        });
+        wait_for(
+            "munged's socket",
+            Duration::from_secs(15),
+            &mut [&mut munged],
+            &logs,
+            || socket.exists(),
+        );
         let conf = dir.join("slurm.conf");
         std::fs::write(dir.join("plugstack.conf"), "").expect("plugstack");
         std::fs::write(&conf, slurm_conf(dir, free_port(), free_port())).expect("conf");
         let mut slurmctld = Daemon::start(
             "slurmctld",
-            Command::new(SLURMCTLD).arg("-D").arg("-f").arg(&conf).env("SLURM_CONF", &conf),
+            Command::new(SLURMCTLD)
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf)
+                .env("SLURM_CONF", &conf),
             &dir.join("slurmctld.out"),
         );
         let mut slurmd = Daemon::start(
@@ -281,65 +299,96 @@ fn a_slurm_job_array_of_four_shards_merges_into_one_unsharded_run() {
     assert_eq!(whole_r["hosts"]["hosts"], 20);
     assert_eq!(whole_r["hosts"]["failed"], 1);
 
-    // The array's batch script, as docs/scale-out.md has it.
+    // The array's batch script exactly as docs/scale-out.md has it, submitted as
+    // `--array=1-4` (so SLURM_ARRAY_TASK_MIN is 1), with `sortie` on PATH.
     let script = dir.join("shard.sbatch");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n#SBATCH --job-name=sortie\nexec {} run {} -i {} --shard auto --format plain --report {}/shard-$SLURM_ARRAY_TASK_ID.json\n",
-            sortie_bin().display(),
-            case.playbook.display(),
-            t.inventory().display(),
-            dir.display()
-        ),
-    )
-    .expect("script");
-    let out_pattern = dir.join("slurm-%a.out");
-    let (ok, job) = slurm(
-        &cluster.conf,
-        &[
-            "sbatch",
-            "--parsable",
-            "--array=1-4",
-            "--chdir",
-            &dir.display().to_string(),
-            "--output",
-            &out_pattern.display().to_string(),
-            &script.display().to_string(),
-        ],
+    std::fs::write(&script, super::shard::recipe("slurm")).expect("script");
+    std::fs::copy(t.inventory(), dir.join("inventory.yml")).expect("inventory");
+    std::fs::create_dir_all(dir.join("reports")).expect("mkdir");
+    let path = format!(
+        "{}:{}",
+        sortie_bin().parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
     );
-    assert!(ok, "sbatch: {job}\n{}", cluster.logs.dump());
-    let job = job.trim().to_string();
+    let out = Command::new("sbatch")
+        .args(["--parsable", "--array=1-4", "--chdir"])
+        .arg(&dir)
+        .arg(&script)
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("sbatch (run scripts/setup)");
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "sbatch: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs.dump()
+    );
     let conf = cluster.conf.clone();
-    let reports: Vec<PathBuf> = (1..=4).map(|i| dir.join(format!("shard-{i}.json"))).collect();
-    cluster.wait("the job array to finish (squeue)", Duration::from_secs(90), || {
-        slurm(&conf, &["squeue", "-h", "-j", &job]).1.trim().is_empty()
-            && reports.iter().all(|r| r.exists())
-    });
+    let reports: Vec<PathBuf> = (1..=4)
+        .map(|i| dir.join(format!("reports/shard-{i}.json")))
+        .collect();
+    cluster.wait(
+        "the job array to finish (squeue)",
+        Duration::from_secs(90),
+        || {
+            slurm(&conf, &["squeue", "-h", "-j", &job])
+                .1
+                .trim()
+                .is_empty()
+        },
+    );
+    let task_log =
+        |task: usize| std::fs::read_to_string(dir.join(format!("reports/slurm-{task}.out")));
+    for (i, r) in reports.iter().enumerate() {
+        assert!(
+            r.exists(),
+            "task {} wrote no report: {:?}",
+            i + 1,
+            task_log(i + 1)
+        );
+    }
 
-    // Each task's exit code, as Slurm recorded it, is its shard's.
+    // Every task succeeded as Slurm sees it (the recipe lets 1 and 2 through); the shard
+    // with h03 says 1 in its report.
     let (_, jobs) = slurm(&conf, &["scontrol", "-o", "show", "job", &job]);
     let mut seen_shards = Vec::new();
+    let mut codes = Vec::new();
     for (i, p) in reports.iter().enumerate() {
         let r: Value = serde_json::from_str(&std::fs::read_to_string(p).expect("report"))
             .expect("report JSON");
         let task = i + 1;
-        let log = std::fs::read_to_string(dir.join(format!("slurm-{task}.out"))).unwrap_or_default();
-        assert_eq!(r["shards"], 4, "{log}");
-        assert_eq!(r["run_id"], job.as_str(), "the array's job id: {log}");
+        let log = task_log(task);
+        assert_eq!(r["shards"], 4, "{log:?}");
+        assert_eq!(r["run_id"], job.as_str(), "the array's job id: {log:?}");
         seen_shards.push(r["shard"].as_u64().expect("shard"));
+        codes.push(r["exit_code"].as_i64().expect("code"));
         let line = jobs
             .lines()
             .find(|l| l.contains(&format!("ArrayTaskId={task} ")))
             .unwrap_or_else(|| panic!("task {task} in scontrol:\n{jobs}"));
-        let code = format!("ExitCode={}:0", r["exit_code"]);
-        assert!(line.contains(&code), "task {task}: {code} in {line}\n{log}");
+        assert!(
+            line.contains("ExitCode=0:0"),
+            "task {task}: {line}\n{log:?}"
+        );
     }
-    assert_eq!(seen_shards, vec![0, 1, 2, 3], "task N is shard N - SLURM_ARRAY_TASK_MIN");
+    assert_eq!(
+        seen_shards,
+        vec![0, 1, 2, 3],
+        "task N is shard N - SLURM_ARRAY_TASK_MIN"
+    );
+    codes.sort_unstable();
+    assert_eq!(codes, vec![0, 0, 0, 1], "one shard has the failing host");
 
     let merged_path = dir.join("merged.json");
     let mut c = Command::new(sortie_bin());
-    c.args(["report", "merge"]).args(&reports).arg("--report").arg(&merged_path);
+    c.args(["report", "merge"])
+        .args(&reports)
+        .arg("--report")
+        .arg(&merged_path);
     let merged = finish(c, Some(&merged_path));
     assert_eq!(merged.code, whole.code, "{}", merged.all());
     let m = merged.report.clone().expect("merged");
