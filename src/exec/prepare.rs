@@ -148,7 +148,8 @@ pub(crate) fn prepare(
 fn shard_notes(s: super::Shard, plays: &[PreparedPlay]) -> Option<Diagnostic> {
     plays.iter().all(|p| p.hosts.is_empty()).then(|| {
         Diagnostic::warning(format!(
-            "shard {s} has none of the selected hosts: nothing to run"
+            "shard {s} {}",
+            crate::report::merge::EMPTY_SHARD
         ))
         .help("with more shards than hosts some shards are empty; the merged report is still whole")
     })

@@ -25,6 +25,9 @@ pub fn run_once_elsewhere(k: u32) -> String {
     format!("{RUN_ONCE_ELSEWHERE}{k}")
 }
 
+/// What the warning of a shard with no host says (after `shard I/N`).
+pub const EMPTY_SHARD: &str = "has none of the selected hosts: nothing to run";
+
 /// Whether a task is a `run_once` step another shard ran.
 fn ran_elsewhere(t: &TaskReport) -> bool {
     t.message
@@ -291,7 +294,8 @@ fn once_results(reports: &[(String, RunReport)], i: usize) -> Vec<Option<TaskRep
 fn merged_warnings(reports: &[(String, RunReport)], shards: u32, missing: &[u32]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (_, r) in reports {
-        for w in &r.warnings {
+        // An empty shard's note says nothing about the whole run.
+        for w in r.warnings.iter().filter(|w| !w.contains(EMPTY_SHARD)) {
             if !out.contains(w) {
                 out.push(w.clone());
             }

@@ -507,6 +507,8 @@ fn empty_shards_succeed_with_a_note_and_gitlab_counts_from_one() {
     assert_eq!(merged.code, 1, "{}", merged.all());
     let m = merged.report.clone().expect("report");
     assert_eq!(outcome(&m), outcome(whole.report.as_ref().expect("r")));
+    // The empty shards' notes stay in their own reports.
+    assert!(!m["warnings"].to_string().contains("nothing to run"), "{m}");
     // Without --report the merged report goes to stdout.
     let mut c = Command::new(sortie_bin());
     c.args(["report", "merge"]).args(&reports).current_dir(&dir);
