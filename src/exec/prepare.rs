@@ -1,7 +1,8 @@
 //! Before a run contacts anything: each play's hosts (its pattern, `--limit`, only-these-hosts
-//! and the shard), each host's variable scope, each play's task graph, and the warnings to show
-//! first. Every problem is collected, so bad input stops the run with all its diagnostics at
-//! once. The same selection serves `sortie plan` and dry runs (`plans`).
+//! and the shard), each host's variable scope, each play's task graph, which shard runs its
+//! `run_once` steps, and the warnings to show first (an empty shard's note among them). Every
+//! problem is collected, so bad input stops the run with all its diagnostics at once. The same
+//! selection serves `sortie plan` and dry runs (`plans`).
 
 use std::sync::Arc;
 
@@ -139,19 +140,17 @@ pub(crate) fn prepare(
     }
     let mut warnings = warnings(req);
     if let Some(s) = req.shard {
-        warnings.extend(shard_notes(s, &plays));
+        warnings.extend(empty_shard_note(s, &plays));
     }
     Ok(Prepared { plays, warnings })
 }
 
 /// The note of a shard with no host: it succeeds, doing nothing.
-fn shard_notes(s: super::Shard, plays: &[PreparedPlay]) -> Option<Diagnostic> {
+fn empty_shard_note(s: super::Shard, plays: &[PreparedPlay]) -> Option<Diagnostic> {
     plays.iter().all(|p| p.hosts.is_empty()).then(|| {
-        Diagnostic::warning(format!(
-            "shard {s} {}",
-            crate::report::merge::EMPTY_SHARD
-        ))
-        .help("with more shards than hosts some shards are empty; the merged report is still whole")
+        Diagnostic::warning(format!("shard {s} {}", crate::report::merge::EMPTY_SHARD)).help(
+            "with more shards than hosts some shards are empty; the merged report is still whole",
+        )
     })
 }
 
