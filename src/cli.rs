@@ -38,6 +38,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Print a JSON Schema (playbook, inventory or report).
     Schema(SchemaArgs),
+    /// Work with saved reports: `merge` joins shard reports into one.
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh or fish).
     ///
     /// Install it where the shell looks: bash, `sortie completions bash >
@@ -91,6 +93,15 @@ pub struct RunArgs {
     /// Run only the hosts that failed or were unreachable in this report.
     #[arg(long, value_name = "REPORT.json")]
     pub retry_failed: Option<PathBuf>,
+    /// Run only the I-th of N slices of the selected hosts (0-based, by a stable hash of each
+    /// host's name); `auto` takes I and N from a Kubernetes Indexed Job, a Slurm job array or
+    /// a GitLab parallel job. `sortie report merge` joins the shards' reports.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// The run's id in its reports (default: SORTIE_RUN_ID, else the Slurm array's or GitLab
+    /// pipeline's id, else a fresh one): give every shard of one run the same.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
     /// Show each task's outputs.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -154,6 +165,42 @@ pub struct InventoryArgs {
     /// Only hosts matching this pattern.
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Only the hosts of this shard (`I/N` or `auto`, as for `run`).
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Join shard reports (`run --shard I/N --report F`) into one report, as if one run had
+    /// done it all; exit with the code that run would have had.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Every shard's JSON report.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged report as JSON (default: on stdout).
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Write JUnit XML.
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Write TAP 14.
+    #[arg(long, value_name = "FILE")]
+    pub tap: Option<PathBuf>,
+    /// Merge even when shards are missing: the report lists them, and exits 2 (their hosts
+    /// were not reached).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 #[derive(Args, Debug)]

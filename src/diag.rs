@@ -150,6 +150,12 @@ pub fn file_name(id: FileId) -> String {
         .unwrap_or_else(|| "<unknown>".to_string())
 }
 
+/// The whole text of a registered file.
+pub fn source_text(id: FileId) -> Option<Arc<str>> {
+    let files = registry().lock().unwrap_or_else(|p| p.into_inner());
+    files.get(id.0 as usize).map(|f| f.text.clone())
+}
+
 /// The text of line `line` (1-based) of a registered file, without its newline.
 pub fn source_line(id: FileId, line: u32) -> Option<String> {
     let files = registry().lock().unwrap_or_else(|p| p.into_inner());

@@ -24,6 +24,7 @@ fn main() {
         cli::Command::Plan(a) => app::plan(a),
         cli::Command::Inventory(a) => app::inventory(a),
         cli::Command::Schema(a) => app::schema(a),
+        cli::Command::Report(a) => app::report(a),
         cli::Command::Completions(a) => app::completions(a),
         cli::Command::Man(a) => app::man(a),
     };

@@ -5,11 +5,14 @@
 //! parses and exits with what these return.
 
 mod generate;
+mod merge;
 mod run;
+pub mod shard;
 
 use std::io::Write;
 
 pub use generate::{completions, man};
+pub use merge::report;
 pub use run::run;
 
 use crate::cli::{CheckArgs, InventoryArgs, PlanArgs, PlanFormat, SchemaArgs, SchemaKind};
@@ -178,6 +181,19 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
             }
         },
         None => inv.hosts.iter().collect(),
+    };
+    let hosts = match &args.shard {
+        Some(flag) => match shard::parse(flag, &shard::process_env) {
+            Ok(c) => hosts
+                .into_iter()
+                .filter(|h| c.shard.contains(&h.name))
+                .collect(),
+            Err(d) => {
+                report_diagnostics(&d.into());
+                return exit::INVALID;
+            }
+        },
+        None => hosts,
     };
     let text = if args.graph {
         inv.graph(&hosts)

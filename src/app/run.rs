@@ -1,8 +1,9 @@
-//! `sortie run`, the engine's command-line front: loads the playbook, inventory, extra vars
-//! and `--retry-failed` report into a `RunRequest`; starts the runtime, the reporter that owns
-//! the terminal and the signal handler (the first SIGINT/SIGTERM stops new tasks and gives
-//! running ones a grace period, a second cancels at once); runs the engine; writes the
-//! `--report`, `--junit` and `--tap` files; returns the report's exit code.
+//! `sortie run`, the engine's command-line front: loads the playbook, inventory, extra vars,
+//! `--retry-failed` report, `--shard` (`app::shard`) and `--run-id` into a `RunRequest`;
+//! starts the runtime, the reporter that owns the terminal and the signal handler (the first
+//! SIGINT/SIGTERM stops new tasks and gives running ones a grace period, a second cancels at
+//! once); runs the engine; writes the `--report`, `--junit` and `--tap` files; returns the
+//! report's exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,6 +57,13 @@ fn request(args: &RunArgs) -> Result<RunRequest, Diagnostics> {
     req.tags = args.tags.clone();
     req.skip_tags = args.skip_tags.clone();
     req.dry_run = args.dry_run;
+    if let Some(flag) = &args.shard {
+        req.shard = Some(super::shard::parse(flag, &super::shard::process_env)?.shard);
+    }
+    req.run_id = args
+        .run_id
+        .clone()
+        .or_else(|| super::shard::env_run_id(&super::shard::process_env));
     if let Some(path) = &args.retry_failed {
         let hosts = read_report(path)?.failed_hosts();
         if hosts.is_empty() {
@@ -69,8 +77,8 @@ fn request(args: &RunArgs) -> Result<RunRequest, Diagnostics> {
     Ok(req)
 }
 
-/// An earlier run's report, for `--retry-failed`.
-fn read_report(path: &Path) -> Result<RunReport, Diagnostics> {
+/// A saved report: an earlier run's, for `--retry-failed`, or a shard's, for `report merge`.
+pub(super) fn read_report(path: &Path) -> Result<RunReport, Diagnostics> {
     let help = "give the JSON file an earlier `sortie run --report FILE.json` wrote";
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostic::error(format!("cannot read report `{}`: {e}", path.display())).help(help)

@@ -31,6 +31,8 @@ pub(crate) struct PlayRun {
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub dry_run: bool,
+    /// Under sharding, the shard that runs `run_once` steps when it is not this one.
+    pub once_elsewhere: Option<u32>,
     pub events: Events,
     pub cancel: Cancel,
     pub limits: Limits,

@@ -147,6 +147,9 @@ impl Walk {
         if let Some(r) = cx.pr.tag_skip(&play.steps[i].tags) {
             return Some(r);
         }
+        if let Some(k) = cx.pr.once_elsewhere.filter(|_| play.steps[i].run_once) {
+            return Some(crate::report::merge::run_once_elsewhere(k));
+        }
         cx.pr.dry_run.then(|| "dry run".to_string())
     }
 

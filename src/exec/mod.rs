@@ -98,8 +98,9 @@ pub struct Cancel {
 }
 
 /// The `index`-th (0-based) of `count` disjoint slices of the selected hosts, chosen by a
-/// stable hash of each host's name: every host falls in exactly one slice, and adding a host
-/// moves no other.
+/// stable hash of each host's name: every host falls in exactly one slice, adding or removing
+/// a host moves no other, and going from N to N+1 slices moves about 1/(N+1) of the hosts
+/// (jump consistent hashing over FNV-1a), not most of them as hash-mod-N would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,
@@ -109,7 +110,18 @@ pub struct Shard {
 impl Shard {
     /// Whether the host named `name` belongs to this slice.
     pub fn contains(&self, name: &str) -> bool {
-        self.count <= 1 || shard_hash(name) % u64::from(self.count) == u64::from(self.index)
+        self.count <= 1 || Shard::of(name, self.count) == self.index
+    }
+
+    /// The slice (0-based, below `count`) the host named `name` falls in.
+    pub fn of(name: &str, count: u32) -> u32 {
+        jump(shard_hash(name), count)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
     }
 }
 
@@ -122,6 +134,20 @@ fn shard_hash(name: &str) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// Jump consistent hash (Lamping and Veach, 2014): the bucket below `buckets` for `key`.
+/// Growing `buckets` by one moves a key only into the new bucket, with probability
+/// 1/(buckets+1). Each pass sets `j` past `b`, so the loop runs at most `buckets` times
+/// (about ln(buckets) on average).
+fn jump(mut key: u64, buckets: u32) -> u32 {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < i64::from(buckets) {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as u32
 }
 
 /// The engine's side of the event stream: every event is redacted on its way to the sink.
@@ -172,6 +198,12 @@ pub async fn run(req: RunRequest, sink: Arc<dyn EventSink>) -> Result<RunReport,
         run_id: info.id,
         playbook: req.playbook.path.display().to_string(),
         inventory: req.inventory.sources.clone(),
+        shard: req.shard.map_or(0, |s| s.index),
+        shards: req.shard.map_or(1, |s| s.count.max(1)),
+        playbook_sha256: playbook_sha256(&req.playbook),
+        inventory_sha256: inventory_sha256(&req.inventory),
+        merged: Vec::new(),
+        missing_shards: Vec::new(),
         started_at: info.started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: req.cancel.stop_new.is_cancelled(),
@@ -188,6 +220,21 @@ pub async fn run(req: RunRequest, sink: Arc<dyn EventSink>) -> Result<RunReport,
         report: Box::new(report.clone()),
     });
     Ok(report)
+}
+
+/// SHA-256 of the playbook's text, as loaded, in hex.
+pub fn playbook_sha256(pb: &Playbook) -> String {
+    use sha2::Digest;
+    let text = crate::diag::source_text(pb.file).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// SHA-256 of the resolved inventory (every host as `inventory --list` shows it), in hex.
+pub fn inventory_sha256(inv: &Inventory) -> String {
+    use sha2::Digest;
+    let all: Vec<&crate::inventory::Host> = inv.hosts.iter().collect();
+    let text = serde_json::to_string(&inv.to_json(&all)).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 /// A run id unique enough to tell runs apart: the time in nanoseconds, in hex.
@@ -210,22 +257,70 @@ fn is_dead(s: Status) -> bool {
 mod tests {
     use super::*;
 
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("web{i:04}.example.com")).collect()
+    }
+
     #[test]
-    fn shards_are_disjoint_and_cover_every_host() {
-        let names: Vec<String> = (0..1000)
-            .map(|i| format!("web{i:04}.example.com"))
-            .collect();
-        let count = 7;
-        let mut sizes = vec![0usize; count as usize];
-        for n in &names {
-            let hits: Vec<u32> = (0..count)
-                .filter(|&i| Shard { index: i, count }.contains(n))
-                .collect();
-            assert_eq!(hits.len(), 1, "{n} is in exactly one shard: {hits:?}");
-            sizes[hits[0] as usize] += 1;
+    fn shards_are_disjoint_complete_and_balanced_within_20_percent() {
+        let names = names(1000);
+        for count in 2..=8u32 {
+            let mut sizes = vec![0usize; count as usize];
+            for n in &names {
+                let hits: Vec<u32> = (0..count)
+                    .filter(|&i| Shard { index: i, count }.contains(n))
+                    .collect();
+                assert_eq!(hits.len(), 1, "{n} is in exactly one of {count}: {hits:?}");
+                sizes[hits[0] as usize] += 1;
+            }
+            assert_eq!(sizes.iter().sum::<usize>(), names.len());
+            let fair = names.len() as f64 / f64::from(count);
+            for s in &sizes {
+                let off = (*s as f64 - fair).abs() / fair;
+                assert!(off <= 0.2, "{count} shards: {sizes:?} (fair {fair:.0})");
+            }
         }
-        // A fair hash gives each of 7 shards about 143 of 1000 hosts.
-        assert!(sizes.iter().all(|&s| (100..190).contains(&s)), "{sizes:?}");
+    }
+
+    #[test]
+    fn adding_a_host_moves_no_other() {
+        let mut names = names(1000);
+        for count in [2u32, 4, 7, 16] {
+            let before: Vec<u32> = names.iter().map(|n| Shard::of(n, count)).collect();
+            names.push("new-host.example.com".into());
+            let moved = names
+                .iter()
+                .zip(&before)
+                .filter(|(n, s)| Shard::of(n, count) != **s)
+                .count();
+            // The claim is at most 2/N of the others; the scheme moves none.
+            assert!(moved as f64 <= 2.0 * 1000.0 / f64::from(count));
+            assert_eq!(moved, 0, "{count} shards");
+            names.pop();
+        }
+    }
+
+    #[test]
+    fn adding_a_shard_moves_about_one_in_n_plus_one() {
+        let names = names(1000);
+        for count in [2u32, 4, 8, 16] {
+            let mut moved = 0usize;
+            for n in &names {
+                let (a, b) = (Shard::of(n, count), Shard::of(n, count + 1));
+                if a != b {
+                    // A host moves only into the new shard.
+                    assert_eq!(b, count, "{n}: {a} → {b}");
+                    moved += 1;
+                }
+            }
+            let share = moved as f64 / names.len() as f64;
+            let ideal = 1.0 / f64::from(count + 1);
+            assert!(
+                share > ideal / 2.0 && share < ideal * 2.0,
+                "{count} → {}: {moved} of 1000 moved",
+                count + 1
+            );
+        }
     }
 
     #[test]
@@ -234,5 +329,14 @@ mod tests {
         assert_eq!(shard_hash("a"), 0xaf63_dc4c_8601_ec8c);
         let one = Shard { index: 0, count: 1 };
         assert!(one.contains("anything"));
+        // Pinned: a release that moved hosts between shards would break merges of reports
+        // written by two versions and any per-worker state (resumed downloads).
+        let got: Vec<u32> = ["h01", "h02", "h03", "web0001.example.com"]
+            .iter()
+            .map(|n| Shard::of(n, 4))
+            .collect();
+        assert_eq!(got, vec![1, 3, 2, 0], "pinned shard of 4");
+        assert_eq!(jump(0, 1), 0);
+        assert_eq!(Shard { index: 2, count: 4 }.to_string(), "2/4");
     }
 }

@@ -47,6 +47,7 @@ pub(crate) async fn run_plays(
             tags: req.tags.clone(),
             skip_tags: req.skip_tags.clone(),
             dry_run: req.dry_run,
+            once_elsewhere: p.once_elsewhere,
             events: events.clone(),
             cancel: req.cancel.clone(),
             limits: Limits::default(),

@@ -1,7 +1,8 @@
 //! Before a run contacts anything: each play's hosts (its pattern, `--limit`, only-these-hosts
-//! and the shard), each host's variable scope, each play's task graph, and the warnings to show
-//! first. Every problem is collected, so bad input stops the run with all its diagnostics at
-//! once. The same selection serves `sortie plan` and dry runs (`plans`).
+//! and the shard), each host's variable scope, each play's task graph, which shard runs its
+//! `run_once` steps, and the warnings to show first (an empty shard's note among them). Every
+//! problem is collected, so bad input stops the run with all its diagnostics at once. The same
+//! selection serves `sortie plan` and dry runs (`plans`).
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub(crate) struct PreparedPlay {
     pub play: Arc<Play>,
     pub graph: Arc<Graph>,
     pub hosts: Vec<(Arc<Host>, Scope)>,
+    /// Under sharding, the shard that runs the play's `run_once` steps when it is another
+    /// one: the lowest shard holding any of the play's hosts, which every shard can tell.
+    pub once_elsewhere: Option<u32>,
 }
 
 /// Every play of a request, ready to run, and the warnings to show before it starts.
@@ -155,6 +159,8 @@ pub(crate) fn prepare(
                 play: Arc::new(play.clone()),
                 graph: Arc::new(g),
                 hosts: scoped,
+                once_elsewhere: once_shard(req, play)
+                    .filter(|k| req.shard.is_some_and(|s| s.index != *k)),
             }),
             Err(d) => diags.push(d),
         }
@@ -162,10 +168,38 @@ pub(crate) fn prepare(
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok(Prepared {
-        plays,
-        warnings: warnings(req),
+    let mut warnings = warnings(req);
+    if let Some(s) = req.shard {
+        warnings.extend(empty_shard_note(s, &plays));
+    }
+    Ok(Prepared { plays, warnings })
+}
+
+/// The note of a shard with no host: it succeeds, doing nothing.
+fn empty_shard_note(s: super::Shard, plays: &[PreparedPlay]) -> Option<Diagnostic> {
+    plays.iter().all(|p| p.hosts.is_empty()).then(|| {
+        Diagnostic::warning(format!("shard {s} {}", crate::report::merge::EMPTY_SHARD)).help(
+            "with more shards than hosts some shards are empty; the merged report is still whole",
+        )
     })
+}
+
+/// Under sharding, the lowest shard holding any host of `play` (before the shard's own
+/// cut): where its `run_once` steps run.
+fn once_shard(req: &RunRequest, play: &Play) -> Option<u32> {
+    let s = req.shard?;
+    let hosts = select_hosts(
+        &req.inventory,
+        &play.hosts.value,
+        None,
+        req.limit.as_deref(),
+    )
+    .ok()?;
+    hosts
+        .iter()
+        .filter(|h| req.only.as_ref().is_none_or(|o| o.contains(&h.name)))
+        .map(|h| super::Shard::of(&h.name, s.count))
+        .min()
 }
 
 /// The front's warnings, the playbook's load-time warnings, and one per host whose host

@@ -8,6 +8,7 @@ pub mod event;
 pub mod human;
 pub mod junit;
 pub mod live;
+pub mod merge;
 pub mod plain;
 pub mod redact;
 pub mod tap;
@@ -169,9 +170,32 @@ pub struct Summary {
 pub struct RunReport {
     /// Report format version.
     pub version: u32,
+    /// The run's id: `--run-id`, `SORTIE_RUN_ID`, the scheduler's job id, or a fresh one.
     pub run_id: String,
     pub playbook: String,
     pub inventory: Vec<String>,
+    /// Which slice of the selected hosts this run took (`--shard I/N`: I, 0-based); 0 when
+    /// the run was not sharded, or for a merged report.
+    #[serde(default)]
+    pub shard: u32,
+    /// How many slices the hosts were cut into (N); 1 when the run was not sharded, or for
+    /// a merged report.
+    #[serde(default = "one")]
+    pub shards: u32,
+    /// SHA-256 of the playbook file's text (hex): shards of one run have the same.
+    #[serde(default)]
+    pub playbook_sha256: String,
+    /// SHA-256 (hex) of the resolved inventory — every host with its address, port, user,
+    /// groups, merged vars and SSH settings, as `sortie inventory --list` prints them — so
+    /// the same hosts give the same hash from any file layout.
+    #[serde(default)]
+    pub inventory_sha256: String,
+    /// The shard reports a merged report was made of (`sortie report merge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<merge::MergedShard>,
+    /// Shards a `--partial` merge went without: their hosts are in no play.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
     pub started_at: String,
     pub duration_ms: u64,
     /// The run was interrupted (SIGINT/SIGTERM); results are what was known then.
@@ -232,7 +256,7 @@ impl RunReport {
         self.hosts = hosts;
         self.exit_code = if self.interrupted {
             crate::exit::INTERRUPTED
-        } else if self.hosts.unreachable > 0 {
+        } else if self.hosts.unreachable > 0 || !self.missing_shards.is_empty() {
             crate::exit::UNREACHABLE
         } else if self.hosts.failed > 0 {
             crate::exit::FAILED
@@ -255,6 +279,10 @@ impl RunReport {
         }
         out
     }
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn bump(s: &mut Summary, st: Status) {

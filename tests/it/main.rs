@@ -18,6 +18,8 @@ mod limits;
 mod release;
 mod reports;
 mod sftp_safety;
+mod shard;
 mod ship;
+mod slurm;
 mod ssh;
 mod wan;

@@ -1,0 +1,79 @@
+//! `sortie report merge`: reads the shard reports named on the command line, joins them
+//! (`report::merge`), writes the merged JSON (`--report`, else stdout), JUnit and TAP files,
+//! prints the recap on stderr and returns the exit code one unsharded run would have had.
+//! Unreadable or refused reports are invalid input (exit 3), every problem shown at once.
+
+use std::io::Write;
+
+use super::report_diagnostics;
+use super::run::read_report;
+use crate::cli::{MergeArgs, ReportArgs, ReportCommand};
+use crate::diag::Diagnostics;
+use crate::exit;
+use crate::report::{junit, merge, plain, tap, write_atomic};
+
+/// `sortie report …`: returns the exit code.
+pub fn report(args: &ReportArgs) -> i32 {
+    match &args.command {
+        ReportCommand::Merge(m) => merge_reports(m),
+    }
+}
+
+fn merge_reports(args: &MergeArgs) -> i32 {
+    let mut reports = Vec::new();
+    let mut d = Diagnostics::default();
+    for p in &args.reports {
+        match read_report(p) {
+            Ok(r) => reports.push((p.display().to_string(), r)),
+            Err(e) => d.extend(e),
+        }
+    }
+    if d.has_errors() {
+        report_diagnostics(&d);
+        return exit::INVALID;
+    }
+    let merged = match merge::merge(reports, args.partial) {
+        Ok(r) => r,
+        Err(d) => {
+            report_diagnostics(&d);
+            return exit::INVALID;
+        }
+    };
+    // Every shard's report is redacted already; the merge adds no value of a run.
+    let json = serde_json::to_string_pretty(&merged).unwrap_or_default();
+    let mut ok = true;
+    let mut write = |path: &std::path::Path, what: &str, text: &str| {
+        if let Err(e) = write_atomic(path, text.as_bytes()) {
+            eprintln!("error: cannot write {what} `{}`: {e}", path.display());
+            ok = false;
+        }
+    };
+    match &args.report {
+        Some(p) => write(p, "report", &json),
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(json.as_bytes());
+            let _ = out.write_all(b"\n");
+        }
+    }
+    if let Some(p) = &args.junit {
+        write(p, "JUnit file", &junit::render(&merged));
+    }
+    if let Some(p) = &args.tap {
+        write(p, "TAP file", &tap::render(&merged));
+    }
+    let color = crate::report::live::stderr_color();
+    let mut err = std::io::stderr().lock();
+    for w in &merged.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let _ = err.write_all(plain::recap(&merged, color).as_bytes());
+    let _ = writeln!(
+        err,
+        "merged {} shard report{}: {} hosts",
+        merged.merged.len(),
+        if merged.merged.len() == 1 { "" } else { "s" },
+        merged.hosts.hosts
+    );
+    if ok { merged.exit_code } else { exit::INVALID }
+}
