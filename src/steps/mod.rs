@@ -31,6 +31,7 @@ pub mod sftp_put;
 pub mod ssh;
 pub mod tcp;
 mod temp_name;
+pub mod udp;
 
 /// Where a kind runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -38,7 +39,7 @@ mod temp_name;
 pub enum RunsOn {
     /// On the target over its SSH session (`ssh`, `sftp_put`, `sftp_get`).
     Host,
-    /// On the machine running sortie (`local`, `http`, `dns`, `tcp`).
+    /// On the machine running sortie (`local`, `http`, `dns`, `tcp`, `udp`).
     Runner,
     /// Nowhere in particular: evaluated by the runner (`assert`, `set`).
     Engine,
@@ -401,6 +402,7 @@ kinds! {
     Http(http::Http),
     Dns(dns::Dns),
     Tcp(tcp::Tcp),
+    Udp(udp::Udp),
     Local(local::Local),
     Assert(assert::Assert),
     Set(set::Set),
