@@ -111,7 +111,17 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    engine.decode(clean).map_err(|e| e.to_string())
+    engine.decode(&clean).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(at, b) => format!(
+            "`{}` is not a base64 character (character {})",
+            char::from(b).escape_default(),
+            at + 1
+        ),
+        base64::DecodeError::InvalidLength(n) => {
+            format!("{n} base64 characters: the last group is incomplete")
+        }
+        other => other.to_string(),
+    })
 }
 
 /// Turns `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` into bytes.
@@ -182,7 +192,17 @@ pub fn lookup(fields: &Json, field: &str, key: Option<&str>) -> Option<Json> {
 
 /// Reads an exchange's `expect` (as written, or rendered for a host).
 pub fn parse_expect(node: &Node, out: &mut Vec<Diagnostic>) -> Vec<expect::Expectation> {
-    expect::parse(node, "exchange", REPLY_FIELDS, out)
+    let mut found = Vec::new();
+    let exps = expect::parse(node, "exchange", REPLY_FIELDS, &mut found);
+    // `expect` words its messages for steps; these are about one exchange.
+    for mut d in found {
+        d.title = d.title.replace("for a `exchange` step", "for an exchange");
+        d.help = d
+            .help
+            .map(|h| h.replace("fields of `exchange`", "fields of an exchange"));
+        out.push(d);
+    }
+    exps
 }
 
 /// Checks a reply's fields against expectations whose arguments are already rendered: the
