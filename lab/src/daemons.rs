@@ -291,17 +291,14 @@ pub fn smtp(dir: &Path, tls: Option<&Identity>) -> Result<Daemon, LabError> {
     cmd.args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"])
         .arg("-l")
         .arg(format!("127.0.0.1:{port}"));
-    match tls {
-        Some(id) => {
-            write(&dir.join("cert.pem"), &id.cert_pem)?;
-            write(&dir.join("key.pem"), &id.key_pem)?;
-            cmd.arg("--tlscert")
-                .arg(dir.join("cert.pem"))
-                .arg("--tlskey")
-                .arg(dir.join("key.pem"))
-                .arg("--no-requiretls");
-        }
-        None => {}
+    if let Some(id) = tls {
+        write(&dir.join("cert.pem"), &id.cert_pem)?;
+        write(&dir.join("key.pem"), &id.key_pem)?;
+        cmd.arg("--tlscert")
+            .arg(dir.join("cert.pem"))
+            .arg("--tlskey")
+            .arg(dir.join("key.pem"))
+            .arg("--no-requiretls");
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     spawn("aiosmtpd", cmd, dir, addr, |a| answers_tcp(a, None))

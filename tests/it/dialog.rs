@@ -284,3 +284,83 @@ fn binary_protocol_example_against_the_echo_servers() {
         "{m}"
     );
 }
+
+/// Bytes that arrive in clear text after the answer to STARTTLS are never taken into the TLS
+/// session: the upgrade is refused (the STARTTLS command-injection flaw).
+#[test]
+fn starttls_with_bytes_pending_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = pki(dir.path());
+    let server = TcpServer::start_local(TcpKind::Banner(
+        "220 ready for TLS\r\n250 injected\r\n".into(),
+    ))
+    .expect("banner");
+    let pb = format!(
+        r#"
+hosts: all
+steps:
+  - id: up
+    tcp:
+      port: {port}
+      tls: {{ ca: "{ca}" }}
+      timeout: 3s
+      dialog:
+        - read: {{ line: true }}
+          expect: {{ response: {{ matches: "^220 " }} }}
+          starttls: true
+"#,
+        port = server.port(),
+        ca = pki.path("ca.pem").display()
+    );
+    let out = crate::harness::Case::new(&pb).run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    let m = message(&out, "up");
+    assert!(
+        m.starts_with(
+            "exchange 1: the server sent 14 bytes after its answer and before TLS started"
+        ),
+        "{m}"
+    );
+}
+
+/// `udp` waits for as many replies as asked, and tells a silent port from one that answers
+/// with ICMP port-unreachable.
+#[test]
+fn udp_replies_silence_and_unreachable() {
+    let echo = UdpServer::start_local(UdpKind::Echo).expect("udp echo");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let pb = format!(
+        r#"
+hosts: all
+steps:
+  - id: echo
+    udp: {{ port: {echo}, send: "hello\n", timeout: 2s }}
+    expect: {{ response: "hello\n", length: 6, replies: {{ len: 1 }} }}
+  - id: two
+    udp: {{ port: {echo}, send: "x", replies: 2, timeout: 1s }}
+    expect: {{ replies: {{ len: 2 }} }}
+  - id: silent
+    needs: []
+    udp: {{ port: {silent_port}, send: "anyone?", timeout: 1s }}
+    expect: {{ open: false, unreachable: false }}
+"#,
+        echo = echo.port()
+    );
+    let out = crate::harness::Case::new(&pb).run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.status("localhost", "echo"), "ok", "{}", out.all());
+    assert_eq!(out.status("localhost", "silent"), "ok", "{}", out.all());
+    let t = out.task("localhost", "silent");
+    assert!(
+        t["output"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("no reply within"),
+        "{t}"
+    );
+    // One datagram gets one echo: waiting for two ends at the timeout with one.
+    let m = message(&out, "two");
+    assert!(m.starts_with("len(replies): expected eq 2, found 1"), "{m}");
+    drop(silent);
+}
