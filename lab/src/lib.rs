@@ -8,16 +8,22 @@
 //! `sortie-lab` binary's `status` and `stop`). Nothing leaves 127.0.0.0/8, and every process the
 //! lab starts is stopped by the PID it recorded, when its owner is dropped.
 //!
+//! [`daemons`] starts real servers from Debian packages (redis-server, memcached, Dovecot,
+//! aiosmtpd, chronyd) with configurations of their own, and [`udp::UdpServer`] UDP responders
+//! (echo, NTP at a chosen stratum), for the `tcp` dialogs and the `udp` kind.
+//!
 //! [`dns::DnsServer`] answers for `lab.test.` (and the lab hosts' reverse names) on 127.0.0.1; the
 //! inventory's `dns_server` (`127.0.0.1:PORT`) and `dns_port` say where.
 
 pub mod background;
+pub mod daemons;
 pub mod dns;
 pub mod http;
 pub mod pki;
 pub mod process;
 pub mod ssh;
 pub mod tcp;
+pub mod udp;
 pub mod wan;
 
 use std::collections::BTreeMap;

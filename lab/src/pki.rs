@@ -1,6 +1,7 @@
 //! A throw-away certificate authority for the lab's TLS servers, generated at run time (rcgen,
 //! ring): a CA, a server certificate for the lab's addresses and `localhost`, a client
-//! certificate for mutual TLS, and a second, unrelated CA with its own client certificate (what
+//! certificate for mutual TLS, server certificates that have expired and that expire in ten
+//! days, and a second, unrelated CA with its own client certificate (what
 //! an unknown issuer looks like). The PEM files go into a directory that playbooks point
 //! `tls.ca`, `tls.client_cert` and `tls.client_key` at; the lab's TLS server reads the same
 //! material from memory.
@@ -37,6 +38,10 @@ pub struct TestPki {
     pub ca: Identity,
     pub server: Identity,
     pub client: Identity,
+    /// Server certificates for the same names, signed by the same CA, that expired yesterday
+    /// and that expire in ten days (what a "not expiring within 30 days" check catches).
+    pub expired: Identity,
+    pub expiring: Identity,
     /// A CA nothing trusts, and a client certificate it signed.
     pub other_ca: Identity,
     pub other_client: Identity,
@@ -73,8 +78,24 @@ fn leaf(
     usage: ExtendedKeyUsagePurpose,
     issuer: &Issuer<'_, &KeyPair>,
 ) -> Result<Identity, LabError> {
+    leaf_valid(name, sans, usage, issuer, None)
+}
+
+/// A leaf certificate; with `days`, valid from `days.0` to `days.1` days from now.
+fn leaf_valid(
+    name: &str,
+    sans: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'_, &KeyPair>,
+    days: Option<(i64, i64)>,
+) -> Result<Identity, LabError> {
     let key = KeyPair::generate().map_err(|e| err("key", e))?;
     let mut params = CertificateParams::new(sans).map_err(|e| err(name, e))?;
+    if let Some((from, to)) = days {
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+    }
     params.distinguished_name.push(DnType::CommonName, name);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -92,7 +113,8 @@ fn leaf(
 impl TestPki {
     /// Generates everything and writes the PEM files into `dir`: `ca.pem`, `server.pem`,
     /// `server-key.pem`, `client.pem`, `client-key.pem`, `other-ca.pem`, `other-client.pem`,
-    /// `other-client-key.pem`. The server certificate names `localhost` and every address in
+    /// `other-client-key.pem`, `expired.pem`, `expired-key.pem`, `expiring.pem`,
+    /// `expiring-key.pem`. The server certificate names `localhost` and every address in
     /// `ips`.
     pub fn generate(dir: &Path, ips: &[IpAddr]) -> Result<TestPki, LabError> {
         let (ca_params, ca_key, ca_id) = ca("sortie lab CA")?;
@@ -101,9 +123,23 @@ impl TestPki {
         sans.extend(ips.iter().map(IpAddr::to_string));
         let server = leaf(
             "sortie lab server",
+            sans.clone(),
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        )?;
+        let expired = leaf_valid(
+            "sortie lab server (expired)",
+            sans.clone(),
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+            Some((-30, -1)),
+        )?;
+        let expiring = leaf_valid(
+            "sortie lab server (expiring)",
             sans,
             ExtendedKeyUsagePurpose::ServerAuth,
             &issuer,
+            Some((-30, 10)),
         )?;
         let client = leaf(
             "sortie-client",
@@ -125,11 +161,17 @@ impl TestPki {
             ca: ca_id,
             server,
             client,
+            expired,
+            expiring,
             other_ca: other_id,
             other_client,
             dir: dir.to_path_buf(),
         };
-        let files: [(&str, &str); 8] = [
+        let files: [(&str, &str); 12] = [
+            ("expired.pem", &pki.expired.cert_pem),
+            ("expired-key.pem", &pki.expired.key_pem),
+            ("expiring.pem", &pki.expiring.cert_pem),
+            ("expiring-key.pem", &pki.expiring.key_pem),
             ("ca.pem", &pki.ca.cert_pem),
             ("server.pem", &pki.server.cert_pem),
             ("server-key.pem", &pki.server.key_pem),

@@ -32,6 +32,7 @@ pub mod sftp_put;
 pub mod ssh;
 pub mod tcp;
 mod temp_name;
+pub mod udp;
 
 /// Where a kind runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,7 +40,7 @@ mod temp_name;
 pub enum RunsOn {
     /// On the target over its SSH session (`ssh`, `sftp_put`, `sftp_get`).
     Host,
-    /// On the machine running sortie (`local`, `http`, `dns`, `tcp`).
+    /// On the machine running sortie (`local`, `http`, `dns`, `tcp`, `udp`).
     Runner,
     /// Nowhere in particular: evaluated by the runner (`assert`, `set`).
     Engine,
@@ -406,6 +407,7 @@ kinds! {
     Http(http::Http),
     Dns(dns::Dns),
     Tcp(tcp::Tcp),
+    Udp(udp::Udp),
     Local(local::Local),
     Assert(assert::Assert),
     Set(set::Set),

@@ -1,10 +1,12 @@
 //! The one integration test binary: real `sortie` processes against real servers on loopback
-//! (the lab: OpenSSH sshd hosts, an HTTP server, TCP listeners, a DNS server).
+//! (the lab: OpenSSH sshd hosts, an HTTP server, TCP and UDP listeners, a DNS server, and
+//! servers from Debian packages: redis-server, memcached, Dovecot, aiosmtpd, chronyd).
 
 mod harness;
 
 mod check;
 mod deps;
+mod dialog;
 mod dns;
 mod engine;
 mod fleet;
