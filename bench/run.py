@@ -243,16 +243,23 @@ def run_tool(label, make, n, runs):
         code, wall, cpu, rss, text = measure(cmd, env=env)
         got = sum(1 for _ in out.rglob("blob.bin"))
         shutil.rmtree(out, ignore_errors=True)
+        failed = None
         if code != 0:
             print(f"{label} N={n} run {r} failed (exit {code}):\n{text[-3000:]}", file=sys.stderr)
-            return {"runs": 0, "failed": f"exit {code}"}
-        if got != n:
+            failed = f"exit {code}, fetched {got} of {n} files"
+        elif got != n:
             print(f"{label} N={n}: fetched {got} files, expected {n}", file=sys.stderr)
-            return {"runs": 0, "failed": f"fetched {got} of {n} files"}
+            failed = f"fetched {got} of {n} files"
         walls.append(wall)
         cpus.append(cpu)
         rsss.append(rss)
-        print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB", flush=True)
+        print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB"
+              + (f" (FAILED: {failed})" if failed else ""), flush=True)
+        if failed:
+            # The figures of a failed run are kept, marked, and no more runs are made.
+            return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
+                    "failed": failed, "output_tail": text[-2000:],
+                    "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
     return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
             "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
 
@@ -305,6 +312,7 @@ def main():
     if args.no_ansible:
         tools.discard("ansible")
     rtt_ms = parse_ms(args.rtt) if args.rtt else None
+    load_at_start = os.getloadavg()
 
     nofile = raise_limits()
     if not args.no_build:
@@ -320,7 +328,8 @@ def main():
         try:
             if rtt_ms and info["vars"].get("wan_rtt_ms") != rtt_ms:
                 sys.exit(f"the lab says its round trip is {info['vars'].get('wan_rtt_ms')} ms, not {rtt_ms}")
-            row = {"hosts": n, "rtt_ms": rtt_ms, "bandwidth": args.bandwidth, "steps_per_host": STEPS}
+            row = {"hosts": n, "rtt_ms": rtt_ms, "bandwidth": args.bandwidth, "steps_per_host": STEPS,
+                   "loadavg_at_start": os.getloadavg()}
             runners = []
             if "sortie" in tools:
                 runners.append(("sortie", lambda out: (sortie_cmd(lab, n, blob, out), None)))
@@ -350,7 +359,7 @@ def main():
         finally:
             stop_lab(lab)
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nofile": nofile,
-            "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg(), "argv": sys.argv[1:]}
+            "cpus": os.cpu_count(), "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg(), "argv": sys.argv[1:]}
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print_table(results)
 
@@ -370,7 +379,8 @@ def print_table(results):
             if not m.get("runs"):
                 print(f"| {r['hosts']} | {rtt} | {label} | failed: {m.get('failed', '?')} | | | | | |")
                 continue
-            print(f"| {r['hosts']} | {rtt} | {label} | {fmt(m, 'wall_s', '.2f', ' s')} | "
+            name = f"{label} (failed: {m['failed']})" if m.get("failed") else label
+            print(f"| {r['hosts']} | {rtt} | {name} | {fmt(m, 'wall_s', '.2f', ' s')} | "
                   f"{fmt(m, 'round_trips_per_host', '.1f')} | {fmt(m, 'cpu_s', '.2f', ' s')} | "
                   f"{fmt(m, 'cpu_ms_per_host_step', '.2f', ' ms')} | {fmt(m, 'rss_mib', '.0f', ' MiB')} | "
                   f"{fmt(m, 'rss_kib_per_host', '.0f', ' KiB')} |")
