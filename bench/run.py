@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
 """The benchmark: the same work on every host of a lab fleet — exec `uname -a`, put 1 MiB,
-get 1 MiB, a TCP probe, an HTTP GET — run by sortie, by ansible-playbook (installed into a
-virtualenv here; forks = N, no fact gathering, best of stock and pipelining + ControlPersist)
-and by plain OpenSSH commands in parallel (the floor), for each N, several runs each. Reports
-medians of wall time, runner CPU time and peak RSS (summed over the runner's process tree), and
-the ratios sortie/Ansible and sortie/OpenSSH measured side by side in the same run.
+get 1 MiB, a TCP probe, an HTTP GET — run by sortie, by pyinfra (pinned in
+bench/pyinfra-requirements.txt, in its own virtualenv; bench/pyinfra-deploy.py, --parallel N),
+by ansible-playbook (installed into a virtualenv here; forks = N, no fact gathering, stock and
+pipelining + ControlPersist) and by plain OpenSSH commands in parallel, one connection per host,
+for each N, several runs each, every host in flight at once. Reports medians of wall time,
+runner CPU time and peak RSS (summed over the runner's process tree), runner CPU per host-step,
+cost per host, round trips per host (wall time / RTT, with --rtt) and the ratios between the
+tools, all measured side by side in the same run.
 
-    bench/run.py [--hosts 10,50,200] [--runs 3] [--no-ansible] [--ansible-max 50] [--out FILE]
+    bench/run.py [--hosts 10,50,200] [--runs 3] [--rtt 50ms] [--bandwidth 100mbit]
+                 [--tools sortie,pyinfra,openssh,ansible] [--ansible-modes stock,pipelining]
+                 [--ansible-max 200] [--openssh-max 200] [--out FILE]
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,29 +35,27 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def tree_rss_kib(root_pid):
-    """Resident memory of a process and all its descendants, in KiB (from /proc)."""
-    children = {}
-    rss = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    """Resident memory of a process and all its descendants, in KiB (from /proc). Walks down from
+    the root through each thread's `children` list, so it costs the tree's size, not the
+    machine's process count (the lab's thousand sshds are not the runner's)."""
+    total, stack, seen = 0, [root_pid], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
             continue
+        seen.add(pid)
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/statm") as f:
-                pages = int(f.read().split()[1])
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KIB
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
         except (OSError, ValueError, IndexError):
             continue
-        pid = int(entry)
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = pages * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    total, stack = 0, [root_pid]
-    while stack:
-        p = stack.pop()
-        total += rss.get(p, 0)
-        stack.extend(children.get(p, []))
     return total
 
 
@@ -83,12 +87,38 @@ def measure(cmd, env=None, cwd=None):
     return proc.returncode, wall, cpu, max(peak[0], usage.ru_maxrss) / 1024, text
 
 
-def start_lab(n):
+STEPS = 5  # host-steps per host: exec, put, get, tcp, http
+
+
+def raise_limits():
+    """Open files up to the hard limit: a thousand hosts in flight need a few thousand sockets
+    and files in the runner (and the lab, which inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def parse_ms(text):
+    """`50ms`, `0.05s`, `50` (milliseconds) → milliseconds."""
+    t = text.strip()
+    if t.endswith("ms"):
+        return float(t[:-2])
+    if t.endswith("s"):
+        return float(t[:-1]) * 1000
+    return float(t)
+
+
+def start_lab(n, rtt=None, bandwidth=None):
     lab = WORK / f"lab-{n}"
-    # A range of its own, so a lab started by hand (127.0.10.x) does not collide.
-    sh(str(ROOT / "target/release/sortie-lab"), "start", "--hosts", str(n), "--dir", str(lab),
-       "--base", "127.0.40.1", "--port", "2422",
-       stdout=subprocess.DEVNULL)
+    # A range of its own, so a lab started by hand (127.0.10.x) does not collide; a free port.
+    cmd = [str(ROOT / "target/release/sortie-lab"), "start", "--hosts", str(n), "--dir", str(lab),
+           "--base", "127.0.40.1", "--port", "0"]
+    if rtt:
+        cmd += ["--rtt", rtt]
+    if bandwidth:
+        cmd += ["--bandwidth", bandwidth]
+    sh(*cmd, stdout=subprocess.DEVNULL)
     return lab, json.loads((lab / "lab.json").read_text())
 
 
@@ -130,6 +160,42 @@ def openssh_script(lab, info, blob, out):
     return [str(path)]
 
 
+def ensure_pyinfra():
+    """pyinfra in a virtualenv of its own, at the versions bench/pyinfra-requirements.txt pins."""
+    venv = WORK / "pyinfra-venv"
+    req = BENCH / "pyinfra-requirements.txt"
+    stamp = venv / "requirements.installed"
+    if not stamp.exists() or stamp.read_text() != req.read_text():
+        if not (venv / "bin/python").exists():
+            sh(sys.executable, "-m", "venv", str(venv))
+        sh(str(venv / "bin/pip"), "install", "-q", "-r", str(req))
+        stamp.write_text(req.read_text())
+    return venv
+
+
+def pyinfra_setup(info, n):
+    """A pyinfra inventory (Python) from the lab's: every host in group `lab`, logging in with
+    the lab's key as the lab's user, host keys checked against the lab's known_hosts."""
+    rows = ["# Generated by bench/run.py from the lab's lab.json.", "lab = ["]
+    for h in info["hosts"]:
+        data = {
+            "ssh_hostname": h["address"], "ssh_port": h["port"], "ssh_user": info["user"],
+            "ssh_key": str(info["identity_file"]), "ssh_known_hosts_file": str(info["known_hosts"]),
+            "ssh_strict_host_key_checking": "yes", "ssh_allow_agent": False,
+            "ssh_look_for_keys": False, "http_port": info["vars"]["http_port"],
+        }
+        rows.append(f"    ({h['name']!r}, {data!r}),")
+    rows.append("]")
+    inv = WORK / f"pyinfra-inventory-{n}.py"
+    inv.write_text("\n".join(rows) + "\n")
+    return inv
+
+
+def pyinfra_cmd(venv, inv, n, blob, out):
+    return [str(venv / "bin/pyinfra"), "-y", "--parallel", str(n), str(inv),
+            str(BENCH / "pyinfra-deploy.py"), "--data", f"blob={blob}", "--data", f"out={out}"]
+
+
 def ensure_ansible():
     venv = WORK / "venv"
     if not (venv / "bin/ansible-playbook").exists():
@@ -166,87 +232,161 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def run_tool(label, make, n, runs):
+    """Runs one tool `runs` times on the lab; medians, or runs = 0 when a run failed."""
+    walls, cpus, rsss = [], [], []
+    for r in range(runs):
+        out = WORK / f"out-{label}-{n}-{r}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        cmd, env = make(out)
+        code, wall, cpu, rss, text = measure(cmd, env=env)
+        got = sum(1 for _ in out.rglob("blob.bin"))
+        shutil.rmtree(out, ignore_errors=True)
+        failed = None
+        if code != 0:
+            print(f"{label} N={n} run {r} failed (exit {code}):\n{text[-3000:]}", file=sys.stderr)
+            failed = f"exit {code}, fetched {got} of {n} files"
+        elif got != n:
+            print(f"{label} N={n}: fetched {got} files, expected {n}", file=sys.stderr)
+            failed = f"fetched {got} of {n} files"
+        walls.append(wall)
+        cpus.append(cpu)
+        rsss.append(rss)
+        print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB"
+              + (f" (FAILED: {failed})" if failed else ""), flush=True)
+        if failed:
+            # The figures of a failed run are kept, marked, and no more runs are made.
+            return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
+                    "failed": failed, "output_tail": text[-2000:],
+                    "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
+    return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
+            "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
+
+
+def derive(row, n, rtt_ms):
+    """Per host, per host-step and per round trip figures; ratios between the tools."""
+    for label, m in list(row.items()):
+        if not isinstance(m, dict) or not m.get("runs"):
+            continue
+        m["cpu_ms_per_host_step"] = m["cpu_s"] * 1000 / (n * STEPS)
+        m["wall_ms_per_host"] = m["wall_s"] * 1000 / n
+        m["rss_kib_per_host"] = m["rss_mib"] * 1024 / n
+        if rtt_ms:
+            m["round_trips_per_host"] = m["wall_s"] * 1000 / rtt_ms
+    s = row.get("sortie")
+    if not s or not s.get("runs"):
+        return
+    ans = [row[k] for k in ("ansible-stock", "ansible-pipelining") if k in row and row[k].get("runs")]
+    if ans:
+        best = min(ans, key=lambda m: m["wall_s"])
+        row["ratio_ansible_over_sortie_wall"] = best["wall_s"] / s["wall_s"]
+        row["ratio_ansible_over_sortie_cpu"] = min(a["cpu_s"] for a in ans) / s["cpu_s"]
+    p = row.get("pyinfra")
+    if p and p.get("runs"):
+        row["ratio_pyinfra_over_sortie_wall"] = p["wall_s"] / s["wall_s"]
+        row["ratio_pyinfra_over_sortie_cpu"] = p["cpu_s"] / s["cpu_s"]
+        row["ratio_pyinfra_over_sortie_rss"] = p["rss_mib"] / s["rss_mib"]
+    o = row.get("openssh")
+    if o and o.get("runs"):
+        row["ratio_sortie_over_openssh_wall"] = s["wall_s"] / o["wall_s"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", default="10,50,200")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--no-ansible", action="store_true")
+    ap.add_argument("--rtt", help="start the lab with a WAN of this round trip (e.g. 50ms)")
+    ap.add_argument("--bandwidth", help="with --rtt: cap each connection (e.g. 100mbit)")
+    ap.add_argument("--tools", default="sortie,pyinfra,openssh,ansible")
+    ap.add_argument("--no-ansible", action="store_true", help="the same as leaving ansible out of --tools")
+    ap.add_argument("--ansible-modes", default="stock,pipelining")
     ap.add_argument("--ansible-max", type=int, default=200, help="skip Ansible above this many hosts")
     ap.add_argument("--ansible-runs-200", type=int, default=1, help="Ansible runs at N >= 200 (each takes minutes)")
+    ap.add_argument("--openssh-max", type=int, default=200,
+                    help="skip OpenSSH above this many hosts (five processes per host at once)")
+    ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     args = ap.parse_args()
+    tools = set(args.tools.split(","))
+    if args.no_ansible:
+        tools.discard("ansible")
+    rtt_ms = parse_ms(args.rtt) if args.rtt else None
+    load_at_start = os.getloadavg()
 
-    sh("cargo", "build", "--release", "--quiet", "-p", "sortie", "-p", "sortie-lab", cwd=ROOT)
+    nofile = raise_limits()
+    if not args.no_build:
+        sh("cargo", "build", "--release", "--quiet", "-p", "sortie", "-p", "sortie-lab", cwd=ROOT)
     WORK.mkdir(exist_ok=True)
     blob = WORK / "blob.bin"
     blob.write_bytes(os.urandom(1 << 20))
-    venv = None if args.no_ansible else ensure_ansible()
+    ansible = ensure_ansible() if "ansible" in tools else None
+    pyinfra = ensure_pyinfra() if "pyinfra" in tools else None
     results = []
     for n in [int(x) for x in args.hosts.split(",")]:
-        lab, info = start_lab(n)
+        lab, info = start_lab(n, args.rtt, args.bandwidth)
         try:
-            row = {"hosts": n}
-            runners = [("sortie", lambda out: (sortie_cmd(lab, n, blob, out), None))]
-            runners.append(("openssh", lambda out: (openssh_script(lab, info, blob, out), None)))
-            if venv and n <= args.ansible_max:
-                for pipe in (False, True):
-                    label = "ansible-pipelining" if pipe else "ansible-stock"
+            if rtt_ms and info["vars"].get("wan_rtt_ms") != rtt_ms:
+                sys.exit(f"the lab says its round trip is {info['vars'].get('wan_rtt_ms')} ms, not {rtt_ms}")
+            row = {"hosts": n, "rtt_ms": rtt_ms, "bandwidth": args.bandwidth, "steps_per_host": STEPS,
+                   "loadavg_at_start": os.getloadavg()}
+            runners = []
+            if "sortie" in tools:
+                runners.append(("sortie", lambda out: (sortie_cmd(lab, n, blob, out), None)))
+            if pyinfra:
+                inv = pyinfra_setup(info, n)
+                runners.append(("pyinfra", lambda out, inv=inv: (pyinfra_cmd(pyinfra, inv, n, blob, out), None)))
+            if "openssh" in tools and n <= args.openssh_max:
+                runners.append(("openssh", lambda out: (openssh_script(lab, info, blob, out), None)))
+            if ansible and n <= args.ansible_max:
+                for mode in args.ansible_modes.split(","):
+                    pipe = mode == "pipelining"
                     inv, cfg = ansible_setup(lab, info, n, pipe)
 
                     def mk(out, inv=inv, cfg=cfg):
                         env = dict(os.environ, ANSIBLE_CONFIG=str(cfg))
-                        cmd = [str(venv / "bin/ansible-playbook"), "-i", str(inv), str(BENCH / "ansible-work.yml"),
+                        cmd = [str(ansible / "bin/ansible-playbook"), "-i", str(inv), str(BENCH / "ansible-work.yml"),
                                "-e", f"blob={blob}", "-e", f"out={out}"]
                         return cmd, env
-                    runners.append((label, mk))
+                    runners.append((f"ansible-{mode}", mk))
             for label, make in runners:
-                walls, cpus, rsss = [], [], []
                 runs = args.runs
                 if label.startswith("ansible") and n >= 200:
                     runs = min(runs, args.ansible_runs_200)
-                for r in range(runs):
-                    out = WORK / f"out-{label}-{n}-{r}"
-                    shutil.rmtree(out, ignore_errors=True)
-                    out.mkdir(parents=True)
-                    cmd, env = make(out)
-                    code, wall, cpu, rss, text = measure(cmd, env=env)
-                    if code != 0:
-                        print(f"{label} N={n} run {r} failed (exit {code}):\n{text[-3000:]}", file=sys.stderr)
-                        walls = []
-                        break
-                    got = sum(1 for _ in out.rglob("blob.bin"))
-                    if got != n:
-                        print(f"{label} N={n}: fetched {got} files, expected {n}", file=sys.stderr)
-                    walls.append(wall)
-                    cpus.append(cpu)
-                    rsss.append(rss)
-                    print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB", flush=True)
-                row[label] = {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls)}
-            ans = [row[k]["wall_s"] for k in ("ansible-stock", "ansible-pipelining") if k in row and row[k]["runs"]]
-            if ans:
-                row["ansible-best_wall_s"] = min(ans)
-                row["ratio_ansible_over_sortie"] = min(ans) / row["sortie"]["wall_s"]
-            if row["openssh"]["runs"] and row["sortie"]["runs"]:
-                row["ratio_sortie_over_openssh"] = row["sortie"]["wall_s"] / row["openssh"]["wall_s"]
+                row[label] = run_tool(label, make, n, runs)
+            derive(row, n, rtt_ms)
             results.append(row)
         finally:
             stop_lab(lab)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nofile": nofile,
+            "cpus": os.cpu_count(), "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg(), "argv": sys.argv[1:]}
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print_table(results)
 
 
+def fmt(m, key, spec, unit=""):
+    return f"{m[key]:{spec}}{unit}" if m and m.get("runs") and key in m else "—"
+
+
 def print_table(results):
-    print("\n| hosts | sortie wall | sortie CPU | sortie peak RSS | OpenSSH wall | Ansible wall (best) | Ansible peak RSS | Ansible ÷ sortie | sortie ÷ OpenSSH |")
+    print("\n| hosts | RTT | tool | wall | round trips per host | runner CPU | CPU per host-step | peak RSS | RSS per host |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        s, o = r["sortie"], r["openssh"]
-        best = min((r[k] for k in ("ansible-stock", "ansible-pipelining") if k in r and r[k]["runs"]),
-                   key=lambda x: x["wall_s"], default=None)
-        ans = f"{best['wall_s']:.2f} s" if best else "not run"
-        ans_rss = f"{best['rss_mib']:.0f} MiB" if best else "—"
-        ratio_a = f"{r['ratio_ansible_over_sortie']:.1f}×" if "ratio_ansible_over_sortie" in r else "—"
-        ratio_o = f"{r['ratio_sortie_over_openssh']:.2f}" if "ratio_sortie_over_openssh" in r else "—"
-        print(f"| {r['hosts']} | {s['wall_s']:.2f} s | {s['cpu_s']:.2f} s | {s['rss_mib']:.1f} MiB | {o['wall_s']:.2f} s | {ans} | {ans_rss} | {ratio_a} | {ratio_o} |")
+        rtt = f"{r['rtt_ms']:g} ms" if r["rtt_ms"] else "loopback"
+        for label, m in r.items():
+            if not isinstance(m, dict):
+                continue
+            if not m.get("runs"):
+                print(f"| {r['hosts']} | {rtt} | {label} | failed: {m.get('failed', '?')} | | | | | |")
+                continue
+            name = f"{label} (failed: {m['failed']})" if m.get("failed") else label
+            print(f"| {r['hosts']} | {rtt} | {name} | {fmt(m, 'wall_s', '.2f', ' s')} | "
+                  f"{fmt(m, 'round_trips_per_host', '.1f')} | {fmt(m, 'cpu_s', '.2f', ' s')} | "
+                  f"{fmt(m, 'cpu_ms_per_host_step', '.2f', ' ms')} | {fmt(m, 'rss_mib', '.0f', ' MiB')} | "
+                  f"{fmt(m, 'rss_kib_per_host', '.0f', ' KiB')} |")
+        ratios = {k: v for k, v in r.items() if k.startswith("ratio_")}
+        if ratios:
+            print(f"|   | {rtt} | ratios N={r['hosts']} | " + ", ".join(f"{k[6:]} {v:.2f}" for k, v in ratios.items()) + " | | | | | |")
 
 
 if __name__ == "__main__":
