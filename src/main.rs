@@ -26,6 +26,10 @@ fn main() {
         cli::Command::Schema(a) => app::schema(a),
         cli::Command::Completions(a) => app::completions(a),
         cli::Command::Man(a) => app::man(a),
+        cli::Command::Report(a) => match &a.command {
+            cli::ReportCommand::Html(h) => app::report_html(h),
+        },
+        cli::Command::Serve(a) => app::serve(a),
     };
     std::process::exit(code);
 }

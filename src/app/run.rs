@@ -2,7 +2,7 @@
 //! and `--retry-failed` report into a `RunRequest`; starts the runtime, the reporter that owns
 //! the terminal and the signal handler (the first SIGINT/SIGTERM stops new tasks and gives
 //! running ones a grace period, a second cancels at once); runs the engine; writes the
-//! `--report`, `--junit` and `--tap` files; returns the report's exit code.
+//! `--report`, `--junit`, `--tap` and `--html` files; returns the report's exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::exit;
 use crate::report::event::{Event, EventSink};
 use crate::report::live::{Mode, Reporter};
 use crate::report::redact::Redactor;
-use crate::report::{RunReport, junit, tap, write_atomic};
+use crate::report::{RunReport, html, junit, tap, write_atomic};
 use crate::vars;
 
 /// How long running tasks may finish after the first interrupt.
@@ -70,7 +70,7 @@ fn request(args: &RunArgs) -> Result<RunRequest, Diagnostics> {
 }
 
 /// An earlier run's report, for `--retry-failed`.
-fn read_report(path: &Path) -> Result<RunReport, Diagnostics> {
+pub(super) fn read_report(path: &Path) -> Result<RunReport, Diagnostics> {
     let help = "give the JSON file an earlier `sortie run --report FILE.json` wrote";
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostic::error(format!("cannot read report `{}`: {e}", path.display())).help(help)
@@ -134,6 +134,11 @@ fn write_reports(args: &RunArgs, report: &RunReport, redactor: &Redactor) {
         && let Err(e) = write_atomic(p, redactor.redact(&tap::render(report)).as_bytes())
     {
         eprintln!("error: cannot write TAP file `{}`: {e}", p.display());
+    }
+    if let Some(p) = &args.html
+        && let Err(e) = write_atomic(p, html::render(report, redactor).as_bytes())
+    {
+        eprintln!("error: cannot write HTML file `{}`: {e}", p.display());
     }
 }
 

@@ -33,6 +33,15 @@ pub(crate) struct PlayRun {
     /// For SSH connections whose `jump` names another inventory host.
     pub inventory: Arc<Inventory>,
     pub redactor: Arc<Redactor>,
+    /// When the run started: tasks record their start as an offset from it.
+    pub run_started: std::time::Instant,
+}
+
+impl PlayRun {
+    /// Milliseconds since the run started.
+    pub fn offset_ms(&self) -> u64 {
+        self.run_started.elapsed().as_millis() as u64
+    }
 }
 
 impl PlayRun {

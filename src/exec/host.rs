@@ -93,7 +93,7 @@ async fn walk(cx: &HostCx, w: &mut Walk) {
                 match w.start(cx, *i) {
                     Some(input) => {
                         let once = cx.pr.play.steps[*i].run_once.then(|| &cx.pr.once[*i]);
-                        running.push(run_task(*i, input, once));
+                        running.push(run_task(*i, input, once, cx.pr.offset_ms()));
                     }
                     None => skipped = true,
                 }
@@ -146,7 +146,8 @@ impl Walk {
         self.started[i] = true;
         let step = &cx.pr.play.steps[i];
         if let Some(reason) = self.skip_reason(cx, i) {
-            let r = task::skip(step, reason);
+            let mut r = task::skip(step, reason);
+            r.report.started_ms = Some(cx.pr.offset_ms());
             cx.send(Event::TaskFinished {
                 host: cx.host.name.clone(),
                 task: Box::new(r.report.clone()),
@@ -218,7 +219,8 @@ impl Walk {
             .map(|(i, r)| match r {
                 Some(r) => r.report,
                 None => {
-                    let r = task::skip(&cx.pr.play.steps[i], reason.clone()).report;
+                    let mut r = task::skip(&cx.pr.play.steps[i], reason.clone()).report;
+                    r.started_ms = Some(cx.pr.offset_ms());
                     cx.send(Event::TaskFinished {
                         host: cx.host.name.clone(),
                         task: Box::new(r.clone()),
@@ -231,13 +233,14 @@ impl Walk {
 }
 
 /// Runs one task; a `run_once` step runs on the first host that gets there and every other
-/// host takes its result.
+/// host takes its result. `at` is when it started, in milliseconds after the run did.
 async fn run_task(
     i: usize,
     input: TaskInput<'_>,
     once: Option<&tokio::sync::OnceCell<TaskResult>>,
+    at: u64,
 ) -> (usize, TaskResult) {
-    let r = match once {
+    let mut r = match once {
         Some(cell) => {
             let mut r = cell.get_or_init(|| task::run(input)).await.clone();
             if r.report.message.is_none() {
@@ -247,5 +250,6 @@ async fn run_task(
         }
         None => task::run(input).await,
     };
+    r.report.started_ms = Some(at);
     (i, r)
 }

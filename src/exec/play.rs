@@ -27,6 +27,7 @@ pub(crate) async fn run_plays(
     req: &RunRequest,
     prepared: Prepared,
     events: &Events,
+    run_started: std::time::Instant,
 ) -> Vec<PlayReport> {
     let dir = Arc::new(req.playbook.dir.clone());
     let inventory = Arc::new(req.inventory.clone());
@@ -51,6 +52,7 @@ pub(crate) async fn run_plays(
             limits: Limits::default(),
             inventory: inventory.clone(),
             redactor: events.redactor.clone(),
+            run_started,
         });
         let concurrency = req
             .concurrency
