@@ -38,7 +38,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Print a JSON Schema (playbook, inventory or report).
     Schema(SchemaArgs),
-    /// Work with saved reports: `merge` joins shard reports into one.
+    /// Work with saved reports: `merge` joins shard reports into one, `html` renders the
+    /// HTML page of one.
     Report(ReportArgs),
     /// Print a shell completion script (bash, zsh or fish).
     ///
@@ -51,6 +52,9 @@ pub enum Command {
     /// Read it with `sortie man | man -l -`, or install it as `man1/sortie.1` under a
     /// directory of `manpath`.
     Man(ManArgs),
+    /// Run the playbook on start and every `--every`, and serve the results over HTTP:
+    /// /healthz, /metrics (Prometheus), /report.json, / (the HTML page), /probe?host=H.
+    Serve(ServeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,6 +94,9 @@ pub struct RunArgs {
     /// Write TAP 14.
     #[arg(long, value_name = "FILE")]
     pub tap: Option<PathBuf>,
+    /// Write the HTML report: one self-contained page (summary, failures, timeline).
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
     /// Run only the hosts that failed or were unreachable in this report.
     #[arg(long, value_name = "REPORT.json")]
     pub retry_failed: Option<PathBuf>,
@@ -181,6 +188,8 @@ pub enum ReportCommand {
     /// Join shard reports (`run --shard I/N --report F`) into one report, as if one run had
     /// done it all; exit with the code that run would have had.
     Merge(MergeArgs),
+    /// Render the HTML page of a saved report (`sortie run --report FILE.json`).
+    Html(ReportHtmlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -239,4 +248,51 @@ pub struct ManArgs {
     /// Write every page (sortie.1, sortie-run.1, …) into this directory instead.
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
     pub dir: Option<PathBuf>,
+}
+
+
+#[derive(Args, Debug)]
+pub struct ReportHtmlArgs {
+    /// The JSON report.
+    #[arg(value_name = "REPORT.json")]
+    pub report: PathBuf,
+    /// Where to write the page (default: stdout).
+    #[arg(short, long, value_name = "FILE.html")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The playbook file.
+    pub playbook: PathBuf,
+    /// Inventory file(s), as for `run`.
+    #[arg(short, long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<PathBuf>,
+    /// Where to listen for HTTP (ADDR:PORT).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9108")]
+    pub listen: String,
+    /// Time between the starts of scheduled runs (a run that takes longer delays the next).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub every: String,
+    /// Limit to hosts matching this pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Extra variables, as for `run`.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE|@FILE")]
+    pub extra_vars: Vec<String>,
+    /// Hosts in flight at once (overrides the play's strategy.concurrency).
+    #[arg(short = 'c', long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Run only steps with one of these tags.
+    #[arg(long, value_delimiter = ',', value_name = "T,..")]
+    pub tags: Vec<String>,
+    /// Skip steps with any of these tags.
+    #[arg(long, value_delimiter = ',', value_name = "T,..")]
+    pub skip_tags: Vec<String>,
+    /// Probes (/probe?host=H) running at once at most; more wait for a slot.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub probe_concurrency: usize,
+    /// How long a probe's result is answered again without running the host anew.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub probe_cache: String,
 }

@@ -27,6 +27,7 @@ fn main() {
         cli::Command::Report(a) => app::report(a),
         cli::Command::Completions(a) => app::completions(a),
         cli::Command::Man(a) => app::man(a),
+        cli::Command::Serve(a) => app::serve(a),
     };
     std::process::exit(code);
 }

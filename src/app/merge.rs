@@ -16,6 +16,7 @@ use crate::report::{junit, merge, plain, tap, write_atomic};
 pub fn report(args: &ReportArgs) -> i32 {
     match &args.command {
         ReportCommand::Merge(m) => merge_reports(m),
+        ReportCommand::Html(h) => super::report_html(h),
     }
 }
 

@@ -1,19 +1,24 @@
 //! The commands behind the CLI — thin fronts over the library: each takes its parsed
 //! arguments, loads files, builds a request for the engine (`exec`) or the loaders, writes its
 //! output (stdout for results, stderr for diagnostics) and returns the exit code (`exit`).
-//! `run` lives in `app::run`, `completions` and `man` in `app::generate`; `main.rs` only
-//! parses and exits with what these return.
+//! `run` lives in `app::run`, `completions` and `man` in `app::generate`, `report html` in
+//! `app::html`, `serve` in `app::serve`; `main.rs` only parses and exits with what these
+//! return.
 
 mod generate;
+mod html;
 mod merge;
 mod run;
+mod serve;
 pub mod shard;
 
 use std::io::Write;
 
 pub use generate::{completions, man};
 pub use merge::report;
+pub use html::report_html;
 pub use run::run;
+pub use serve::serve;
 
 use crate::cli::{CheckArgs, InventoryArgs, PlanArgs, PlanFormat, SchemaArgs, SchemaKind};
 use crate::diag::{Diagnostics, render};

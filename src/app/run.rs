@@ -2,8 +2,8 @@
 //! `--retry-failed` report, `--shard` (`app::shard`) and `--run-id` into a `RunRequest`;
 //! starts the runtime, the reporter that owns the terminal and the signal handler (the first
 //! SIGINT/SIGTERM stops new tasks and gives running ones a grace period, a second cancels at
-//! once); runs the engine; writes the `--report`, `--junit` and `--tap` files; returns the
-//! report's exit code.
+//! once); runs the engine; writes the `--report`, `--junit`, `--tap` and `--html` files;
+//! returns the report's exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use crate::exit;
 use crate::report::event::{Event, EventSink};
 use crate::report::live::{Mode, Reporter};
 use crate::report::redact::Redactor;
-use crate::report::{RunReport, junit, tap, write_atomic};
+use crate::report::{RunReport, html, junit, tap, write_atomic};
 use crate::vars;
 
 /// How long running tasks may finish after the first interrupt.
@@ -142,6 +142,11 @@ fn write_reports(args: &RunArgs, report: &RunReport, redactor: &Redactor) {
         && let Err(e) = write_atomic(p, redactor.redact(&tap::render(report)).as_bytes())
     {
         eprintln!("error: cannot write TAP file `{}`: {e}", p.display());
+    }
+    if let Some(p) = &args.html
+        && let Err(e) = write_atomic(p, html::render(report, redactor).as_bytes())
+    {
+        eprintln!("error: cannot write HTML file `{}`: {e}", p.display());
     }
 }
 

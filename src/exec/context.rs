@@ -46,9 +46,16 @@ pub(crate) struct PlayRun {
     pub group_limits: Vec<(String, Arc<tokio::sync::Semaphore>)>,
     /// Per step: a `fleet` step's barrier for the current batch (set as each batch starts).
     pub fleets: std::sync::Mutex<Vec<Option<Arc<Barrier>>>>,
+    /// When the run started: tasks record their start as an offset from it.
+    pub run_started: std::time::Instant,
 }
 
 impl PlayRun {
+    /// Milliseconds since the run started.
+    pub fn offset_ms(&self) -> u64 {
+        self.run_started.elapsed().as_millis() as u64
+    }
+
     /// New barriers for the play's `fleet` steps: the fleet is this batch's hosts.
     pub fn start_batch(&self, hosts: Vec<String>) {
         let mut f = self.fleets.lock().unwrap_or_else(|p| p.into_inner());

@@ -102,7 +102,7 @@ async fn walk(cx: &HostCx, w: &mut Walk) {
                     Some(input) => {
                         let once = cx.pr.play.steps[*i].run_once.then(|| &cx.pr.once[*i]);
                         let throttle = cx.pr.throttles.get(*i).cloned().flatten();
-                        running.push(run_task(*i, input, once, throttle));
+                        running.push(run_task(*i, input, once, throttle, cx.pr.offset_ms()));
                     }
                     None => skipped = true,
                 }
@@ -159,7 +159,8 @@ impl Walk {
         let step = &cx.pr.play.steps[i];
         if let Some(reason) = self.skip_reason(cx, i) {
             cx.pr.leave_out_of(i, &cx.host.name, &reason);
-            let r = task::skip(step, reason);
+            let mut r = task::skip(step, reason);
+            r.report.started_ms = Some(cx.pr.offset_ms());
             cx.send(Event::TaskFinished {
                 host: cx.host.name.clone(),
                 task: Box::new(r.report.clone()),
@@ -242,7 +243,8 @@ impl Walk {
                 Some(r) => r.report,
                 None => {
                     cx.pr.leave_out_of(i, &cx.host.name, &reason);
-                    let r = task::skip(&cx.pr.play.steps[i], reason.clone()).report;
+                    let mut r = task::skip(&cx.pr.play.steps[i], reason.clone()).report;
+                    r.started_ms = Some(cx.pr.offset_ms());
                     cx.send(Event::TaskFinished {
                         host: cx.host.name.clone(),
                         task: Box::new(r.clone()),
@@ -255,19 +257,20 @@ impl Walk {
 }
 
 /// Runs one task; a `run_once` step runs on the first host that gets there and every other
-/// host takes its result.
+/// host takes its result. `at` is when it started, in milliseconds after the run did.
 async fn run_task(
     i: usize,
     input: TaskInput<'_>,
     once: Option<&tokio::sync::OnceCell<TaskResult>>,
     throttle: Option<Arc<tokio::sync::Semaphore>>,
+    at: u64,
 ) -> (usize, TaskResult) {
     // `throttle`: wait for one of the step's slots (the wait counts in the step's time).
     let _slot = match throttle {
         Some(t) => t.acquire_owned().await.ok(),
         None => None,
     };
-    let r = match once {
+    let mut r = match once {
         Some(cell) => {
             let mut r = cell.get_or_init(|| task::run(input)).await.clone();
             if r.report.message.is_none() {
@@ -277,5 +280,6 @@ async fn run_task(
         }
         None => task::run(input).await,
     };
+    r.report.started_ms = Some(at);
     (i, r)
 }

@@ -192,7 +192,7 @@ pub async fn run(req: RunRequest, sink: Arc<dyn EventSink>) -> Result<RunReport,
         let text = crate::plan::render_text(&plans(&req)?.plans);
         events.send(Event::Plan { text });
     }
-    let plays = play::run_plays(&req, prepared, &events).await;
+    let plays = play::run_plays(&req, prepared, &events, started).await;
     let mut report = RunReport {
         version: crate::report::VERSION,
         run_id: info.id,

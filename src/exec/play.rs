@@ -28,6 +28,7 @@ pub(crate) async fn run_plays(
     req: &RunRequest,
     prepared: Prepared,
     events: &Events,
+    run_started: std::time::Instant,
 ) -> Vec<PlayReport> {
     let dir = Arc::new(req.playbook.dir.clone());
     let inventory = Arc::new(req.inventory.clone());
@@ -65,6 +66,7 @@ pub(crate) async fn run_plays(
                 .collect(),
             group_limits: group_limits(&p.play),
             fleets: std::sync::Mutex::new(Vec::new()),
+            run_started,
         });
         let concurrency = req
             .concurrency

@@ -100,6 +100,7 @@ pub fn base_report(step: &StepDef, status: Status, message: Option<String>, ms: 
         output: Json::Object(Default::default()),
         attempts: 0,
         duration_ms: ms,
+        started_ms: None,
         location: step.kind_span.into(),
         warnings: Vec::new(),
     }

@@ -184,6 +184,7 @@ pub(crate) mod tests {
             output: serde_json::json!({"rc": 3, "stdout": "", "stderr": "a\nb\nc\nd\ne\nf\ng"}),
             attempts: 1,
             duration_ms: 15,
+            started_ms: None,
             location: Span::new(f, 2, 5, 2, 10).into(),
             warnings: Vec::new(),
         }

@@ -1,14 +1,17 @@
 //! Results and reports: the `Outcome` of each task, the `RunReport` built from sorted
 //! outcomes after the run (never from the progress stream), its JSON file
-//! (`schemas/report.schema.json`), the plain per-task lines and the recap table. The runner
+//! (`schemas/report.schema.json`), the plain per-task lines and the recap table, the HTML
+//! page (`html`) and the Prometheus exposition (`metrics`). The runner
 //! (`exec`) produces outcomes and events; `app`/`exec` write what this module renders.
 
 pub mod diagnose;
 pub mod event;
+pub mod html;
 pub mod human;
 pub mod junit;
 pub mod live;
 pub mod merge;
+pub mod metrics;
 pub mod plain;
 pub mod redact;
 pub mod tap;
@@ -130,6 +133,10 @@ pub struct TaskReport {
     pub output: Json,
     pub attempts: u32,
     pub duration_ms: u64,
+    /// When the task started, in milliseconds after the run started (the HTML timeline's
+    /// axis); none in reports from before it was recorded and for hosts that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
     /// Where the step is written (its kind key).
     pub location: Location,
     /// What the step warned about (TLS not verified, output cut short, …).

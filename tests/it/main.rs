@@ -25,3 +25,4 @@ mod ship;
 mod slurm;
 mod ssh;
 mod wan;
+mod web;
