@@ -206,6 +206,9 @@ pub struct MergeArgs {
     /// Write TAP 14.
     #[arg(long, value_name = "FILE")]
     pub tap: Option<PathBuf>,
+    /// Write the HTML page of the merged report.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
     /// Merge even when shards are missing: the report lists them, and exits 2 (their hosts
     /// were not reached).
     #[arg(long)]
@@ -249,7 +252,6 @@ pub struct ManArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
     pub dir: Option<PathBuf>,
 }
-
 
 #[derive(Args, Debug)]
 pub struct ReportHtmlArgs {

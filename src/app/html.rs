@@ -36,7 +36,7 @@ pub fn report_html(args: &ReportHtmlArgs) -> i32 {
 
 /// The secrets of the report's playbook and inventory, as far as they can still be loaded;
 /// none when the playbook is gone (then no playbook line is quoted either).
-fn redactor(report: &RunReport) -> Redactor {
+pub(super) fn redactor(report: &RunReport) -> Redactor {
     let Ok(playbook) = crate::playbook::load(report.playbook.as_ref()) else {
         return Redactor::new();
     };

@@ -63,6 +63,10 @@ fn merge_reports(args: &MergeArgs) -> i32 {
     if let Some(p) = &args.tap {
         write(p, "TAP file", &tap::render(&merged));
     }
+    if let Some(p) = &args.html {
+        let page = crate::report::html::render(&merged, &super::html::redactor(&merged));
+        write(p, "HTML file", &page);
+    }
     let color = crate::report::live::stderr_color();
     let mut err = std::io::stderr().lock();
     for w in &merged.warnings {

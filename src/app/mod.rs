@@ -15,8 +15,8 @@ pub mod shard;
 use std::io::Write;
 
 pub use generate::{completions, man};
-pub use merge::report;
 pub use html::report_html;
+pub use merge::report;
 pub use run::run;
 pub use serve::serve;
 

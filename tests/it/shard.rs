@@ -125,11 +125,14 @@ fn inventory_shards_of_1000_hosts_are_disjoint_complete_and_balanced() {
     assert_eq!(moved, 0, "hosts moved when one was added");
 }
 
+/// Environment, `--shard` value, and the message expected.
+type BadShard<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn bad_shards_are_invalid_input_that_says_what_to_set() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("inv.yml"), "hosts:\n  a: {}\n").expect("write");
-    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+    let cases: [BadShard; 6] = [
         (&[], "4/4", "shard 4 of 4 does not exist"),
         (&[], "two/4", "`--shard two/4` is not I/N or auto"),
         (
@@ -321,7 +324,14 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
     let merged = merge(
         &dir,
         &reports,
-        &["--junit", "merged.xml", "--tap", "merged.tap"],
+        &[
+            "--junit",
+            "merged.xml",
+            "--tap",
+            "merged.tap",
+            "--html",
+            "merged.html",
+        ],
     );
     assert_eq!(merged.code, whole.code, "{}", merged.all());
     let m = merged.report.clone().expect("merged report");
@@ -340,6 +350,12 @@ fn kubernetes_indexed_job_shards_merge_into_the_unsharded_run() {
     assert_eq!(junit.matches("<testcase").count(), 18, "{junit}");
     let tap = std::fs::read_to_string(dir.join("merged.tap")).expect("tap");
     assert!(tap.contains("\n1..18\n") && tap.contains("not ok"), "{tap}");
+    // The merged page has every host of every shard.
+    let html = std::fs::read_to_string(dir.join("merged.html")).expect("html");
+    for h in m["plays"][0]["hosts"].as_array().expect("hosts") {
+        let name = h["name"].as_str().expect("name");
+        assert!(html.contains(name), "{name} not in the merged page");
+    }
 
     refusals(&dir, &reports, &dir.join("whole.json"));
 }
