@@ -25,6 +25,7 @@ mod jump;
 pub mod known_hosts;
 mod session;
 mod sftp;
+mod ssh_config;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,3 +18,4 @@ mod reports;
 mod sftp_safety;
 mod ship;
 mod ssh;
+mod ssh_config;

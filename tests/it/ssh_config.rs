@@ -1,0 +1,383 @@
+//! sortie's ssh_config reader held to OpenSSH's own: for every file of the corpus
+//! (`tests/fixtures/ssh_config/*.conf`, each naming the hosts to ask about in its first line,
+//! `[user@]host[#port]`), the real `ssh -G -F FILE [-l user] [-p port] HOST` and
+//! `sortie inventory --host` (with `ssh: { config_file: FILE }`) must agree on the address,
+//! port, user, identity files (in order), ProxyJump chain, UserKnownHostsFile and
+//! StrictHostKeyChecking. Each file of `bad/` must be refused by both, sortie with exit 3 and
+//! a diagnostic at the `# error:` place. Nothing here connects; `ssh.rs` holds the end-to-end
+//! test through a lab sshd.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{repo, sortie_bin};
+
+/// What `ssh -G` printed, keyword → values (in order).
+struct Dump(Vec<(String, String)>);
+
+impl Dump {
+    fn one(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
+    }
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(x, _)| x == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// The real passwd home, which ssh uses for `~` and `%d` whatever HOME says.
+fn pw_home() -> String {
+    let uid =
+        String::from_utf8(Command::new("id").arg("-u").output().expect("id").stdout).expect("utf8");
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[2] == uid.trim())
+        .map(|f| f[5].to_string())
+        .expect("passwd entry")
+}
+
+fn pw_name() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+/// A query: `[user@]host[#port]`.
+#[derive(Clone, Debug)]
+struct Q {
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+    /// `-J`, for the hops.
+    jump: Option<String>,
+}
+
+fn parse_q(s: &str) -> Q {
+    let (user, rest) = match s.split_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, s),
+    };
+    let (host, port) = match rest.split_once('#') {
+        Some((h, p)) => (h.to_string(), Some(p.parse().expect("port"))),
+        None => (rest.to_string(), None),
+    };
+    Q {
+        user,
+        host,
+        port,
+        jump: None,
+    }
+}
+
+fn ssh_g(file: &Path, q: &Q, home: &Path) -> Result<Dump, String> {
+    let mut c = Command::new("ssh");
+    c.arg("-G").arg("-F").arg(file);
+    if let Some(u) = &q.user {
+        c.arg("-l").arg(u);
+    }
+    if let Some(p) = q.port {
+        c.arg("-p").arg(p.to_string());
+    }
+    if let Some(j) = &q.jump {
+        c.arg("-J").arg(j);
+    }
+    c.arg(&q.host).env("HOME", home).env("USER", pw_name());
+    let out = c.output().expect("run ssh");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(Dump(
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    ))
+}
+
+/// `~/…` for paths under either home, so ssh's (passwd) and sortie's (HOME) compare.
+fn norm(p: &str, homes: &[&str]) -> String {
+    for h in homes {
+        if let Some(rest) = p.strip_prefix(&format!("{h}/")) {
+            return format!("~/{rest}");
+        }
+    }
+    p.to_string()
+}
+
+const OPENSSH_DEFAULT_KEYS: [&str; 7] = [
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ecdsa",
+    "~/.ssh/id_ecdsa_sk",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ed25519_sk",
+    "~/.ssh/id_xmss",
+    "~/.ssh/id_dsa",
+];
+
+/// What ssh resolves for `q`, in the shape of sortie's `connection`, paths normalised.
+fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, String> {
+    let d = ssh_g(file, q, home)?;
+    let homes = [pw_home(), home.display().to_string()];
+    let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
+    let raw_keys = d.all("identityfile");
+    let keys: Vec<String> = if raw_keys == OPENSSH_DEFAULT_KEYS {
+        // sortie tries ed25519, ecdsa and rsa (docs/ssh.md).
+        ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|k| format!("~/.ssh/{k}"))
+            .collect()
+    } else {
+        expand_like_ssh(file, q, home, &raw_keys)?
+            .iter()
+            .map(|k| norm(k, &homes))
+            .collect()
+    };
+    let known: Vec<String> = d
+        .one("userknownhostsfile")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|k| norm(k, &homes))
+        .collect();
+    let checking = match d.one("stricthostkeychecking").unwrap_or("ask") {
+        "accept-new" => "accept-new",
+        "false" => "off",
+        _ => "strict",
+    };
+    let hostname = d.one("hostname").expect("hostname").to_string();
+    let port: u16 = d.one("port").expect("port").parse().expect("port");
+    let user = d.one("user").expect("user").to_string();
+    let mut jump = Vec::new();
+    if let Some(pj) = d.one("proxyjump") {
+        assert!(depth < 8, "jump loop");
+        // ssh builds `ssh [-l u] [-p p] [-J extra] host` as a ProxyCommand, whose %h %n %p %r
+        // are the target's.
+        let pj = pj
+            .replace("%h", &hostname)
+            .replace("%n", &q.host)
+            .replace("%p", &port.to_string())
+            .replace("%r", &user);
+        let (extra, last) = match pj.rsplit_once(',') {
+            Some((e, l)) => (Some(e.to_string()), l.to_string()),
+            None => (None, pj.clone()),
+        };
+        let mut hop = parse_q(&last.replacen(':', "#", 1));
+        hop.jump = extra;
+        let e = expected(file, &hop, home, depth + 1)?;
+        jump.extend(e["jump"].as_array().cloned().unwrap_or_default());
+        jump.push(serde_json::json!({
+            "address": e["address"], "port": e["port"], "user": e["user"],
+        }));
+    }
+    Ok(serde_json::json!({
+        "address": hostname,
+        "port": port,
+        "user": user,
+        "identity_files": keys,
+        "jump": jump,
+        "known_hosts": known,
+        "host_key_checking": checking,
+    }))
+}
+
+/// ssh -G prints IdentityFile as written; ssh expands it later with the same `~` and tokens
+/// as UserKnownHostsFile, which -G prints expanded. So ask ssh again with the identity files
+/// given as the first UserKnownHostsFile (the first value wins).
+fn expand_like_ssh(file: &Path, q: &Q, home: &Path, raw: &[&str]) -> Result<Vec<String>, String> {
+    let raw: Vec<&str> = raw
+        .iter()
+        .copied()
+        .filter(|k| !k.eq_ignore_ascii_case("none"))
+        .collect();
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let quoted: Vec<String> = raw.iter().map(|k| format!("\"{k}\"")).collect();
+    let text = std::fs::read_to_string(file).expect("read");
+    let probe = file.with_extension("probe");
+    std::fs::write(
+        &probe,
+        format!("UserKnownHostsFile {}\n{text}", quoted.join(" ")),
+    )
+    .expect("write");
+    let d = ssh_g(&probe, q, home)?;
+    Ok(d.one("userknownhostsfile")
+        .unwrap_or("")
+        .split(' ')
+        .map(str::to_string)
+        .collect())
+}
+
+/// The corpus copied into `dir`, `@DIR@` replaced by it (for absolute Includes).
+fn corpus(dir: &Path) -> Vec<PathBuf> {
+    let src = repo().join("tests/fixtures/ssh_config");
+    let mut out = Vec::new();
+    for sub in ["", "inc", "bad"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(src.join(sub))
+            .expect("fixtures")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        for p in names {
+            let text = std::fs::read_to_string(&p)
+                .expect("read")
+                .replace("@DIR@", &dir.display().to_string());
+            let to = dir.join(sub).join(p.file_name().expect("name"));
+            std::fs::write(&to, text).expect("write");
+            if sub.is_empty() && to.extension().is_some_and(|e| e == "conf") {
+                out.push(to);
+            }
+        }
+    }
+    out
+}
+
+fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
+}
+
+/// `sortie inventory --host` for `q` through an inventory that names `file`.
+fn sortie_host(dir: &Path, file: &Path, q: &Q, home: &Path) -> std::process::Output {
+    let mut extra = String::new();
+    if let Some(u) = &q.user {
+        extra.push_str(&format!(", user: {u}"));
+    }
+    if let Some(p) = q.port {
+        extra.push_str(&format!(", port: {p}"));
+    }
+    let inv = dir.join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "ssh: {{ config_file: \"{}\" }}\nhosts:\n  probe: {{ address: \"{}\"{extra} }}\n",
+            file.display(),
+            q.host
+        ),
+    )
+    .expect("inventory");
+    Command::new(sortie_bin())
+        .args(["inventory", "-i"])
+        .arg(&inv)
+        .args(["--host", "probe"])
+        .env("HOME", home)
+        .env("USER", pw_name())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run sortie")
+}
+
+#[test]
+fn sortie_agrees_with_ssh_g_on_the_whole_corpus() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let files = corpus(&tmp.path().join("corpus"));
+    assert!(files.len() >= 40, "corpus has {} files", files.len());
+    let homes = [home.display().to_string()];
+    let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
+    let (mut agree, mut cases, mut diffs) = (0, 0, Vec::new());
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        let hosts = header(&text, "hosts").expect("# hosts: line");
+        for h in hosts.split_whitespace() {
+            cases += 1;
+            let q = parse_q(h);
+            let want = expected(f, &q, &home, 0)
+                .unwrap_or_else(|e| panic!("ssh -G refused {}: {e}", f.display()));
+            let out = sortie_host(tmp.path(), f, &q, &home);
+            let got: Value = match serde_json::from_slice(&out.stdout) {
+                Ok(v) => v,
+                Err(_) => {
+                    diffs.push(format!(
+                        "{} {h}: sortie exit {:?}: {}",
+                        f.display(),
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                    continue;
+                }
+            };
+            let mut c = got["connection"].clone();
+            for k in ["identity_files", "known_hosts"] {
+                let v: Vec<Value> = c[k]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| Value::from(norm(p.as_str().unwrap_or(""), &homes)))
+                    .collect();
+                c[k] = Value::from(v);
+            }
+            if c == want {
+                agree += 1;
+            } else {
+                diffs.push(format!(
+                    "{} {h}:\n  ssh:    {want}\n  sortie: {c}",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "ssh_config corpus: {agree} of {cases} lookups over {} files agree",
+        files.len()
+    );
+    assert!(
+        diffs.is_empty(),
+        "{} disagreements:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn configs_ssh_refuses_are_refused_with_their_place() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let dir = tmp.path().join("corpus");
+    corpus(&dir);
+    let mut bad: Vec<PathBuf> = std::fs::read_dir(dir.join("bad"))
+        .expect("bad")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    bad.sort();
+    assert!(bad.len() >= 15, "{} bad files", bad.len());
+    for f in &bad {
+        let text = std::fs::read_to_string(f).expect("read");
+        let q = parse_q(header(&text, "hosts").expect("hosts"));
+        assert!(ssh_g(f, &q, &home).is_err(), "ssh accepts {}", f.display());
+        let out = sortie_host(tmp.path(), f, &q, &home);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: {err}", f.display());
+        let place = header(&text, "error").expect("# error: line");
+        if place != "any" {
+            let want = match place.rsplit_once(':') {
+                Some((fl, c)) if fl.contains(':') => {
+                    let (name, line) = fl.split_once(':').expect("file:line");
+                    format!("{}:{line}:{c}", f.with_file_name(name).display())
+                }
+                _ => format!("{}:{place}", f.display()),
+            };
+            assert!(
+                err.contains(&want),
+                "{}: want {want} in:\n{err}",
+                f.display()
+            );
+        }
+        assert!(err.contains("error"), "{err}");
+    }
+}
