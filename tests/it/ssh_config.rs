@@ -141,11 +141,12 @@ fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, Stri
             .map(|k| norm(k, &homes))
             .collect()
     };
+    // `none` is printed as it was written; it means no file.
     let known: Vec<String> = d
         .one("userknownhostsfile")
         .unwrap_or("")
         .split(' ')
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && *s != "none")
         .map(|k| norm(k, &homes))
         .collect();
     let checking = match d.one("stricthostkeychecking").unwrap_or("ask") {
@@ -190,31 +191,19 @@ fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, Stri
 }
 
 /// ssh -G prints IdentityFile as written; ssh expands it later with the same `~` and tokens
-/// as UserKnownHostsFile, which -G prints expanded. So ask ssh again with the identity files
-/// given as the first UserKnownHostsFile (the first value wins).
+/// as UserKnownHostsFile, which -G prints expanded. So ask ssh again, for each identity file,
+/// with it as the first UserKnownHostsFile (the first value wins).
 fn expand_like_ssh(file: &Path, q: &Q, home: &Path, raw: &[&str]) -> Result<Vec<String>, String> {
-    let raw: Vec<&str> = raw
-        .iter()
-        .copied()
-        .filter(|k| !k.eq_ignore_ascii_case("none"))
-        .collect();
-    if raw.is_empty() {
-        return Ok(Vec::new());
-    }
-    let quoted: Vec<String> = raw.iter().map(|k| format!("\"{k}\"")).collect();
     let text = std::fs::read_to_string(file).expect("read");
     let probe = file.with_extension("probe");
-    std::fs::write(
-        &probe,
-        format!("UserKnownHostsFile {}\n{text}", quoted.join(" ")),
-    )
-    .expect("write");
-    let d = ssh_g(&probe, q, home)?;
-    Ok(d.one("userknownhostsfile")
-        .unwrap_or("")
-        .split(' ')
-        .map(str::to_string)
-        .collect())
+    let mut out = Vec::new();
+    for k in raw.iter().filter(|k| !k.eq_ignore_ascii_case("none")) {
+        let k = k.replace('\\', "\\\\").replace('"', "\\\"");
+        std::fs::write(&probe, format!("UserKnownHostsFile \"{k}\"\n{text}")).expect("write");
+        let d = ssh_g(&probe, q, home)?;
+        out.push(d.one("userknownhostsfile").unwrap_or("").to_string());
+    }
+    Ok(out)
 }
 
 /// The corpus copied into `dir`, `@DIR@` replaced by it (for absolute Includes).
@@ -285,7 +274,8 @@ fn sortie_agrees_with_ssh_g_on_the_whole_corpus() {
     std::fs::create_dir_all(&home).expect("home");
     let files = corpus(&tmp.path().join("corpus"));
     assert!(files.len() >= 40, "corpus has {} files", files.len());
-    let homes = [home.display().to_string()];
+    // `~user/` is the passwd home for both.
+    let homes = [pw_home(), home.display().to_string()];
     let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
     let (mut agree, mut cases, mut diffs) = (0, 0, Vec::new());
     for f in &files {
