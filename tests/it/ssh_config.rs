@@ -171,7 +171,12 @@ fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, Stri
             Some((e, l)) => (Some(e.to_string()), l.to_string()),
             None => (None, pj.clone()),
         };
-        let mut hop = parse_q(&last.replacen(':', "#", 1));
+        // `[1]`, `[::1]:22`: -G brackets numeric names.
+        let last = match last.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            Some((h, rest)) => format!("{h}{}", rest.replacen(':', "#", 1)),
+            None => last.replacen(':', "#", 1),
+        };
+        let mut hop = parse_q(&last);
         hop.jump = extra;
         let e = expected(file, &hop, home, depth + 1)?;
         jump.extend(e["jump"].as_array().cloned().unwrap_or_default());
@@ -370,4 +375,116 @@ fn configs_ssh_refuses_are_refused_with_their_place() {
         }
         assert!(err.contains("error"), "{err}");
     }
+}
+
+/// A case whose runs see no agent and an empty HOME.
+fn lab_case(playbook: &str) -> crate::harness::Case {
+    let mut c = crate::harness::Case::new(playbook);
+    let home = c.dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    c.env.push(("HOME".into(), home.display().to_string()));
+    c.env.push(("SSH_AUTH_SOCK".into(), String::new()));
+    c
+}
+
+#[test]
+fn a_run_connects_where_ssh_config_says_through_match_tokens_and_a_jump() {
+    let t = crate::harness::TestLab::start(2);
+    let (a, b) = (&t.lab.ssh.hosts()[0], &t.lab.ssh.hosts()[1]);
+    let addr = |h: &sortie_lab::ssh::SshHost| h.address.to_string();
+    let (net, last_a) = addr(a)
+        .rsplit_once('.')
+        .map(|(n, l)| (n.to_string(), l.to_string()))
+        .expect("ipv4");
+    let last_b = addr(b)
+        .rsplit_once('.')
+        .map(|(_, l)| l.to_string())
+        .expect("ipv4");
+    assert!(
+        addr(b).starts_with(&format!("{net}.")),
+        "lab hosts share a /24"
+    );
+    // The inventory gives only the names ssh would be asked about (the last octets); the
+    // config makes the address from them (%h), sends the second through the first in its
+    // final pass, and gives port, user (to the jump host too), key and known_hosts.
+    let config = format!(
+        "Host {last_a} {last_b}\n  HostName {net}.%h\nMatch final host {b}\n  ProxyJump {last_a}\n\
+         Match all\n  User root\n  Port {p}\n  IdentityFile {id}\n  UserKnownHostsFile {kh}\n",
+        b = addr(b),
+        p = a.port,
+        id = t.lab.ssh.identity_file().display(),
+        kh = t.lab.ssh.known_hosts().display(),
+    );
+    let c = lab_case("name: cfg\nhosts: all\nsteps:\n  - id: s\n    ssh: \"echo configured\"\n")
+        .file("ssh_config", &config)
+        .inventory(&format!(
+            "ssh: {{ config_file: ssh_config, user: nobody-else }}\nhosts:\n  web-a: {{ address: \"{last_a}\", user: root }}\n  web-b: {{ address: \"{last_b}\", user: root }}\n"
+        ));
+    let shown = crate::harness::sortie(
+        c.dir.path(),
+        &["inventory", "-i", "inventory0.yml", "--host", "web-b"],
+    );
+    assert_eq!(shown.code, 0, "{}", shown.all());
+    let v: Value = serde_json::from_str(&shown.stdout).expect("json");
+    let conn = &v["connection"];
+    assert_eq!(conn["address"], addr(b), "{v}");
+    assert_eq!(conn["port"], a.port);
+    assert_eq!(conn["jump"][0]["address"], addr(a), "{v}");
+    let o = c.run();
+    assert_eq!(o.code, 0, "{}", o.all());
+    for h in ["web-a", "web-b"] {
+        assert_eq!(
+            o.task(h, "s")["output"]["stdout"],
+            "configured",
+            "{}",
+            o.all()
+        );
+    }
+    assert_eq!(
+        t.lab.ssh.accepted_connections(0).expect("log"),
+        2,
+        "web-a directly and as web-b's jump"
+    );
+    assert_eq!(t.lab.ssh.accepted_connections(1).expect("log"), 1);
+}
+
+#[test]
+fn check_and_run_refuse_a_bad_ssh_config_up_front() {
+    let c = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
+        .file(
+            "ssh_config",
+            "Host web1\n  HostName 127.0.0.1\n  Port 99999\nFrobnicate on\n",
+        )
+        .inventory("ssh: { config_file: ssh_config }\nhosts:\n  web1: {}\n");
+    let conf = c.path("ssh_config").display().to_string();
+    for o in [c.check(), c.run()] {
+        assert_eq!(o.code, 3, "{}", o.all());
+        assert!(o.stderr.contains(&format!("{conf}:3:8")), "{}", o.all());
+        assert!(o.stderr.contains(&format!("{conf}:4:1")), "{}", o.all());
+        assert!(o.stderr.contains("bad port `99999`"), "{}", o.all());
+        assert!(
+            o.stderr.contains("bad configuration option `frobnicate`"),
+            "{}",
+            o.all()
+        );
+    }
+    // Tolerated as OpenSSH tolerates them: IgnoreUnknown, and a warning for Match exec.
+    let ok = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
+        .file(
+            "ssh_config",
+            "IgnoreUnknown frob*\nFrobnicate on\nMatch exec \"true\"\n  User never\n",
+        )
+        .inventory("ssh: { config_file: ssh_config }\nhosts:\n  web1: {}\n");
+    let o = ok.check();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stderr.contains("`Match exec` is not supported"),
+        "{}",
+        o.all()
+    );
+    let missing = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
+        .inventory("ssh: { config_file: nowhere.conf }\nhosts:\n  web1: {}\n");
+    let o = missing.check();
+    assert_eq!(o.code, 3, "{}", o.all());
+    assert!(o.stderr.contains("does not exist"), "{}", o.all());
 }
