@@ -56,8 +56,7 @@ const YES_NO_ASK: &[&str] = &["true", "false", "yes", "no", "ask"];
 
 /// The kind of `kw` (lower-cased), `None` for a keyword OpenSSH does not know.
 pub fn kind(kw: &str) -> Option<Kind> {
-    use Check::*;
-    let k = match kw {
+    match kw {
         "host" => return Some(Kind::Host),
         "match" => return Some(Kind::Match),
         "include" => return Some(Kind::Include),
@@ -84,6 +83,15 @@ pub fn kind(kw: &str) -> Option<Kind> {
         | "compressionlevel" => {
             return Some(Kind::Unsupported);
         }
+        _ => {}
+    }
+    value_check(kw).map(Kind::Value)
+}
+
+/// The check of an ordinary keyword.
+fn value_check(kw: &str) -> Option<Check> {
+    use Check::*;
+    let k = match kw {
         "forwardx11"
         | "forwardx11trusted"
         | "gatewayports"
@@ -185,7 +193,7 @@ pub fn kind(kw: &str) -> Option<Kind> {
         "forwardagent" => ForwardAgent,
         _ => return None,
     };
-    Some(Kind::Value(k))
+    Some(k)
 }
 
 /// A refused argument: the message, and the argument it is about (`None`: the line).
