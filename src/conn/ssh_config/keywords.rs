@@ -91,6 +91,9 @@ pub fn kind(kw: &str) -> Option<Kind> {
 /// The check of an ordinary keyword.
 fn value_check(kw: &str) -> Option<Check> {
     use Check::*;
+    if let Some(w) = word_check(kw) {
+        return Some(Words(w));
+    }
     let k = match kw {
         "forwardx11"
         | "forwardx11trusted"
@@ -121,28 +124,6 @@ fn value_check(kw: &str) -> Option<Check> {
         | "canonicalizefallbacklocal"
         | "streamlocalbindunlink"
         | "enableescapecommandline" => Words(FLAG),
-        "pubkeyauthentication" | "dsaauthentication" => {
-            Words(&["true", "false", "yes", "no", "unbound", "host-bound"])
-        }
-        "verifyhostkeydns" | "updatehostkeys" => Words(YES_NO_ASK),
-        "stricthostkeychecking" => {
-            Words(&["true", "false", "yes", "no", "ask", "off", "accept-new"])
-        }
-        "compression" => Words(&["yes", "no"]),
-        "addressfamily" => Words(&["inet", "inet6", "any"]),
-        "controlmaster" => Words(&["true", "yes", "false", "no", "auto", "ask", "autoask"]),
-        "tunnel" => Words(&["ethernet", "point-to-point", "true", "yes", "false", "no"]),
-        "requesttty" => Words(&["true", "yes", "false", "no", "force", "auto"]),
-        "sessiontype" => Words(&["none", "subsystem", "default"]),
-        "canonicalizehostname" => Words(&["true", "false", "yes", "no", "always"]),
-        "loglevel" => Words(&[
-            "quiet", "fatal", "error", "info", "verbose", "debug", "debug1", "debug2", "debug3",
-        ]),
-        "syslogfacility" => Words(&[
-            "daemon", "user", "auth", "authpriv", "local0", "local1", "local2", "local3", "local4",
-            "local5", "local6", "local7",
-        ]),
-        "fingerprinthash" => Words(&["md5", "sha1", "sha256", "sha384", "sha512"]),
         "connecttimeout" | "forwardx11timeout" | "serveraliveinterval" => Time,
         "numberofpasswordprompts"
         | "connectionattempts"
@@ -194,6 +175,34 @@ fn value_check(kw: &str) -> Option<Check> {
         _ => return None,
     };
     Some(k)
+}
+
+/// The words a multi-state keyword takes.
+fn word_check(kw: &str) -> Option<&'static [&'static str]> {
+    let w: &'static [&'static str] = match kw {
+        "pubkeyauthentication" | "dsaauthentication" => {
+            &["true", "false", "yes", "no", "unbound", "host-bound"]
+        }
+        "verifyhostkeydns" | "updatehostkeys" => YES_NO_ASK,
+        "stricthostkeychecking" => &["true", "false", "yes", "no", "ask", "off", "accept-new"],
+        "compression" => &["yes", "no"],
+        "addressfamily" => &["inet", "inet6", "any"],
+        "controlmaster" => &["true", "yes", "false", "no", "auto", "ask", "autoask"],
+        "tunnel" => &["ethernet", "point-to-point", "true", "yes", "false", "no"],
+        "requesttty" => &["true", "yes", "false", "no", "force", "auto"],
+        "sessiontype" => &["none", "subsystem", "default"],
+        "canonicalizehostname" => &["true", "false", "yes", "no", "always"],
+        "loglevel" => &[
+            "quiet", "fatal", "error", "info", "verbose", "debug", "debug1", "debug2", "debug3",
+        ],
+        "syslogfacility" => &[
+            "daemon", "user", "auth", "authpriv", "local0", "local1", "local2", "local3", "local4",
+            "local5", "local6", "local7",
+        ],
+        "fingerprinthash" => &["md5", "sha1", "sha256", "sha384", "sha512"],
+        _ => return None,
+    };
+    Some(w)
 }
 
 /// A refused argument: the message, and the argument it is about (`None`: the line).
