@@ -488,3 +488,38 @@ fn check_and_run_refuse_a_bad_ssh_config_up_front() {
     assert_eq!(o.code, 3, "{}", o.all());
     assert!(o.stderr.contains("does not exist"), "{}", o.all());
 }
+
+#[test]
+fn inventory_list_shows_each_hosts_connection_and_refuses_a_bad_config() {
+    let c = lab_case("name: x\nhosts: all\nsteps: []\n")
+        .file("cfg", "Host 10.0.0.2\n  Port 2222\n  ProxyJump ops@bastion\n")
+        .file("bad", "Host *\n  Port none\n")
+        .inventory("ssh: { config_file: cfg }\nhosts:\n  web1: {}\n  db: { address: 10.0.0.2, user: pg }\n")
+        .inventory("ssh: { config_file: bad }\nhosts:\n  web1: {}\n");
+    let o = crate::harness::sortie(
+        c.dir.path(),
+        &["inventory", "-i", "inventory0.yml", "--list"],
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    let v: Value = serde_json::from_str(&o.stdout).expect("json");
+    let db = &v["hosts"]["db"]["connection"];
+    assert_eq!(db["address"], "10.0.0.2");
+    assert_eq!(
+        (db["port"].as_u64(), db["user"].as_str()),
+        (Some(2222), Some("pg"))
+    );
+    assert_eq!(db["jump"][0]["user"], "ops");
+    assert_eq!(v["hosts"]["web1"]["connection"]["port"], 22);
+    let o = crate::harness::sortie(
+        c.dir.path(),
+        &["inventory", "-i", "inventory1.yml", "--list"],
+    );
+    assert_eq!(o.code, 3, "{}", o.all());
+    assert!(o.stderr.contains("bad:2:8"), "{}", o.all());
+    let o = crate::harness::sortie(
+        c.dir.path(),
+        &["inventory", "-i", "inventory1.yml", "--host", "web1"],
+    );
+    assert_eq!(o.code, 3, "{}", o.all());
+    assert!(o.stderr.contains("bad port `none`"), "{}", o.all());
+}

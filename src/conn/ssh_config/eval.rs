@@ -300,27 +300,19 @@ impl Pass<'_> {
             }
         };
         match l.keyword.as_str() {
-            "hostname" => {
-                if o.hostname.is_none() {
-                    o.hostname = Some((a0.clone(), arg_span(f, l, &args[0])));
-                }
+            "hostname" if o.hostname.is_none() => {
+                o.hostname = Some((a0.clone(), arg_span(f, l, &args[0])));
             }
             "user" => first(&mut o.user),
-            "port" => {
-                if o.port.is_none() {
-                    o.port = expand::a2port(&a0);
-                }
+            "port" if o.port.is_none() => o.port = expand::a2port(&a0),
+            "identityfile" | "identityfile2"
+                if !o.identity.iter().any(|(t, u, _)| *t == a0 && *u == uc) =>
+            {
+                o.identity.push((a0.clone(), uc, arg_span(f, l, &args[0])));
             }
-            "identityfile" | "identityfile2" => {
-                if !o.identity.iter().any(|(t, u, _)| *t == a0 && *u == uc) {
-                    o.identity.push((a0.clone(), uc, arg_span(f, l, &args[0])));
-                }
-            }
-            "userknownhostsfile" => {
-                if o.known_hosts.is_none() {
-                    let files = args.iter().map(|a| a.text.clone()).collect();
-                    o.known_hosts = Some((files, arg_span(f, l, &args[0])));
-                }
+            "userknownhostsfile" if o.known_hosts.is_none() => {
+                let files = args.iter().map(|a| a.text.clone()).collect();
+                o.known_hosts = Some((files, arg_span(f, l, &args[0])));
             }
             "stricthostkeychecking" => first(&mut o.strict),
             "connecttimeout" | "serveraliveinterval" => {
