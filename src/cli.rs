@@ -163,12 +163,17 @@ pub struct InventoryArgs {
     /// Inventory file(s).
     #[arg(short, long = "inventory", value_name = "INVENTORY", required = true)]
     pub inventory: Vec<PathBuf>,
-    /// Every host with its merged variables, as JSON (the default).
-    #[arg(long, conflicts_with = "graph")]
+    /// Every host with its merged variables and its connection, as JSON (the default).
+    #[arg(long, conflicts_with_all = ["graph", "host"])]
     pub list: bool,
     /// The group tree with its hosts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "host")]
     pub graph: bool,
+    /// One host's merged variables and the connection sortie will make (address, port, user,
+    /// keys, jump hosts, known_hosts, host key policy) after the inventory and ssh_config are
+    /// applied, as JSON: sortie's `ssh -G`.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// Only hosts matching this pattern.
     #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,

@@ -73,11 +73,19 @@ pub fn load_all(
     let pb = playbook::load(playbook_path);
     let inv_r = load_inventory(inv);
     match (pb, inv_r) {
-        (Ok(pb), Ok(inv)) => {
+        (Ok(mut pb), Ok(inv)) => {
             let mut d = Diagnostics::default();
             if !inv.sources.is_empty() {
                 for play in &pb.plays {
                     d.0.extend(crate::exec::check_against_inventory(play, &inv));
+                }
+                // ssh_config is read up front, as `ssh` would read it for each host.
+                let hosts: Vec<&inventory::Host> = inv.hosts.iter().collect();
+                for x in crate::conn::config::check_hosts(&hosts, &inv) {
+                    match x.level {
+                        crate::diag::Level::Error => d.push(x),
+                        _ => pb.warnings.push(x),
+                    }
                 }
             }
             d.into_result((pb, inv))
@@ -177,6 +185,9 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
             return exit::INVALID;
         }
     };
+    if let Some(name) = &args.host {
+        return inventory_host(&inv, name);
+    }
     let hosts = match &args.limit {
         Some(l) => match inv.select(l, None) {
             Ok(h) => h,
@@ -203,9 +214,63 @@ pub fn inventory(args: &InventoryArgs) -> i32 {
     let text = if args.graph {
         inv.graph(&hosts)
     } else {
-        serde_json::to_string_pretty(&inv.to_json(&hosts)).unwrap_or_default() + "\n"
+        let mut j = inv.to_json(&hosts);
+        let mut problems = Diagnostics::default();
+        for h in &hosts {
+            match crate::conn::config::resolve_checked(h, Some(&inv)) {
+                Ok((t, w)) => {
+                    problems.0.extend(w);
+                    j["hosts"][h.name.as_str()]["connection"] =
+                        crate::conn::config::connection_json(&t);
+                }
+                Err(e) => problems.0.extend(e),
+            }
+        }
+        if !problems.0.is_empty() {
+            report_diagnostics(&problems);
+            if problems.has_errors() {
+                return exit::INVALID;
+            }
+        }
+        serde_json::to_string_pretty(&j).unwrap_or_default() + "\n"
     };
     generate::write_stdout(text.as_bytes())
+}
+
+/// `sortie inventory --host NAME`: the host's merged vars and its resolved connection.
+fn inventory_host(inv: &Inventory, name: &str) -> i32 {
+    let Some(host) = inv.host(name) else {
+        let mut d = crate::diag::Diagnostic::error(format!("no host `{name}` in the inventory"));
+        if let Some(s) = crate::diag::did_you_mean(name, inv.hosts.iter().map(|h| h.name.as_str()))
+        {
+            d = d.label(format!("did you mean `{s}`?"));
+        }
+        report_diagnostics(
+            &d.help("`sortie inventory -i INVENTORY --list` shows the hosts")
+                .into(),
+        );
+        return exit::INVALID;
+    };
+    let (target, warnings) = match crate::conn::config::resolve_checked(host, Some(inv)) {
+        Ok(x) => x,
+        Err(e) => {
+            report_diagnostics(&Diagnostics(e));
+            return exit::INVALID;
+        }
+    };
+    if !warnings.is_empty() {
+        report_diagnostics(&Diagnostics(warnings));
+    }
+    let vars: serde_json::Map<String, serde_json::Value> = host
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let j = serde_json::json!({
+        "vars": vars,
+        "connection": crate::conn::config::connection_json(&target),
+    });
+    generate::write_stdout((serde_json::to_string_pretty(&j).unwrap_or_default() + "\n").as_bytes())
 }
 
 pub fn schema(args: &SchemaArgs) -> i32 {

@@ -1,23 +1,30 @@
 //! Where and how to connect to a host: the inventory's settings (`Host` and its `ssh:`),
-//! completed from `~/.ssh/config` (read with the `ssh2-config` crate: `HostName`, `User`,
-//! `Port`, `IdentityFile`, `ProxyJump`, `UserKnownHostsFile`, `StrictHostKeyChecking`,
-//! `ConnectTimeout`, `ServerAliveInterval`), into one `Target` per hop that `connect.rs`
-//! connects to. The inventory wins over ssh_config, ssh_config over the defaults (the local
-//! user, port 22, `~/.ssh/id_*`, `~/.ssh/known_hosts`, strict host keys, 10 s, 30 s).
+//! completed from ssh_config as OpenSSH reads it (`ssh_config`: `~/.ssh/config` then
+//! `/etc/ssh/ssh_config`, or the inventory's `ssh.config_file`), into one `Target` per hop
+//! that `connect.rs` connects to.
 //!
-//! A jump host (`ssh.jump` or `ProxyJump`) is an inventory host name, or `[user@]host[:port]`;
-//! the latter takes the target's own inventory settings (key, known_hosts, policy, timeouts)
-//! apart from its address, port and user, then ssh_config for that name. `ProxyJump a,b`
-//! goes through `a`, then `b`.
+//! ssh_config is asked what `ssh` would be asked: the host's address (Ansible's `ansible_host`;
+//! the name when no address is given), with the inventory's `user`, `port` and `jump` as `-l`,
+//! `-p` and `-J` — so they win, and `Host`/`Match` see them. The inventory's key comes before
+//! the config's (`-i`), its `known_hosts` and `host_key_checking` replace the config's
+//! (`-o`). A jump host (`jump`, `ProxyJump`) is an inventory host name (its own settings
+//! apply) or `[user@]host[:port]`, resolved like `ssh -J` does it: through ssh_config for that
+//! name, with the user and port the spec gives and no others — never the target's user. It
+//! keeps the target's key, known_hosts, policy and timeouts. `ProxyJump a,b` goes through `a`,
+//! then `b`. `app` shows the result (`connection_json`) and checks every host up front
+//! (`check_hosts`).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use ssh2_config::{ParseRule, SshConfig};
+use serde_json::{Value, json};
 
+use super::ssh_config::{self, Jump, Query, Source};
+use crate::diag::Diagnostic;
 use crate::error::StepError;
 use crate::inventory::{Host, HostKeyChecking, Inventory, SshSettings};
+
+pub use super::ssh_config::expand::{home, local_user};
 
 /// Default `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,6 +32,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Jump chains longer than this are refused (and loops are caught by it).
 const MAX_HOPS: usize = 8;
+/// known_hosts files every host's key is also checked against.
+const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+/// The keys tried when none is named (`auth.rs`), under `~/.ssh/`.
+const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// One hop of a connection, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,301 +79,231 @@ impl Target {
     }
 }
 
-/// The home directory (`$HOME`), when there is one.
-pub fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
-fn expand(p: &Path) -> PathBuf {
-    match (p.strip_prefix("~"), home()) {
-        (Ok(rest), Some(h)) => h.join(rest),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// `~/.ssh/config`, parsed once per process (`None` when there is no such file).
-fn ssh_config() -> Result<Option<&'static SshConfig>, String> {
-    static CONFIG: OnceLock<Result<Option<SshConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let Some(home) = home() else { return Ok(None) };
-            let path = home.join(".ssh").join("config");
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-            };
-            SshConfig::default()
-                .home_dir(&home)
-                .parse(
-                    &mut std::io::BufReader::new(file),
-                    ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-                )
-                .map(Some)
-                .map_err(|e| format!("cannot parse {}: {e}", path.display()))
-        })
-        .as_ref()
-        .map(Option::as_ref)
-        .map_err(Clone::clone)
-}
-
-/// What ssh_config says about one name (empty when there is no config).
-#[derive(Default, Debug)]
-struct FromConfig {
-    host_name: Option<String>,
-    user: Option<String>,
-    port: Option<u16>,
-    identity_files: Vec<PathBuf>,
-    proxy_jump: Option<Vec<String>>,
-    known_hosts: Option<Vec<PathBuf>>,
-    checking: Option<HostKeyChecking>,
-    connect_timeout: Option<Duration>,
-    keepalive: Option<Duration>,
-}
-
-fn from_config(name: &str) -> Result<FromConfig, String> {
-    let Some(cfg) = ssh_config()? else {
-        return Ok(FromConfig::default());
-    };
-    let p = cfg.query(name);
-    // Unsupported fields are kept lower-cased with their words.
-    let field = |k: &str| p.unsupported_fields.get(k).filter(|v| !v.is_empty());
-    let known_hosts = field("userknownhostsfile").map(|files| {
-        files
-            .iter()
-            .filter(|f| !matches!(f.as_str(), "none" | "/dev/null"))
-            .map(|f| expand(Path::new(f)))
-            .collect()
-    });
-    let checking =
-        field("stricthostkeychecking").and_then(|v| match v[0].to_ascii_lowercase().as_str() {
-            "yes" | "ask" => Some(HostKeyChecking::Strict),
-            "accept-new" => Some(HostKeyChecking::AcceptNew),
-            "no" | "off" => Some(HostKeyChecking::Off),
-            _ => None,
-        });
-    Ok(FromConfig {
-        host_name: p
-            .host_name
-            .map(|h| h.replace("%h", name).replace("%%", "%")),
-        user: p.user,
-        port: p.port,
-        identity_files: p
-            .identity_file
-            .unwrap_or_default()
-            .iter()
-            .map(|f| expand(f))
-            .collect(),
-        proxy_jump: p
-            .proxy_jump
-            .filter(|j| !(j.len() == 1 && j[0].eq_ignore_ascii_case("none")))
-            .filter(|j| !j.is_empty()),
-        known_hosts,
-        checking,
-        connect_timeout: p.connect_timeout,
-        keepalive: p.server_alive_interval.filter(|d| !d.is_zero()),
-    })
-}
-
-/// The name of the user running sortie.
-pub fn local_user() -> String {
-    if let Some(u) = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
-    {
-        return u;
-    }
-    let uid = rustix::process::getuid().as_raw().to_string();
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| "root".into())
-}
-
-/// Resolves the connection of an inventory host (`inventory` finds jump hosts by name).
+/// Resolves the connection of an inventory host (`inventory` finds jump hosts by name); the
+/// error is the first problem on one line.
 pub fn resolve(host: &Host, inventory: Option<&Inventory>) -> Result<Target, String> {
-    resolve_hop(
+    resolve_checked(host, inventory)
+        .map(|(t, _)| t)
+        .map_err(|d| d.first().map(Diagnostic::one_line).unwrap_or_default())
+}
+
+/// Resolves the connection of an inventory host, with ssh_config's warnings; `Err` holds
+/// every located problem.
+pub fn resolve_checked(
+    host: &Host,
+    inventory: Option<&Inventory>,
+) -> Result<(Target, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut warnings = Vec::new();
+    let t = resolve_hop(
         &host.name,
-        Some(&host.address),
+        &host.address,
         host.port,
         host.user.as_deref(),
         &host.ssh,
+        host.ssh.jump.as_deref(),
         inventory,
         0,
-    )
+        &mut warnings,
+    )?;
+    Ok((t, warnings))
+}
+
+/// Resolves every host of `hosts` (ssh_config problems are errors, as for `ssh`): the
+/// diagnostics of all of them, each once — for `sortie check`, `run` and `inventory`.
+pub fn check_hosts(hosts: &[&Host], inventory: &Inventory) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for h in hosts {
+        let ds = match resolve_checked(h, Some(inventory)) {
+            Ok((_, w)) => w,
+            Err(e) => e
+                .into_iter()
+                .map(|d| match d.span {
+                    Some(_) => d,
+                    None => d.note(format!(
+                        "while resolving the connection of host `{}`",
+                        h.name
+                    )),
+                })
+                .collect(),
+        };
+        for d in ds {
+            if !out.iter().any(|o| o.span == d.span && o.title == d.title) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
 fn resolve_hop(
-    name: &str,
-    address: Option<&str>,
+    label: &str,
+    address: &str,
     port: Option<u16>,
     user: Option<&str>,
     ssh: &SshSettings,
+    jump: Option<&str>,
     inventory: Option<&Inventory>,
     depth: usize,
-) -> Result<Target, String> {
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Target, Vec<Diagnostic>> {
     if depth > MAX_HOPS {
-        return Err(format!(
-            "more than {MAX_HOPS} jump hosts (is there a loop through `{name}`?)"
-        ));
+        return Err(vec![Diagnostic::error(format!(
+            "more than {MAX_HOPS} jump hosts (is there a loop through `{label}`?)"
+        ))]);
     }
-    let cfg = from_config(name)?;
-    // An inventory address other than the name wins; otherwise ssh_config's HostName.
-    let host = match address {
-        Some(a) if a != name => a.to_string(),
-        _ => cfg.host_name.clone().unwrap_or_else(|| name.to_string()),
+    let src = Source::from_setting(ssh.config_file.as_deref());
+    let q = Query {
+        host: address,
+        user,
+        port,
+        jump,
     };
-    let explicit_keys: Vec<PathBuf> = match &ssh.identity_file {
-        Some(f) => vec![f.clone()],
-        None => cfg.identity_files.clone(),
+    let mut r = ssh_config::resolve(&src, &q)?;
+    warnings.append(&mut r.warnings);
+    let mut identity_files: Vec<PathBuf> = ssh.identity_file.iter().cloned().collect();
+    for f in &r.identity_files {
+        if !identity_files.contains(f) {
+            identity_files.push(f.clone());
+        }
+    }
+    let home_ssh = home().unwrap_or_default().join(".ssh");
+    let user_known: Vec<PathBuf> = match (&ssh.known_hosts, &r.known_hosts) {
+        (Some(k), _) => vec![k.clone()],
+        (None, Some(files)) => files.clone(),
+        (None, None) => vec![home_ssh.join("known_hosts"), home_ssh.join("known_hosts2")],
     };
-    let mut known_hosts = Vec::new();
-    if let Some(k) = &ssh.known_hosts {
-        known_hosts.push(k.clone());
-    }
-    match &cfg.known_hosts {
-        Some(files) => known_hosts.extend(files.iter().cloned()),
-        None => known_hosts.extend(home().map(|h| h.join(".ssh").join("known_hosts"))),
-    }
-    known_hosts.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
-    let known_hosts_write = ssh
-        .known_hosts
-        .clone()
-        .or_else(|| cfg.known_hosts.as_ref().and_then(|f| f.first().cloned()))
-        .or_else(|| home().map(|h| h.join(".ssh").join("known_hosts")))
-        .unwrap_or_else(|| PathBuf::from(".ssh/known_hosts"));
+    let known_hosts_write = user_known
+        .first()
+        .cloned()
+        .unwrap_or_else(|| home_ssh.join("known_hosts"));
+    let mut known_hosts = user_known;
+    known_hosts.extend(GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from));
+    let checking = ssh.host_key_checking.or_else(|| {
+        r.strict
+            .as_deref()
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "accept-new" => HostKeyChecking::AcceptNew,
+                "no" | "off" | "false" => HostKeyChecking::Off,
+                _ => HostKeyChecking::Strict,
+            })
+    });
     let mut target = Target {
-        label: name.to_string(),
-        host,
-        port: port.or(ssh.port).or(cfg.port).unwrap_or(22),
-        user: user
-            .map(str::to_string)
-            .or(ssh.user.clone())
-            .or(cfg.user.clone())
-            .unwrap_or_else(local_user),
-        default_identities: explicit_keys.is_empty(),
-        identity_files: explicit_keys,
+        label: label.to_string(),
+        host: r.hostname.clone(),
+        port: r.port,
+        user: r.user.clone(),
+        default_identities: ssh.identity_file.is_none() && !r.identity_named,
+        identity_files,
         passphrase_env: ssh.passphrase_env.clone(),
         password_env: ssh.password_env.clone(),
         known_hosts,
         known_hosts_write,
-        checking: ssh
-            .host_key_checking
-            .or(cfg.checking)
-            .unwrap_or(HostKeyChecking::Strict),
+        checking: checking.unwrap_or(HostKeyChecking::Strict),
         connect_timeout: ssh
             .connect_timeout
             .map(|d| d.std())
-            .or(cfg.connect_timeout)
+            .or(r.connect_timeout.map(Duration::from_secs))
             .unwrap_or(CONNECT_TIMEOUT),
         keepalive: ssh
             .keepalive
             .map(|d| d.std())
-            .or(cfg.keepalive)
+            .or(r.keepalive.filter(|s| *s > 0).map(Duration::from_secs))
             .unwrap_or(KEEPALIVE),
         jump: None,
     };
-    let hops: Vec<String> = match &ssh.jump {
-        Some(j) => j
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        None => cfg.proxy_jump.clone().unwrap_or_default(),
-    };
-    // `a,b`: connect to a, from a to b, from b to the target.
-    let mut before: Option<Box<Target>> = None;
-    for hop in hops {
-        let mut t = resolve_jump(&hop, ssh, inventory, depth + 1)?;
-        if let Some(prev) = before.take() {
-            attach_first(&mut t, prev);
-        }
-        before = Some(Box::new(t));
+    if let Some(j) = &r.jump {
+        let hop = resolve_jump(j, ssh, inventory, depth + 1, warnings)?;
+        target.jump = Some(Box::new(hop));
     }
-    target.jump = before;
     Ok(target)
 }
 
-/// Puts `first` in front of the whole chain that `t` already has.
-fn attach_first(t: &mut Target, first: Box<Target>) {
-    match &mut t.jump {
-        Some(j) => attach_first(j, first),
-        None => t.jump = Some(first),
-    }
-}
-
+/// One hop as `ssh -J` makes it: `ssh [-l user] [-p port] [-J earlier,hops] host`.
 fn resolve_jump(
-    spec: &str,
+    j: &Jump,
     from: &SshSettings,
     inventory: Option<&Inventory>,
     depth: usize,
-) -> Result<Target, String> {
-    if let Some(h) = inventory.and_then(|i| i.host(spec)) {
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Target, Vec<Diagnostic>> {
+    if let Some(h) = inventory.and_then(|i| i.host(&j.host)) {
         return resolve_hop(
             &h.name,
-            Some(&h.address),
-            h.port,
-            h.user.as_deref(),
+            &h.address,
+            j.port.or(h.port),
+            j.user.as_deref().or(h.user.as_deref()),
             &h.ssh,
+            j.extra.as_deref().or(h.ssh.jump.as_deref()),
             inventory,
             depth,
+            warnings,
         );
     }
-    let (user, rest) = match spec.rsplit_once('@') {
-        Some((u, r)) => (Some(u), r),
-        None => (None, spec),
-    };
-    let (host, port) = split_host_port(rest).ok_or_else(|| {
-        format!("jump host `{spec}` is not `[user@]host[:port]` or an inventory host")
-    })?;
-    // The target's inventory settings go on to its jump host, except where it connects.
+    // The target's inventory settings go on to its jump host, except where it connects and
+    // as whom.
     let mut ssh = from.clone();
     ssh.jump = None;
     ssh.port = None;
-    let mut t = resolve_hop(
-        &host,
-        None,
-        port,
-        user.or(from.user.as_deref()),
+    ssh.user = None;
+    let label = format!(
+        "{}{}{}",
+        j.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+        j.host,
+        j.port.map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    resolve_hop(
+        &label,
+        &j.host,
+        j.port,
+        j.user.as_deref(),
         &ssh,
+        j.extra.as_deref(),
         inventory,
         depth,
-    )?;
-    t.label = spec.to_string();
-    Ok(t)
+        warnings,
+    )
 }
 
-/// `host`, `host:port`, `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        return Some((h.to_string(), port));
+/// `connection` in `sortie inventory --host`/`--list`: where sortie connects, as whom, with
+/// which keys (in order; the default ones when none is named), through which jump hosts
+/// (outermost first), with which known_hosts files and host key policy.
+pub fn connection_json(t: &Target) -> Value {
+    let mut jump = Vec::new();
+    let mut hop = t.jump.as_deref();
+    while let Some(h) = hop {
+        jump.push(json!({ "address": h.host, "port": h.port, "user": h.user }));
+        hop = h.jump.as_deref();
     }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Some((h.to_string(), Some(p.parse().ok()?))),
-        _ if !s.is_empty() => Some((s.to_string(), None)),
-        _ => None,
+    jump.reverse();
+    let mut keys: Vec<PathBuf> = t.identity_files.clone();
+    if t.default_identities {
+        let dir = home().unwrap_or_default().join(".ssh");
+        keys.extend(DEFAULT_KEYS.iter().map(|k| dir.join(k)));
     }
+    let known: Vec<String> = t
+        .known_hosts
+        .iter()
+        .filter(|k| !GLOBAL_KNOWN_HOSTS.iter().any(|g| k.as_os_str() == *g))
+        .map(|k| k.display().to_string())
+        .collect();
+    json!({
+        "address": t.host,
+        "port": t.port,
+        "user": t.user,
+        "identity_files": keys.iter().map(|k| k.display().to_string()).collect::<Vec<_>>(),
+        "jump": jump,
+        "known_hosts": known,
+        "host_key_checking": serde_json::to_value(t.checking).unwrap_or(Value::Null),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn host(name: &str, address: &str, ssh: SshSettings) -> Host {
+    fn host(name: &str, address: &str, mut ssh: SshSettings) -> Host {
+        ssh.config_file = Some("none".into());
         Host {
             name: name.into(),
             address: address.into(),
@@ -371,18 +312,6 @@ mod tests {
             ssh,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn host_port_specs() {
-        assert_eq!(split_host_port("b"), Some(("b".into(), None)));
-        assert_eq!(split_host_port("b:2200"), Some(("b".into(), Some(2200))));
-        assert_eq!(
-            split_host_port("[::1]:2200"),
-            Some(("::1".into(), Some(2200)))
-        );
-        assert_eq!(split_host_port("b:x"), None);
-        assert_eq!(split_host_port(""), None);
     }
 
     #[test]
@@ -416,6 +345,23 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_host_without_user_does_not_take_the_targets() {
+        let ssh = SshSettings {
+            user: Some("deploy".into()),
+            jump: Some("bastion".into()),
+            ..Default::default()
+        };
+        let t = resolve(&host("t", "t", ssh), None).unwrap();
+        let j = t.jump.as_ref().unwrap();
+        assert_eq!(j.user, local_user());
+        assert_ne!(j.user, "deploy");
+        let v = connection_json(&t);
+        assert_eq!(v["jump"][0]["address"], "bastion");
+        assert_eq!(v["jump"][0]["port"], 22);
+        assert_eq!(v["user"], "deploy");
+    }
+
+    #[test]
     fn jump_chain_goes_through_the_first_hop_first() {
         let ssh = SshSettings {
             user: Some("u".into()),
@@ -428,6 +374,9 @@ mod tests {
         let a = b.jump.as_ref().unwrap();
         assert_eq!(a.host, "a");
         assert!(a.jump.is_none());
+        let v = connection_json(&t);
+        assert_eq!(v["jump"][0]["address"], "a");
+        assert_eq!(v["jump"][1]["address"], "b");
     }
 
     #[test]
@@ -440,6 +389,6 @@ mod tests {
         let mut inv = Inventory::default();
         inv.hosts.push(x.clone());
         let e = resolve(&x, Some(&inv)).unwrap_err();
-        assert!(e.contains("jump hosts"), "{e}");
+        assert!(e.contains("jump"), "{e}");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The runner makes a `HostConn` per host (`exec/`), step kinds (`steps/ssh.rs`,
 //! `sftp_put.rs`, `sftp_get.rs`) call `exec` and `remote` on it, and the runner calls `close`
-//! at the end. Where to connect comes from the inventory and `~/.ssh/config` (`config`);
+//! at the end. Where to connect comes from the inventory and ssh_config (`config`, reading the
+//! files as OpenSSH does with `ssh_config`);
 //! `connect` opens a session: TCP (or a tunnel through a jump host, `jump`), the host key
 //! checked against known_hosts (`host_key`, `known_hosts`), the login (`auth`). The session
 //! itself, with its rules for sharing libssh2 between threads, is `session`; commands run on
@@ -25,6 +26,7 @@ mod jump;
 pub mod known_hosts;
 mod session;
 mod sftp;
+mod ssh_config;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -105,6 +105,10 @@ pub struct SshSettings {
     /// Interval between keepalive messages on an idle SSH session, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Duration>,
+    /// The ssh_config file to read instead of `~/.ssh/config` and `/etc/ssh/ssh_config`, like
+    /// `ssh -F` (relative to the inventory file's folder); `none` reads none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Host key policy: `strict`, `accept-new` or `off`.
@@ -174,13 +178,22 @@ impl SshSettings {
         set(&mut self.passphrase_env, &over.passphrase_env);
         set(&mut self.jump, &over.jump);
         set(&mut self.keepalive, &over.keepalive);
+        set(&mut self.config_file, &over.config_file);
     }
 
     /// Expands `~` and makes relative key and known_hosts paths relative to `base`.
     pub(super) fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.identity_file, &mut self.known_hosts]
-            .into_iter()
-            .flatten()
+        let config_file = self
+            .config_file
+            .as_mut()
+            .filter(|p| !p.as_os_str().eq_ignore_ascii_case("none"));
+        for p in [
+            self.identity_file.as_mut(),
+            self.known_hosts.as_mut(),
+            config_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             *p = resolve_path(p, Some(base));
         }

@@ -24,5 +24,6 @@ mod shard;
 mod ship;
 mod slurm;
 mod ssh;
+mod ssh_config;
 mod wan;
 mod web;
