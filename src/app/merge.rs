@@ -20,6 +20,15 @@ pub fn report(args: &ReportArgs) -> i32 {
     }
 }
 
+/// Whether any task of the report is a `fleet` step (its result has `values`).
+fn has_fleet_steps(r: &crate::report::RunReport) -> bool {
+    r.plays
+        .iter()
+        .flat_map(|p| &p.hosts)
+        .flat_map(|h| &h.tasks)
+        .any(|t| t.kind == "fleet")
+}
+
 fn merge_reports(args: &MergeArgs) -> i32 {
     let mut reports = Vec::new();
     let mut d = Diagnostics::default();
@@ -33,13 +42,25 @@ fn merge_reports(args: &MergeArgs) -> i32 {
         report_diagnostics(&d);
         return exit::INVALID;
     }
-    let merged = match merge::merge(reports, args.partial) {
+    let mut merged = match merge::merge(reports, args.partial) {
         Ok(r) => r,
         Err(d) => {
             report_diagnostics(&d);
             return exit::INVALID;
         }
     };
+    // Fleet steps: one verdict over every shard's hosts, as one run would have given.
+    if has_fleet_steps(&merged) {
+        match crate::playbook::load(std::path::Path::new(&merged.playbook)) {
+            Ok(pb) => {
+                crate::exec::rejudge_fleets(&mut merged, &pb);
+            }
+            Err(_) => merged.warnings.push(format!(
+                "fleet steps keep each shard's verdict: the playbook `{}` cannot be loaded here",
+                merged.playbook
+            )),
+        }
+    }
     // Every shard's report is redacted already; the merge adds no value of a run.
     let json = serde_json::to_string_pretty(&merged).unwrap_or_default();
     let mut ok = true;

@@ -12,6 +12,7 @@ mod context;
 mod host;
 mod play;
 mod prepare;
+mod rejudge;
 pub mod task;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::vars::{RunInfo, VarMap};
 
 use prepare::prepare;
 pub use prepare::{HostPlans, check_against_inventory, plans, select_hosts};
+pub use rejudge::rejudge_fleets;
 
 /// Default hosts in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 50;

@@ -97,7 +97,7 @@ impl Fleet {
         host: &str,
         o: &Outcome,
         g: &Groups,
-        cx: &super::TaskCx<'_>,
+        scope: &minijinja::Value,
         fields: &Json,
     ) -> Result<Option<String>, StepError> {
         if self.same == Some(true) && g.0.len() > 1 {
@@ -160,7 +160,7 @@ impl Fleet {
                 majority => crate::template::json_to_value(&fields["majority"]),
                 outliers => crate::template::json_to_value(&fields["outliers"]),
                 left_out => crate::template::json_to_value(&fields["left_out"]),
-                ..cx.ctx.clone()
+                ..scope.clone()
             };
             let ok = crate::template::templates()
                 .truthy(&c.value, crate::template::Place::of_span(c.span), &ctx)
@@ -170,6 +170,22 @@ impl Fleet {
             }
         }
         Ok(None)
+    }
+}
+
+impl Fleet {
+    /// One host's verdict on an outcome (`None`: it passes) and the result fields every host
+    /// sees; `scope` is what `that` sees besides the fleet's own names.
+    pub fn judge(
+        &self,
+        host: &str,
+        outcome: &Outcome,
+        scope: &minijinja::Value,
+    ) -> Result<(Option<String>, Json), StepError> {
+        let groups = Groups::of(outcome);
+        let fields = fields(outcome, &groups);
+        let failure = self.verdict(host, outcome, &groups, scope, &fields)?;
+        Ok((failure, fields))
     }
 }
 
@@ -254,9 +270,7 @@ impl Kind for Fleet {
                 }
                 o
             };
-            let groups = Groups::of(&outcome);
-            let fields = fields(&outcome, &groups);
-            let failure = self.verdict(host, &outcome, &groups, cx, &fields)?;
+            let (failure, fields) = self.judge(host, &outcome, cx.ctx)?;
             let mut out = StepOutput {
                 failure,
                 ..Default::default()
