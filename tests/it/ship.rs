@@ -81,7 +81,8 @@ fn bash_completes_commands_options_and_their_values() {
     let script = dir.path().join("sortie.bash");
     std::fs::write(&script, sortie_stdout(&["completions", "bash"])).expect("write script");
 
-    assert_eq!(bash_complete(&script, &["sortie", "r"]), ["run"]);
+    assert_eq!(bash_complete(&script, &["sortie", "ru"]), ["run"]);
+    assert_eq!(bash_complete(&script, &["sortie", "r"]), ["run", "report"]);
     assert_eq!(
         bash_complete(&script, &["sortie", "run", "--fo"]),
         ["--format"]
