@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod ansible;
 mod check;
 mod deps;
 mod dns;
