@@ -276,3 +276,30 @@ fn unsupported_ansible_inventories_are_located_errors() {
         assert_eq!(ansible.is_err(), ansible_refuses, "{name}: {ansible:?}");
     }
 }
+
+/// `ansible_connection: local` hosts run `ssh` steps on the runner (their address is never
+/// contacted: 192.0.2.1 is TEST-NET, nothing answers there), and an SFTP step says plainly
+/// why it cannot run there.
+#[test]
+fn connection_local_hosts_run_on_the_runner() {
+    let case = crate::harness::Case::new(
+        "hosts: all\nsteps:\n  - id: who\n    ssh: { cmd: \"echo ran-here; cat\", stdin: piped, env: { X: \"1\" } }\n    timeout: 20s\n  - id: put\n    sftp_put: { content: x, dest: /tmp/never }\n    timeout: 20s\n",
+    )
+    .file(
+        "hosts",
+        "ctl ansible_connection=local ansible_host=192.0.2.1\n",
+    );
+    let hosts = case.path("hosts");
+    let case = case.inventory_file(hosts);
+    let out = case.run();
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.status("ctl", "who"), "changed", "{}", out.stderr);
+    let who = out.task("ctl", "who");
+    assert_eq!(who["output"]["stdout"], "ran-here\npiped", "{who}");
+    assert_eq!(out.status("ctl", "put"), "failed");
+    assert!(
+        out.all().contains("`sftp_put` needs SSH, and host `ctl` is `ansible_connection: local`"),
+        "{}",
+        out.all()
+    );
+}

@@ -394,8 +394,11 @@ fn yaml11_int(t: &str) -> Option<i64> {
         0
     } else if let Some(o) = rest.strip_prefix('0') {
         digits(o, |c| matches!(c, '0'..='7')).then(|| i64::from_str_radix(&clean(o), 8).ok())??
-    } else if rest.starts_with(|c: char| c.is_ascii_digit()) && rest.contains(':') {
-        sexagesimal(rest)?.trunc() as i64
+    } else if rest.contains(':') {
+        if rest.contains('.') || !rest.starts_with(|c: char| matches!(c, '1'..='9')) {
+            return None;
+        }
+        sexagesimal(rest)? as i64
     } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
         if !digits(rest, |c| c.is_ascii_digit()) {
             return None;
@@ -435,7 +438,6 @@ fn sexagesimal(t: &str) -> Option<f64> {
             v += format!("0.{f}0").parse::<f64>().ok()?;
         }
     }
-    // An integer form has no fraction; a float form needs one (`1:30.`).
     Some(v)
 }
 
