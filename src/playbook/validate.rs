@@ -110,6 +110,13 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         if let Some(until) = s.retry.as_ref().and_then(|r| r.until.clone()) {
             exprs.extend(until.into_vec());
         }
+        // `when`, `changed_when` and `until` compile as expressions, with their filter and
+        // test names checked, as the run would read them.
+        for e in &exprs {
+            if let Err(d) = t.check_expr(&e.value, Place::of_span(e.span)) {
+                out.push(d);
+            }
+        }
         for tpl in [s.timeout.as_ref().map(|x| &x.node)].into_iter().flatten() {
             t.check_node(tpl, &mut out);
         }
