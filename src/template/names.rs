@@ -111,7 +111,7 @@ fn scan(
                 None => format!("no {what} of this name"),
             });
         d = d.help(if filter {
-            "sortie's filters: quote, to_json, from_json, b64encode, b64decode, regex_replace, regex_search, basename, dirname, sha256, and minijinja's own (docs/templates.md)"
+            "sortie's filters: quote, to_json, from_json, b64encode, b64decode, regex_replace, regex_search, basename, dirname, sha256, and minijinja's own"
         } else {
             "tests: defined, undefined, none, true, false, number, string, mapping, sequence, startingwith, endingwith, containing, in, eq, ne, lt, le, gt, ge, odd, even, divisibleby, and others of minijinja's"
         });
