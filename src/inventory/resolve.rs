@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
-use super::raw::{Raw, RawHost};
 use super::ansible::{ConnVars, connection_settings};
+use super::raw::{Raw, RawHost};
 use super::{Group, Host, Inventory, SshSettings};
 use crate::diag::{Diagnostic, Diagnostics, Span, did_you_mean};
 use crate::graph;
@@ -315,7 +315,11 @@ fn resolve_host(name: &str, rh: &RawHost, direct: &[usize], tree: &GroupTree, ra
     });
     let mut vars = IndexMap::new();
     let mut ssh = SshSettings::default();
-    let groups = || member.iter().filter_map(|g| raw.groups.get(&tree.order[*g]));
+    let groups = || {
+        member
+            .iter()
+            .filter_map(|g| raw.groups.get(&tree.order[*g]))
+    };
     for rg in groups() {
         vars.extend(rg.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         ssh.merge(&rg.ssh);

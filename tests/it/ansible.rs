@@ -200,7 +200,10 @@ fn ansible_inventories_read_as_ansible_inventory_lists_them() {
         };
         let out = sortie(case, &["inventory", "-i", &inv.to_string_lossy(), "--list"]);
         if out.code != 0 {
-            disagree.push(format!("{name}: sortie exited {}:\n{}", out.code, out.stderr));
+            disagree.push(format!(
+                "{name}: sortie exited {}:\n{}",
+                out.code, out.stderr
+            ));
             continue;
         }
         let list: Value = serde_json::from_str(&out.stdout).expect("sortie --list is JSON");
@@ -212,7 +215,10 @@ fn ansible_inventories_read_as_ansible_inventory_lists_them() {
         }
     }
     let agree = cases.len() - disagree.len();
-    eprintln!("ansible corpus: {agree} of {} inventories agree", cases.len());
+    eprintln!(
+        "ansible corpus: {agree} of {} inventories agree",
+        cases.len()
+    );
     assert!(cases.len() >= 30, "the corpus has {} cases", cases.len());
     assert!(disagree.is_empty(), "{}", disagree.join("\n"));
 }
@@ -264,7 +270,10 @@ fn unsupported_ansible_inventories_are_located_errors() {
     for (name, title, place, ansible_refuses) in cases {
         let case = root.join(name);
         let inv = inventory_of(&case);
-        let out = sortie(&case, &["inventory", "-i", &inv.to_string_lossy(), "--list"]);
+        let out = sortie(
+            &case,
+            &["inventory", "-i", &inv.to_string_lossy(), "--list"],
+        );
         assert_eq!(out.code, 3, "{name}: {}", out.stderr);
         assert!(
             out.stderr.contains(&format!("error: {title}")),
@@ -298,7 +307,8 @@ fn connection_local_hosts_run_on_the_runner() {
     assert_eq!(who["output"]["stdout"], "ran-here\npiped", "{who}");
     assert_eq!(out.status("ctl", "put"), "failed");
     assert!(
-        out.all().contains("`sftp_put` needs SSH, and host `ctl` is `ansible_connection: local`"),
+        out.all()
+            .contains("`sftp_put` needs SSH, and host `ctl` is `ansible_connection: local`"),
         "{}",
         out.all()
     );

@@ -22,11 +22,11 @@ const VAR_FILE_EXTENSIONS: &[&str] = &["yml", "yaml", "json"];
 /// inventory files' own vars, as in Ansible. Files that match no name are ignored.
 pub(crate) fn load_var_dirs(dir: &Path, raw: &mut Raw, diags: &mut Diagnostics) {
     let groups: Vec<String> = raw.groups.keys().cloned().collect();
-    for name in ["all", "ungrouped"]
-        .into_iter()
-        .map(String::from)
-        .chain(groups.into_iter().filter(|g| g != "all" && g != "ungrouped"))
-    {
+    for name in ["all", "ungrouped"].into_iter().map(String::from).chain(
+        groups
+            .into_iter()
+            .filter(|g| g != "all" && g != "ungrouped"),
+    ) {
         for f in vars_files(&dir.join("group_vars"), &name) {
             for var in read_var_file(&f, diags) {
                 apply_group_dir_var(raw.group(&name), var, diags);

@@ -51,9 +51,9 @@ pub(super) async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, 
     let answer = follow(&prepared, limit, &tls_config, method, url, &request_line).await?;
     let body = BodyRules {
         save: spec.save.as_deref(),
-        max: spec
-            .max_body
-            .map_or(cx.limits.max_output, |m| usize::try_from(m.0).unwrap_or(usize::MAX)),
+        max: spec.max_body.map_or(cx.limits.max_output, |m| {
+            usize::try_from(m.0).unwrap_or(usize::MAX)
+        }),
     };
     result(out, answer, request_line, started, limit, cx, body).await
 }

@@ -79,7 +79,14 @@ pub(super) async fn result(
     let kept_len = read.kept.len() as u64;
     let dropped = read.total - kept_len;
     let text = decode_text(&read.kept, &content_type, dropped > 0);
-    let json = body_json(&read, text.as_deref(), &content_type, &hop, max, &mut out.warnings);
+    let json = body_json(
+        &read,
+        text.as_deref(),
+        &content_type,
+        &hop,
+        max,
+        &mut out.warnings,
+    );
     // A saved body is whole in its file: only an unsaved one lost bytes.
     if dropped > 0 && read.saved.is_none() {
         out.warnings.push(format!(
@@ -388,7 +395,10 @@ mod tests {
             Some("h\u{e9}")
         );
         // Not UTF-8 and no charset: binary.
-        assert_eq!(text(&[0x89, b'P', b'N', b'G', 0xff], "image/png", false), None);
+        assert_eq!(
+            text(&[0x89, b'P', b'N', b'G', 0xff], "image/png", false),
+            None
+        );
         assert_eq!(excerpt("a\n  b\tc"), "a b c");
         assert_eq!(excerpt(&"x".repeat(300)).chars().count(), EXCERPT_CHARS + 1);
     }

@@ -141,7 +141,12 @@ pub(super) fn encoded(how: &str, doc: &serde_json::Value) -> Response<Body> {
             drop(e);
             r.map(|()| out)
         }
-        _ => return json_response(400, &json!({ "error": "encoding must be gzip, deflate or br" })),
+        _ => {
+            return json_response(
+                400,
+                &json!({ "error": "encoding must be gzip, deflate or br" }),
+            );
+        }
     };
     match packed {
         Ok(body) => {
