@@ -89,10 +89,9 @@ fn scan(
             .map(|s| {
                 let start = (s.start_offset as usize).saturating_sub(skip);
                 let end = (s.end_offset as usize).saturating_sub(skip);
-                let r = text[start.min(text.len())..end.min(text.len())]
+                text[start.min(text.len())..end.min(text.len())]
                     .rfind(name)
-                    .map_or(start..end, |at| start + at..start + at + name.len());
-                r
+                    .map_or(start..end, |at| start + at..start + at + name.len())
             })
             .or_else(|| text.find(name).map(|at| at..at + name.len()));
         let line = range.as_ref().map_or(1, |r| {
