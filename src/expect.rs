@@ -156,6 +156,12 @@ pub fn parse(
         let name = k.key_text();
         if fields.keyed.contains(&name.as_str()) {
             match v.as_map() {
+                Some([]) => out.push(
+                    Diagnostic::error(format!("empty `expect.{name}` mapping"))
+                        .at(v.span)
+                        .label("a check with nothing in it cannot fail")
+                        .help(format!("name what to check: `{name}: {{ KEY: VALUE-OR-MATCHERS }}`, or remove `{name}`")),
+                ),
                 Some(sub) => {
                     for (sk, sv) in sub {
                         if let Some(ms) = parse_matchers(sv, out) {
@@ -214,6 +220,15 @@ fn is_matcher_map(n: &Node) -> bool {
 /// A literal, a mapping of matchers, or a list of matcher mappings.
 fn parse_matchers(v: &Node, out: &mut Vec<Diagnostic>) -> Option<Vec<Matcher>> {
     match &v.kind {
+        NodeKind::Map(entries) if entries.is_empty() => {
+            out.push(
+                Diagnostic::error("empty matcher mapping")
+                    .at(v.span)
+                    .label("a check with no matcher cannot fail")
+                    .help("write a value (`200`), matchers (`{ gte: 200, lt: 300 }`), or `{ eq: {} }` to expect an empty mapping"),
+            );
+            None
+        }
         NodeKind::Map(entries) => {
             let mut ms = Vec::new();
             let mut ok = true;
@@ -540,6 +555,21 @@ mod tests {
         assert_eq!(e[0].matchers[0].op, Op::Eq);
         assert_eq!(e[1].matchers.len(), 2);
         assert_eq!(e[2].label(), "json[\"$.status\"]");
+    }
+
+    #[test]
+    fn empty_matcher_mappings_are_errors() {
+        let (e, d) = exps("status: {}\njson: { \"$.args\": {} }\nheaders: {}\n");
+        assert!(e.is_empty());
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d[0].title, "empty matcher mapping");
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((1, 9)));
+        assert_eq!(d[1].title, "empty matcher mapping");
+        assert_eq!(d[1].span.map(|s| (s.line, s.col)), Some((2, 19)));
+        assert_eq!(d[2].title, "empty `expect.headers` mapping");
+        let (e, d) = exps("json: { \"$.args\": { eq: {} } }\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(e.len(), 1);
     }
 
     #[test]

@@ -271,7 +271,7 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
                 Some(StepError::Template(_)) | Some(StepError::Cancelled)
             );
         if !retryable || n >= max || input.cancel.is_cancelled() {
-            return (n, a);
+            return (n, exhausted(a, n, max));
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -281,6 +281,18 @@ async fn attempts(input: &TaskInput<'_>, item: Option<&Json>) -> (u32, Attempt) 
             .mul_f64(backoff.clamp(0.0, 1000.0))
             .min(std::time::Duration::from_secs(3600));
     }
+}
+
+/// The last of `max` retried attempts still failed: its message says how many were made.
+fn exhausted(mut a: Attempt, n: u32, max: u32) -> Attempt {
+    if max > 1
+        && n >= max
+        && matches!(a.status, Status::Failed)
+        && let Some(m) = &a.message
+    {
+        a.message = Some(format!("after {n} attempts, the last: {m}"));
+    }
+    a
 }
 
 fn template_attempt(d: Diagnostic) -> Attempt {
@@ -423,6 +435,11 @@ fn judge(
     if a.message.is_none() {
         match until_fails(step, &later) {
             Ok(Some((message, span))) => {
+                // What this attempt saw, as the failure's note: the kind's summary (an HTTP
+                // request, its status and body), else the result itself, shortened.
+                a.context = Some(step.spec.failure_context(&fields).unwrap_or_else(|| {
+                    format!("the result was {}", crate::expect::short(&fields))
+                }));
                 a.message = Some(message);
                 a.failure_at = Some(span);
             }

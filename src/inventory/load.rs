@@ -172,6 +172,10 @@ enum Format {
 /// Parses `text` in whichever format it is. Returns whether it was an Ansible format.
 fn load_text(name: &str, text: &str, base: &Path, raw: &mut Raw, diags: &mut Diagnostics) -> bool {
     let file = register_source(name, text);
+    if let Some(d) = ansible::vault_error(file, text, "inventory") {
+        diags.push(d);
+        return false;
+    }
     match detect(name, file, text) {
         Ok(Format::Ini) => {
             ansible::load_ini(file, text, raw, diags);
@@ -207,11 +211,19 @@ fn detect(name: &str, file: crate::diag::FileId, text: &str) -> Result<Format, D
         .any(|e| lower.ends_with(e));
     if !yaml_name {
         let first = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'));
-        if first.is_some_and(|l| l.starts_with('[')) {
-            return Ok(Format::Ini);
+            .split('\n')
+            .enumerate()
+            .map(|(n, l)| (n, l.trim()))
+            .find(|(_, l)| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'));
+        if let Some((n, l)) = first {
+            if lower.ends_with(".toml") || toml_header(l) {
+                let line = u32::try_from(n + 1).unwrap_or(1);
+                return Err(unsupported(file, line, l, "a TOML inventory")
+                    .help("convert it to an Ansible YAML or INI inventory, e.g. with `ansible-inventory -i FILE --list -y`"));
+            }
+            if l.starts_with('[') {
+                return Ok(Format::Ini);
+            }
         }
     }
     let node = match yaml::parse(file, text) {
@@ -225,6 +237,13 @@ fn detect(name: &str, file: crate::diag::FileId, text: &str) -> Result<Format, D
         }
         return Ok(Format::Ini);
     };
+    if let Some((k, v)) = map.iter().find(|(k, _)| k.key_text() == "plugin") {
+        let plugin = v.as_str().unwrap_or("?");
+        return Err(Diagnostic::error("this format is not supported: an inventory plugin's configuration")
+            .at(Span::new(file, k.span.line, k.span.col, v.span.end_line, v.span.end_col.max(k.span.col + 1)))
+            .label(format!("sortie cannot run the inventory plugin `{plugin}`"))
+            .help("save what the plugin produces and point sortie at that: `ansible-inventory -i FILE --list -y > hosts.yml`"));
+    }
     let group_shaped = |v: &yaml::Node| {
         v.is_null()
             || v.as_map().is_some_and(|m| {
@@ -241,6 +260,26 @@ fn detect(name: &str, file: crate::diag::FileId, text: &str) -> Result<Format, D
         return Ok(Format::AnsibleYaml(node));
     }
     Ok(Format::Native(node))
+}
+
+/// A TOML table header as Ansible's TOML inventories write them: `[web.hosts]`, `[all.vars]`,
+/// `[prod.children]` (INI would read a group named `web.hosts`).
+fn toml_header(line: &str) -> bool {
+    let Some(inner) = line.strip_prefix('[').and_then(|l| l.split(']').next()) else {
+        return false;
+    };
+    let inner = inner.trim_matches(['[', ' ']);
+    [".hosts", ".vars", ".children"]
+        .iter()
+        .any(|s| inner.ends_with(s))
+}
+
+/// "this format is not supported", at the first meaningful line.
+fn unsupported(file: crate::diag::FileId, line: u32, text: &str, what: &str) -> Diagnostic {
+    let width = u32::try_from(text.chars().count()).unwrap_or(1).max(1);
+    Diagnostic::error(format!("this format is not supported: {what}"))
+        .at(Span::new(file, line, 1, line, 1 + width))
+        .label("sortie reads Ansible INI and YAML inventories and its own YAML")
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct Host {
     /// Inventory-level `ssh:` merged with group-level and host-level settings; `user` and
     /// `port` here equal `Host::user` / `Host::port`.
     pub ssh: SshSettings,
+    /// Runs on the runner, never over SSH (Ansible's `ansible_connection: local`).
+    pub local: bool,
     /// Where the host was (first) defined.
     pub span: Option<Span>,
 }

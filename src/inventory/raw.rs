@@ -28,6 +28,10 @@ pub(crate) struct RawGroup {
     pub children: Vec<(String, Option<Span>)>,
     pub hosts: IndexSet<String>,
     pub vars: IndexMap<String, Value>,
+    /// Variables from Ansible `group_vars/` files, which apply after every group's `vars`.
+    pub dir_vars: IndexMap<String, Value>,
+    /// Ansible's `ansible_group_priority`: orders groups of equal depth (default 1).
+    pub priority: Option<i64>,
     pub ssh: SshSettings,
 }
 
@@ -39,6 +43,9 @@ pub(crate) struct RawHost {
     pub user: Option<String>,
     pub ssh: SshSettings,
     pub vars: IndexMap<String, Value>,
+    /// Read from an Ansible inventory: its connection variables (`ansible_host`, …) become
+    /// its settings once merged.
+    pub ansible: bool,
 }
 
 impl Raw {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 
+use super::ansible::{ConnVars, connection_settings};
 use super::raw::{Raw, RawHost};
 use super::{Group, Host, Inventory, SshSettings};
 use crate::diag::{Diagnostic, Diagnostics, Span, did_you_mean};
@@ -287,7 +288,10 @@ impl Members {
 }
 
 /// One host resolved: every group it is in (directly or through children) in precedence
-/// order, and its vars and SSH settings merged along them, its own last.
+/// order, and its vars and SSH settings merged along them, its own last. As in Ansible, the
+/// inventory files' group vars come first (`all`, then by depth, priority and name), then the
+/// `group_vars/` files' in the same order, then the host's; the merged Ansible connection
+/// variables then become the host's address, port, user, key and jump host.
 fn resolve_host(name: &str, rh: &RawHost, direct: &[usize], tree: &GroupTree, raw: &Raw) -> Host {
     let mut member: Vec<usize> = vec![0];
     for &g in direct {
@@ -296,30 +300,63 @@ fn resolve_host(name: &str, rh: &RawHost, direct: &[usize], tree: &GroupTree, ra
     }
     member.sort_unstable();
     member.dedup();
-    member
-        .sort_by(|a, b| (tree.depth[*a], &tree.order[*a]).cmp(&(tree.depth[*b], &tree.order[*b])));
+    let priority = |g: usize| {
+        raw.groups
+            .get(&tree.order[g])
+            .and_then(|r| r.priority)
+            .unwrap_or(1)
+    };
+    member.sort_by(|a, b| {
+        (tree.depth[*a], priority(*a), &tree.order[*a]).cmp(&(
+            tree.depth[*b],
+            priority(*b),
+            &tree.order[*b],
+        ))
+    });
     let mut vars = IndexMap::new();
     let mut ssh = SshSettings::default();
-    for &g in &member {
-        if let Some(rg) = raw.groups.get(&tree.order[g]) {
-            vars.extend(rg.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-            ssh.merge(&rg.ssh);
-        }
+    let groups = || {
+        member
+            .iter()
+            .filter_map(|g| raw.groups.get(&tree.order[*g]))
+    };
+    for rg in groups() {
+        vars.extend(rg.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ssh.merge(&rg.ssh);
+    }
+    for rg in groups() {
+        vars.extend(rg.dir_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     vars.extend(rh.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let conn = if rh.ansible {
+        connection_settings(&mut vars)
+    } else {
+        ConnVars::default()
+    };
+    if conn.identity_file.is_some() {
+        ssh.identity_file.clone_from(&conn.identity_file);
+    }
+    if conn.jump.is_some() {
+        ssh.jump.clone_from(&conn.jump);
+    }
     ssh.merge(&rh.ssh);
-    let user = rh.user.clone().or_else(|| ssh.user.clone());
-    let port = rh.port.or(ssh.port);
+    let user = rh.user.clone().or(conn.user).or_else(|| ssh.user.clone());
+    let port = rh.port.or(conn.port).or(ssh.port);
     ssh.user.clone_from(&user);
     ssh.port = port;
     Host {
         name: name.to_string(),
-        address: rh.address.clone().unwrap_or_else(|| name.to_string()),
+        address: rh
+            .address
+            .clone()
+            .or(conn.address)
+            .unwrap_or_else(|| name.to_string()),
         port,
         user,
         groups: member.iter().map(|g| tree.order[*g].clone()).collect(),
         vars,
         ssh,
+        local: conn.local,
         span: rh.span,
     }
 }

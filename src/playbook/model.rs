@@ -91,7 +91,8 @@ pub struct PlayRaw {
 #[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Strategy {
-    /// Hosts in flight at once (default 50; `-c N` overrides).
+    /// Hosts in flight at once (default 50; `-c N` overrides). A number, not a template:
+    /// the strategy is read before any variable is known.
     pub concurrency: Option<usize>,
     /// Rolling batches: a size, a percentage, or a list of them (the last repeats):
     /// `[1, "25%", "100%"]`.

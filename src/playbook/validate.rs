@@ -148,6 +148,7 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         if let Some(until) = s.retry.as_ref().and_then(|r| r.until.clone()) {
             exprs.extend(until.into_vec());
         }
+        check_exprs(&exprs, &mut out);
         for tpl in [s.timeout.as_ref().map(|x| &x.node)].into_iter().flatten() {
             t.check_node(tpl, &mut out);
         }
@@ -160,6 +161,16 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
         s.spec.check(&cx, &mut out);
     }
     diags.0.extend(out);
+}
+
+/// `when`, `changed_when` and `until` compile as expressions, with their filter and test
+/// names checked, as the run would read them.
+fn check_exprs(exprs: &[crate::yaml::Spanned<String>], out: &mut Vec<Diagnostic>) {
+    for e in exprs {
+        if let Err(d) = templates().check_expr(&e.value, Place::of_span(e.span)) {
+            out.push(d);
+        }
+    }
 }
 
 fn check_str(text: &str, place: Place, out: &mut Vec<Diagnostic>) {

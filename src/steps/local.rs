@@ -105,7 +105,9 @@ pub async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
     (kept, dropped)
 }
 
-async fn run_local(
+/// Runs `spec` on the runner (also the `ssh` kind's way on a host that is
+/// `ansible_connection: local`).
+pub(super) async fn run_local(
     spec: &Local,
     cx: &super::TaskCx<'_>,
 ) -> Result<super::StepOutput, super::StepError> {

@@ -206,6 +206,18 @@ pub struct TaskCx<'a> {
     pub slots: Option<std::sync::Arc<fleet::Slots>>,
 }
 
+/// SFTP needs an SSH session, which a host run on the runner (`ansible_connection: local`)
+/// does not have.
+fn local_host_refuses(cx: &TaskCx<'_>, kind: &str) -> Result<(), StepError> {
+    if cx.host.local {
+        return Err(StepError::Protocol(format!(
+            "`{kind}` needs SSH, and host `{}` is `ansible_connection: local` (run on the runner): use a `local` step (`cp`, `install`) for it, or remove `ansible_connection: local`",
+            cx.host.name
+        )));
+    }
+    Ok(())
+}
+
 fn run_kind<'a, K: Kind>(node: &'a Node, cx: &'a TaskCx<'a>) -> StepFuture<'a> {
     Box::pin(async move {
         let spec: K = match K::from_scalar(node) {

@@ -184,6 +184,18 @@ fn sudo_wrap(user: &str, script: &str) -> Result<String, StepError> {
 }
 
 async fn run_ssh(spec: &Ssh, cx: &super::TaskCx<'_>) -> Result<StepOutput, StepError> {
+    if cx.host.local {
+        // `ansible_connection: local`: the same script, run by `sh -c` on the runner.
+        let local = super::local::Local {
+            cmd: spec.command_line()?,
+            env: indexmap::IndexMap::new(),
+            stdin: spec.stdin.clone(),
+            cwd: None,
+            creates: spec.creates.clone(),
+            removes: spec.removes.clone(),
+        };
+        return super::local::run_local(&local, cx).await;
+    }
     if let Some(path) = &spec.creates
         && remote_exists(spec, cx, path).await?
     {

@@ -14,6 +14,7 @@ use crate::shell;
 use crate::yaml::{Node, NodeKind, Style, is_template};
 
 mod filters;
+mod names;
 mod parts;
 mod place;
 
@@ -142,7 +143,11 @@ impl Templates {
         let env = Environment::new();
         env.template_from_str(src)
             .map(|_| ())
-            .map_err(|e| self.diagnose(e, src, place, None))
+            .map_err(|e| self.diagnose(e, src, place, None))?;
+        match names::unknown_name(&self.env, src, 0, place) {
+            Some(d) => Err(d),
+            None => Ok(()),
+        }
     }
 
     /// Compiles an expression (`when`, `until`, `that`, `changed_when`) without evaluating it.
@@ -151,7 +156,12 @@ impl Templates {
         self.env
             .compile_expression(expr)
             .map(|_| ())
-            .map_err(|e| self.diagnose(e, expr, place, None))
+            .map_err(|e| self.diagnose(e, expr, place, None))?;
+        let wrapped = format!("{{{{ {expr} }}}}");
+        match names::unknown_name(&self.env, &wrapped, 3, place) {
+            Some(d) => Err(d),
+            None => Ok(()),
+        }
     }
 
     /// Renders a template string with a context.

@@ -109,10 +109,18 @@ fn type_error(what: &str, node: &Node) -> DeError {
         NodeKind::Scalar { text, .. } if text.chars().count() <= 40 => format!("`{text}`"),
         _ => node.describe().to_string(),
     };
+    let lenient = LENIENT.with(|l| l.get());
+    let template = matches!(&node.kind, NodeKind::Scalar { text, .. } if is_template(text));
     let help = match what {
-        "a whole number" | "an integer" => {
+        // Strict fields (the play's `strategy`, an inventory) are read before any variable is
+        // known: a template there is never rendered.
+        _ if template && !lenient => {
+            "this field is read when the file is loaded, before any variable is known: it takes no template; write the value itself"
+        }
+        "a whole number" | "an integer" if lenient => {
             "write digits only, e.g. `8080`; a template such as `\"{{ port }}\"` works too"
         }
+        "a whole number" | "an integer" => "write digits only, e.g. `8080`",
         "true or false" => "write `true` or `false`",
         "a list" => "write `[a, b]`, or one `- item` per line",
         "a mapping" => "write `key: value` pairs, or `{ key: value }`",

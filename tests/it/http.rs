@@ -48,6 +48,12 @@ fn find<'a>(requests: &'a [RecordedRequest], path: &str) -> &'a RecordedRequest 
     })
 }
 
+fn no_warnings(out: &Output, step: &str) -> bool {
+    out.task("h1", step)["warnings"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
@@ -768,7 +774,7 @@ steps:
     assert_eq!(
         out.task("h1", "big")["warnings"],
         json!([format!(
-            "GET {}/bytes/3000000: body: kept the first 1048576 bytes, 1951424 more not kept",
+            "GET {}/bytes/3000000: body: kept the first 1048576 bytes (max_body), 1951424 more not kept",
             server.url("")
         )])
     );
@@ -780,7 +786,11 @@ steps:
     let save = output(&out, "save");
     assert_eq!(save["sha256"], sha256_hex(&expected));
     assert_eq!(save["body_bytes"], 5_000_000);
-    assert_eq!(save["body"], "");
+    // The whole body is in the file; its first `max_body` bytes stay for expectations, and
+    // nothing warns that bytes were not kept.
+    assert_eq!(save["body"].as_str().unwrap().len(), 1 << 20);
+    assert_eq!(save["body_sha256"], sha256_hex(&expected));
+    assert!(no_warnings(&out, "save"), "{}", out.all());
     assert_eq!(out.status("h1", "save"), "changed");
     assert_eq!(
         out.status("h1", "save_again"),
@@ -934,4 +944,149 @@ fn example_playbooks_run_against_the_lab() {
             .count(),
         2
     );
+}
+
+/// Bodies as bytes: binary ones are never text in the result (their length and digest are),
+/// `max_body` moves the in-memory limit and, when it bites, the failure says so; `save` tees
+/// the body so that `json` and `body` expectations still hold; gzip, deflate and br are
+/// decoded as curl `--compressed` decodes them; `version`, `reason`, `redirects` and
+/// `body_bytes` take expectations.
+#[test]
+fn bodies_are_bytes_max_body_save_with_expectations_and_encodings() {
+    let server = HttpServer::start().unwrap();
+    let playbook = r#"
+name: Bodies as bytes
+hosts: all
+steps:
+  - id: binary
+    http: { url: "{{ base }}/binary/300000" }
+  - id: raised
+    http:
+      url: "{{ base }}/bytes/3000000"
+      max_body: 4MiB
+      expect: { body_bytes: 3000000, body: { len: 3000000 } }
+  - id: cut
+    ignore_errors: true
+    http:
+      url: "{{ base }}/json"
+      max_body: 10
+      expect: { json: { "$.name": sortie-lab } }
+  - id: saved
+    http:
+      url: "{{ base }}/json"
+      save: "out/{{ host.name }}.json"
+      expect: { json: { "$.name": sortie-lab }, body: { contains: '"name"' } }
+  - id: gzip
+    http: { url: "{{ base }}/encoded/gzip", expect: { json: { "$.name": sortie-lab } } }
+  - id: deflate
+    http: { url: "{{ base }}/encoded/deflate", expect: { json: { "$.name": sortie-lab } } }
+  - id: br
+    http: { url: "{{ base }}/encoded/br", expect: { json: { "$.name": sortie-lab } } }
+  - id: meta
+    http:
+      url: "{{ base }}/redirect/2"
+      expect:
+        version: HTTP/1.1
+        reason: OK
+        redirects: { len: 2 }
+        body_bytes: { gt: 10 }
+"#;
+    let (case, out) = run(Case::new(playbook).inventory(&inventory(&server.url(""), &[])));
+    let binary = output(&out, "binary");
+    assert_eq!(binary["body"], Value::Null, "binary is not text");
+    assert_eq!(binary["body_bytes"], 300_000);
+    let served = reqwest_free_get(&server, "/binary/300000");
+    assert_eq!(served.len(), 300_000);
+    assert_eq!(binary["body_sha256"], sha256_hex(&served));
+    assert_eq!(binary["body_excerpt"], "300000 bytes of binary data");
+    assert_eq!(out.status("h1", "raised"), "ok", "{}", out.all());
+    assert!(no_warnings(&out, "raised"), "{}", out.all());
+    assert_eq!(out.status("h1", "cut"), "failed");
+    let cut = message(&out, "cut");
+    assert!(
+        cut.contains("only the first 10 of") && cut.contains("raise `max_body`"),
+        "{cut}"
+    );
+    assert_eq!(out.status("h1", "saved"), "changed", "{}", out.all());
+    let file = std::fs::read(case.path("out/h1.json")).unwrap();
+    assert_eq!(output(&out, "saved")["sha256"], sha256_hex(&file));
+    for enc in ["gzip", "deflate", "br"] {
+        assert_eq!(out.status("h1", enc), "ok", "{enc}: {}", out.all());
+        let req = out.task("h1", enc);
+        assert!(
+            output(&out, enc)["json"]["name"] == "sortie-lab",
+            "{enc}: {req}"
+        );
+    }
+    assert_eq!(out.status("h1", "meta"), "ok", "{}", out.all());
+    // What sortie asked for is what curl --compressed asks for.
+    let requests = server.requests();
+    let gz = find(&requests, "/encoded/br");
+    let accept = gz.header("accept-encoding").unwrap_or_default();
+    for enc in ["gzip", "deflate", "br"] {
+        assert!(accept.contains(enc), "{accept}");
+    }
+}
+
+/// The body a route serves, read over a plain TCP connection (HTTP/1.0, no client library).
+fn reqwest_free_get(server: &HttpServer, path: &str) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    all.split_off(at)
+}
+
+#[test]
+fn check_rejects_empty_matchers_and_unknown_filters() {
+    let playbook = r#"
+name: Empty checks
+hosts: all
+steps:
+  - http: { url: "http://127.0.0.1:9/{{ 'x' | nosuch }}", expect: { status: {} } }
+  - http: { url: "http://127.0.0.1:9/", expect: { json: { "$.args": {} } } }
+    retry: { attempts: 2, until: "steps is evenn" }
+"#;
+    let case = Case::new(playbook).inventory(&inventory("http://127.0.0.1:9", &[]));
+    let out = case.check();
+    assert_eq!(out.code, 3, "{}", out.all());
+    for (what, place) in [
+        ("error: empty matcher mapping", "playbook.yml:5:77"),
+        ("error: empty matcher mapping", "playbook.yml:6:69"),
+        ("error: unknown filter `nosuch`", "playbook.yml:5:47"),
+        ("error: unknown test `evenn`", "playbook.yml:7:43"),
+    ] {
+        assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
+        assert!(out.stderr.contains(place), "{place}: {}", out.stderr);
+    }
+}
+
+/// An exhausted `until` says how many attempts were made and what the last one saw.
+#[test]
+fn an_exhausted_until_says_how_many_attempts_and_what_the_last_saw() {
+    let server = HttpServer::start().unwrap();
+    let playbook = r#"
+name: Until
+hosts: all
+steps:
+  - id: wait
+    http: { url: "{{ base }}/json" }
+    retry: { attempts: 3, delay: 10ms, until: "steps.wait.json.name == 'ready'" }
+"#;
+    let (_case, out) = run(Case::new(playbook).inventory(&inventory(&server.url(""), &[])));
+    assert_eq!(out.status("h1", "wait"), "failed");
+    let t = out.task("h1", "wait");
+    assert_eq!(t["attempts"], 3, "{t}");
+    assert_eq!(
+        t["message"],
+        "after 3 attempts, the last: until: `steps.wait.json.name == 'ready'` is false"
+    );
+    let saw = t["context"].as_str().unwrap_or_default();
+    assert!(
+        saw.starts_with(&format!("GET {}/json → 200 OK; body: {{", server.url(""))),
+        "{saw}"
+    );
+    assert!(out.stdout.contains(saw), "{}", out.stdout);
 }

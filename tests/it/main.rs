@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod ansible;
 mod check;
 mod deps;
 mod dialog;

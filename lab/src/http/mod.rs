@@ -19,6 +19,8 @@
 //! | `/truncated/{n}` | announces 2n bytes, sends n, then drops the connection |
 //! | `/json` | a fixed sample document |
 //! | `/bytes/{n}` | n bytes of text (at most 64 MiB), `application/octet-stream` |
+//! | `/binary/{n}` | n bytes of a fixed pseudo-random sequence, not UTF-8 (at most 64 MiB) |
+//! | `/encoded/{gzip\|deflate\|br}` | the `/json` document compressed so, with `Content-Encoding` |
 //! | `/basic-auth/{user}/{pass}` | 200 with those Basic credentials, else 401 |
 //! | `/bearer[/{token}]` | 200 with a (that) Bearer token, else 401 |
 //! | `/login` (POST JSON `{"username","password"}`) | 200 `{"token":…}` when the password is [`LOGIN_PASSWORD`], else 401 |

@@ -227,7 +227,36 @@ fn tokenize(line: &str, file: FileId, ln: u32) -> Result<Vec<Tok>, Diagnostic> {
     Ok(toks)
 }
 
-/// Removes a ` # comment` (a `#` after whitespace, outside quotes) from a vars line's value.
+/// A `[group:vars]` value as Ansible reads it: the whole text after `=`, as a Python literal if
+/// it is one — where a `#` outside quotes starts a comment, so `1 # one` is 1 — else the text
+/// itself, `#` and `;` included (`a # b` stays `a # b`).
+fn vars_value(text: &str) -> Value {
+    let t = text.trim();
+    let v = ini_value(t);
+    if v != Value::String(t.to_string()) {
+        return v;
+    }
+    let mut quote: Option<char> = None;
+    for (i, c) in t.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '#' => {
+                let before = t[..i].trim();
+                let w = ini_value(before);
+                if !before.is_empty() && w != Value::String(before.to_string()) {
+                    return w;
+                }
+                break;
+            }
+            None => {}
+        }
+    }
+    v
+}
+
+/// Removes a ` # comment` (a `#` after whitespace, outside quotes) from a children line.
 fn strip_comment(v: &str) -> &str {
     let mut quote: Option<char> = None;
     let mut prev_space = true;
@@ -352,7 +381,7 @@ impl Ini<'_> {
             );
             return;
         }
-        let value_text = strip_comment(v).trim();
+        let value_text = v.trim();
         let vstart = u32::try_from(
             k.chars().count() + 1 + v.chars().take_while(|c| c.is_whitespace()).count(),
         )
@@ -361,7 +390,7 @@ impl Ini<'_> {
         let vspan = Span::new(file, ln, col0 + vstart, ln, col0 + vstart + vlen.max(1));
         let var = Var {
             key: key.to_string(),
-            value: ini_value(value_text),
+            value: vars_value(value_text),
             span: Some(vspan),
         };
         apply_group_var(self.raw.group(&self.group), var, self.diags);
@@ -537,8 +566,9 @@ fn host_line(
     let span = tok_span(first);
     for name in names {
         let h = raw.host(&name, Some(span));
-        if port.is_some() {
-            h.port = port;
+        h.ansible = true;
+        if let Some(p) = port {
+            h.vars.insert("ansible_port".into(), Value::from(p));
         }
         for (k, v, s) in &vars {
             let var = Var {
@@ -579,7 +609,8 @@ mod tests {
         assert!(!lone.vars.contains_key("ansible_host"));
         let w1 = i.host("web1.lab").expect("w1");
         assert_eq!(w1.vars["http_port"], json!(8080));
-        assert_eq!(w1.vars["role"], json!("frontend"));
+        // As Ansible reads it: a `#` in a `:vars` value is text unless the value is a literal.
+        assert_eq!(w1.vars["role"], json!("frontend # trailing comment"));
         assert_eq!(w1.vars["max"], json!(5));
         assert_eq!(w1.vars["env"], json!("prod"));
         assert_eq!(w1.groups, ["all", "prod", "web"]);

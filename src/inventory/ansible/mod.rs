@@ -124,44 +124,131 @@ fn proxy_jump(args: &str) -> Option<String> {
     None
 }
 
-fn jump_of(var: &Var) -> Option<String> {
-    match (var.key.as_str(), &var.value) {
-        ("ansible_ssh_common_args" | "ansible_ssh_extra_args", Value::String(s)) => proxy_jump(s),
-        _ => None,
+/// What `ansible_connection` and `ansible_ssh_common_args` / `ansible_ssh_extra_args` say
+/// about how to connect: a jump host, or a ProxyCommand (which sortie cannot run).
+fn proxy_command(args: &str) -> bool {
+    shlex::split(args).is_some_and(|words| {
+        words.iter().any(|w| {
+            let o = w.strip_prefix("-o").unwrap_or(w).trim_start();
+            o.to_ascii_lowercase().starts_with("proxycommand")
+        })
+    })
+}
+
+/// Checks one variable as it is read (a bad port, a ProxyCommand) and keeps it: connection
+/// variables stay variables until `resolve` has merged them, as Ansible merges them, and then
+/// become the host's settings (`connection_settings`).
+fn check_var(var: &Var, diags: &mut Diagnostics) -> bool {
+    if let Err(d) = connection(var) {
+        diags.push(d);
+        return false;
     }
+    if let ("ansible_ssh_common_args" | "ansible_ssh_extra_args", Value::String(s)) =
+        (var.key.as_str(), &var.value)
+        && proxy_command(s)
+    {
+        diags.push(
+            Diagnostic::error(format!("`ProxyCommand` in `{}` is not supported", var.key))
+                .at_opt(var.span)
+                .label("sortie connects through jump hosts (ProxyJump), it does not run a proxy command")
+                .help("use `-o ProxyJump=HOST` or `-J HOST` (one jump host or a comma-separated chain), or remove the ProxyCommand"),
+        );
+        return false;
+    }
+    true
 }
 
 fn apply_host_var(h: &mut RawHost, var: Var, diags: &mut Diagnostics) {
-    match connection(&var) {
-        Ok(Some(Conn::Address(a))) => h.address = Some(a),
-        Ok(Some(Conn::Port(p))) => h.port = Some(p),
-        Ok(Some(Conn::User(u))) => h.user = Some(u),
-        Ok(Some(Conn::IdentityFile(p))) => h.ssh.identity_file = Some(p),
-        Ok(None) => {
-            if let Some(j) = jump_of(&var) {
-                h.ssh.jump = Some(j);
-            }
-            h.vars.insert(var.key, var.value);
-        }
-        Err(d) => diags.push(d),
+    h.ansible = true;
+    if check_var(&var, diags) {
+        h.vars.insert(var.key, var.value);
     }
 }
 
-/// Group level: user, port and key file become the group's SSH settings; `ansible_host`
-/// (meaningless for a group) stays a variable.
+/// A group variable of an inventory file. `ansible_group_priority` is not a variable: it
+/// orders groups of equal depth (Ansible's default is 1), as Ansible reads it.
 fn apply_group_var(g: &mut RawGroup, var: Var, diags: &mut Diagnostics) {
-    match connection(&var) {
-        Ok(Some(Conn::Port(p))) => g.ssh.port = Some(p),
-        Ok(Some(Conn::User(u))) => g.ssh.user = Some(u),
-        Ok(Some(Conn::IdentityFile(p))) => g.ssh.identity_file = Some(p),
-        Ok(Some(Conn::Address(_)) | None) => {
-            if let Some(j) = jump_of(&var) {
-                g.ssh.jump = Some(j);
-            }
-            g.vars.insert(var.key, var.value);
+    if var.key == "ansible_group_priority" {
+        let p = match &var.value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if let Some(p) = p {
+            g.priority = Some(p);
+            return;
         }
-        Err(d) => diags.push(d),
     }
+    if check_var(&var, diags) {
+        g.vars.insert(var.key, var.value);
+    }
+}
+
+/// A group variable of a `group_vars/` file: these apply after every inventory file's group
+/// variables (Ansible's `groups_plugins_inventory` comes after `groups_inventory`).
+fn apply_group_dir_var(g: &mut RawGroup, var: Var, diags: &mut Diagnostics) {
+    if check_var(&var, diags) {
+        g.dir_vars.insert(var.key, var.value);
+    }
+}
+
+/// The connection a host's merged Ansible variables describe; the variables that became
+/// settings (address, port, user, key file) are taken out of `vars`, the rest stay.
+#[derive(Default)]
+pub(crate) struct ConnVars {
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub jump: Option<String>,
+    /// `ansible_connection: local`: run on the runner, never over SSH.
+    pub local: bool,
+}
+
+/// Reads (and removes) the connection variables of a host's merged vars. When both spellings
+/// are set, `ansible_ssh_host` beats `ansible_host` (and so on), as in Ansible's ssh plugin,
+/// where the last of an option's variables that is set wins.
+pub(crate) fn connection_settings(vars: &mut indexmap::IndexMap<String, Value>) -> ConnVars {
+    let mut c = ConnVars::default();
+    for key in [
+        "ansible_host",
+        "ansible_ssh_host",
+        "ansible_port",
+        "ansible_ssh_port",
+        "ansible_user",
+        "ansible_ssh_user",
+        "ansible_private_key_file",
+        "ansible_ssh_private_key_file",
+    ] {
+        let Some(value) = vars.shift_remove(key) else {
+            continue;
+        };
+        let var = Var {
+            key: key.to_string(),
+            value,
+            span: None,
+        };
+        match connection(&var) {
+            Ok(Some(Conn::Address(a))) => c.address = Some(a),
+            Ok(Some(Conn::Port(p))) => c.port = Some(p),
+            Ok(Some(Conn::User(u))) => c.user = Some(u),
+            Ok(Some(Conn::IdentityFile(p))) => c.identity_file = Some(p),
+            // Checked when read; a null value sets nothing.
+            Ok(None) | Err(_) => {}
+        }
+    }
+    for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+        if let Some(Value::String(s)) = vars.get(key)
+            && let Some(j) = proxy_jump(s)
+        {
+            c.jump = Some(j);
+        }
+    }
+    c.local = vars
+        .get("ansible_connection")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s == "local");
+    c
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,7 +293,7 @@ fn yaml_vars(node: &Node, diags: &mut Diagnostics) -> Vec<Var> {
             .iter()
             .map(|(k, v)| Var {
                 key: k.key_text(),
-                value: v.to_json(),
+                value: yaml11_json(v),
                 span: Some(v.span),
             })
             .collect(),
@@ -226,6 +313,181 @@ fn yaml_vars(node: &Node, diags: &mut Diagnostics) -> Vec<Var> {
     }
 }
 
+/// A file Ansible Vault encrypted (`$ANSIBLE_VAULT;1.1;AES256` on its first line), which sortie
+/// cannot read: a located error, rather than reading the cipher text as hosts or variables.
+pub(crate) fn vault_error(file: crate::diag::FileId, text: &str, what: &str) -> Option<Diagnostic> {
+    let first = text.trim_start_matches('\u{feff}').lines().next()?;
+    if !first.starts_with("$ANSIBLE_VAULT;") {
+        return None;
+    }
+    let width = u32::try_from(first.trim_end().chars().count()).unwrap_or(1);
+    Some(
+        Diagnostic::error(format!("this {what} is vault-encrypted, which is not supported"))
+            .at(Span::new(file, 1, 1, 1, width.max(1) + 1))
+            .label("an Ansible Vault header: sortie cannot decrypt it")
+            .help(format!(
+                "decrypt it first (`ansible-vault decrypt {}`), or keep secrets out of it: sortie reads passwords from the environment (`password_env`)",
+                crate::diag::file_name(file)
+            )),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML 1.1, as PyYAML (and so Ansible) reads plain scalars
+// ---------------------------------------------------------------------------------------------
+
+/// A YAML node as JSON with plain scalars resolved as YAML 1.1 does (PyYAML's resolver, which
+/// Ansible uses): `yes`/`no`/`on`/`off` are booleans, `0644` is octal, `1_000` a number,
+/// `1:30` sexagesimal, and `1e3` (no dot) a string.
+pub(crate) fn yaml11_json(node: &Node) -> Value {
+    match &node.kind {
+        NodeKind::Scalar {
+            text,
+            style: crate::yaml::Style::Plain,
+        } => yaml11_plain(text),
+        NodeKind::Scalar { text, .. } => Value::String(text.clone()),
+        NodeKind::Seq(s) => Value::Array(s.iter().map(yaml11_json).collect()),
+        NodeKind::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.key_text(), yaml11_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// One plain scalar by PyYAML's implicit resolvers: null, bool, int, float, else a string.
+fn yaml11_plain(t: &str) -> Value {
+    match t {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true);
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false);
+        }
+        _ => {}
+    }
+    if let Some(i) = yaml11_int(t) {
+        return Value::from(i);
+    }
+    if let Some(n) = yaml11_float(t).and_then(serde_json::Number::from_f64) {
+        return Value::Number(n);
+    }
+    Value::String(t.to_string())
+}
+
+fn yaml11_int(t: &str) -> Option<i64> {
+    let (neg, rest) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits = |s: &str, ok: fn(char) -> bool| {
+        !s.is_empty() && s.chars().all(|c| c == '_' || ok(c)) && s.chars().any(ok)
+    };
+    let clean = |s: &str| s.replace('_', "");
+    let v = if let Some(b) = rest.strip_prefix("0b") {
+        digits(b, |c| matches!(c, '0' | '1')).then(|| i64::from_str_radix(&clean(b), 2).ok())??
+    } else if let Some(h) = rest.strip_prefix("0x") {
+        digits(h, |c| c.is_ascii_hexdigit()).then(|| i64::from_str_radix(&clean(h), 16).ok())??
+    } else if rest == "0" {
+        0
+    } else if let Some(o) = rest.strip_prefix('0') {
+        digits(o, |c| matches!(c, '0'..='7')).then(|| i64::from_str_radix(&clean(o), 8).ok())??
+    } else if rest.contains(':') {
+        if rest.contains('.') || !rest.starts_with(|c: char| matches!(c, '1'..='9')) {
+            return None;
+        }
+        sexagesimal(rest)? as i64
+    } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
+        if !digits(rest, |c| c.is_ascii_digit()) {
+            return None;
+        }
+        clean(rest).parse::<i64>().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// `1:30` (90) or `1:30.5`: base-60 parts after the first, each 0 to 59.
+fn sexagesimal(t: &str) -> Option<f64> {
+    let mut parts = t.split(':');
+    let first = parts.next()?.replace('_', "");
+    let mut v: f64 = first.parse::<u64>().ok().filter(|_| !first.is_empty())? as f64;
+    let rest: Vec<&str> = parts.collect();
+    for (i, p) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len();
+        let (int, frac) = match p.split_once('.') {
+            Some((a, b)) if last => (a, Some(b)),
+            _ => (*p, None),
+        };
+        if int.is_empty() || int.len() > 2 || !int.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = int.parse().ok()?;
+        if n > 59 || (int.len() == 2 && int.starts_with(|c| c > '5')) {
+            return None;
+        }
+        v = v * 60.0 + n as f64;
+        if let Some(f) = frac {
+            let f = f.replace('_', "");
+            if !f.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            v += format!("0.{f}0").parse::<f64>().ok()?;
+        }
+    }
+    Some(v)
+}
+
+fn yaml11_float(t: &str) -> Option<f64> {
+    let (neg, rest) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let sign = |v: f64| if neg { -v } else { v };
+    match rest {
+        ".inf" | ".Inf" | ".INF" => return Some(sign(f64::INFINITY)),
+        ".nan" | ".NaN" | ".NAN" if t == rest => return Some(f64::NAN),
+        _ => {}
+    }
+    if rest.contains(':') {
+        return rest
+            .starts_with(|c: char| c.is_ascii_digit())
+            .then(|| rest.contains('.').then(|| sexagesimal(rest)))??
+            .map(sign);
+    }
+    // [0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)?  or  \.[0-9_]+([eE][-+][0-9]+)? (no sign)
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let (int, frac) = mantissa.split_once('.')?;
+    let ok_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit() || c == '_');
+    let int_ok = if int.is_empty() {
+        t == rest && !frac.is_empty() && frac.chars().any(|c| c.is_ascii_digit())
+    } else {
+        int.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if !int_ok || !ok_digits(int) || !ok_digits(frac) {
+        return None;
+    }
+    if let Some(e) = exp {
+        let digits = e.strip_prefix(['-', '+'])?;
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let text = format!("{int}.{frac}").replace('_', "");
+    let text = match exp {
+        Some(e) => format!("{text}0e{e}"),
+        None => format!("{text}0"),
+    };
+    text.parse::<f64>().ok().map(sign)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +501,41 @@ mod tests {
         );
         assert_eq!(proxy_jump("-J b2").as_deref(), Some("b2"));
         assert_eq!(proxy_jump("-o StrictHostKeyChecking=no"), None);
+        assert!(proxy_command("-o ProxyCommand=\"ssh -W %h:%p j\""));
+        assert!(proxy_command("-oProxyCommand='nc %h %p'"));
+        assert!(!proxy_command("-o ProxyJump=j"));
+    }
+
+    #[test]
+    fn yaml11_scalars_as_pyyaml_reads_them() {
+        use serde_json::json;
+        let cases = [
+            ("yes", json!(true)),
+            ("Off", json!(false)),
+            ("y", json!("y")),
+            ("0644", json!(420)),
+            ("08", json!("08")),
+            ("0", json!(0)),
+            ("-0x1F", json!(-31)),
+            ("0b101", json!(5)),
+            ("1_000", json!(1000)),
+            ("1:30", json!(90)),
+            ("1e3", json!("1e3")),
+            ("1.5e3", json!("1.5e3")),
+            ("1.5e+3", json!(1500.0)),
+            ("1.", json!(1.0)),
+            (".5", json!(0.5)),
+            ("-.5", json!("-.5")),
+            ("1:30.5", json!(90.5)),
+            ("-.inf", json!("-.inf")),
+            ("~", json!(null)),
+            ("2001-12-14", json!("2001-12-14")),
+            ("0o17", json!("0o17")),
+        ];
+        for (text, want) in cases {
+            let got = yaml11_plain(text);
+            // Infinity has no JSON form; it stays text, as JSON output shows it.
+            assert_eq!(got, want, "{text}");
+        }
     }
 }

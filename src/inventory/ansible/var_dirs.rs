@@ -7,76 +7,89 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Var, apply_group_var, apply_host_var, yaml_vars};
+use super::{Var, apply_group_dir_var, apply_host_var, yaml_vars};
 use crate::diag::{Diagnostic, Diagnostics, register_source};
 use crate::inventory::Raw;
 use crate::yaml;
 
 const VAR_FILE_EXTENSIONS: &[&str] = &["yml", "yaml", "json"];
 
-/// Reads `dir/group_vars/<group>[.yml|.yaml|.json]` (or a folder of such files) for every known
-/// group, and `dir/host_vars/<host>…` for every known host. They override the inventory
-/// file's own vars, as in Ansible. Names that match nothing are ignored.
+/// Reads `dir/group_vars/<group>` for every known group and `dir/host_vars/<host>` for every
+/// known host, as Ansible's `host_group_vars` plugin finds them: the first of `<name>.yml`,
+/// `<name>.yaml`, `<name>.json` and `<name>` that exists (so `host_vars/web1.example.com`,
+/// with a dot and no extension, is read), and when that is a folder, every file in it and in
+/// its sub-folders, by name, that has no extension or one of those. They override the
+/// inventory files' own vars, as in Ansible. Files that match no name are ignored.
 pub(crate) fn load_var_dirs(dir: &Path, raw: &mut Raw, diags: &mut Diagnostics) {
-    for (sub, is_group) in [("group_vars", true), ("host_vars", false)] {
-        let d = dir.join(sub);
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            let Some(fname) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if fname.starts_with('.') {
-                continue;
+    let groups: Vec<String> = raw.groups.keys().cloned().collect();
+    for name in ["all", "ungrouped"].into_iter().map(String::from).chain(
+        groups
+            .into_iter()
+            .filter(|g| g != "all" && g != "ungrouped"),
+    ) {
+        for f in vars_files(&dir.join("group_vars"), &name) {
+            for var in read_var_file(&f, diags) {
+                apply_group_dir_var(raw.group(&name), var, diags);
             }
-            let (name, files) = if p.is_dir() {
-                let mut inner: Vec<PathBuf> = std::fs::read_dir(&p)
-                    .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
-                    .unwrap_or_default();
-                inner.retain(|f| f.is_file() && var_file(f));
-                inner.sort();
-                (fname.to_string(), inner)
-            } else {
-                let ext = p.extension().and_then(|e| e.to_str());
-                let name = match ext {
-                    Some(e) if VAR_FILE_EXTENSIONS.contains(&e) => {
-                        p.file_stem().and_then(|s| s.to_str()).unwrap_or(fname)
-                    }
-                    None => fname,
-                    Some(_) => continue,
-                };
-                (name.to_string(), vec![p.clone()])
-            };
-            let known = if is_group {
-                name == "all" || name == "ungrouped" || raw.groups.contains_key(&name)
-            } else {
-                raw.hosts.contains_key(&name)
-            };
-            if !known {
-                continue;
-            }
-            for f in files {
-                for var in read_var_file(&f, diags) {
-                    if is_group {
-                        apply_group_var(raw.group(&name), var, diags);
-                    } else {
-                        apply_host_var(raw.host(&name, None), var, diags);
-                    }
-                }
+        }
+    }
+    let hosts: Vec<String> = raw.hosts.keys().cloned().collect();
+    for name in hosts {
+        for f in vars_files(&dir.join("host_vars"), &name) {
+            for var in read_var_file(&f, diags) {
+                apply_host_var(raw.host(&name, None), var, diags);
             }
         }
     }
 }
 
-fn var_file(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    !name.starts_with('.')
-        && p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| VAR_FILE_EXTENSIONS.contains(&e))
+/// The files that hold the variables of `name` under `base` (see `load_var_dirs`).
+fn vars_files(base: &Path, name: &str) -> Vec<PathBuf> {
+    if name.contains('/') || name.starts_with('.') || !base.is_dir() {
+        return Vec::new();
+    }
+    let candidates = VAR_FILE_EXTENSIONS
+        .iter()
+        .map(|e| base.join(format!("{name}.{e}")))
+        .chain([base.join(name)]);
+    for p in candidates {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            dir_files(&p, &mut found, 0);
+            return found;
+        }
+        if p.is_file() {
+            return vec![p];
+        }
+    }
+    Vec::new()
+}
+
+/// Every variables file in `dir`, by name, descending into sub-folders without an extension;
+/// hidden files and `~` backups are skipped.
+fn dir_files(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for n in names {
+        if n.starts_with('.') || n.ends_with('~') {
+            continue;
+        }
+        let p = dir.join(&n);
+        let ext = Path::new(&n).extension().and_then(|e| e.to_str());
+        if p.is_dir() && ext.is_none() {
+            if depth < 32 {
+                dir_files(&p, found, depth + 1);
+            }
+        } else if p.is_file() && ext.is_none_or(|e| VAR_FILE_EXTENSIONS.contains(&e)) {
+            found.push(p);
+        }
+    }
 }
 
 fn read_var_file(path: &Path, diags: &mut Diagnostics) -> Vec<Var> {
@@ -95,6 +108,10 @@ fn read_var_file(path: &Path, diags: &mut Diagnostics) -> Vec<Var> {
         }
     };
     let file = register_source(path.display().to_string(), text.as_str());
+    if let Some(d) = super::vault_error(file, &text, "variables file") {
+        diags.push(d);
+        return Vec::new();
+    }
     match yaml::parse(file, &text) {
         Ok(node) if node.is_null() || node.as_map().is_some() => yaml_vars(&node, diags),
         Ok(node) => {

@@ -102,6 +102,21 @@ fn yaml_group(
 
 fn yaml_host(key: &Node, value: &Node, group: &str, raw: &mut Raw, diags: &mut Diagnostics) {
     let text = key.key_text();
+    // YAML reads `1234:` as a number (and `yes:` as a boolean): Ansible refuses such a host.
+    if let v @ (Value::Number(_) | Value::Bool(_) | Value::Null) = super::yaml11_json(key) {
+        let what = match v {
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        diags.push(
+            Diagnostic::error(format!("host name `{text}` is not a string"))
+                .at(key.span)
+                .label(format!("YAML reads this as {what}, and Ansible refuses it"))
+                .help(format!("enclose it in quotation marks: `\"{text}\":`")),
+        );
+        return;
+    }
     let (name, port) = match split_port(&text) {
         Ok(p) => p,
         Err((label, at, len)) => {
@@ -141,8 +156,9 @@ fn yaml_host(key: &Node, value: &Node, group: &str, raw: &mut Raw, diags: &mut D
         vars.into_iter().map(|v| (v.key, v.value, v.span)).collect();
     for n in names {
         let h = raw.host(&n, Some(key.span));
-        if port.is_some() {
-            h.port = port;
+        h.ansible = true;
+        if let Some(p) = port {
+            h.vars.insert("ansible_port".into(), Value::from(p));
         }
         for (k, v, s) in &vars {
             let var = Var {

@@ -76,9 +76,14 @@ pub struct Http {
     /// TLS settings.
     pub tls: Option<HttpTls>,
     /// Stream a 2xx response's body to this local file (relative to the playbook's
-    /// directory), atomically: a temporary name in the same folder, then a rename. `body` and
-    /// `json` stay empty; `saved`, `bytes` and `sha256` say what was written.
+    /// directory), atomically: a temporary name in the same folder, then a rename. The whole
+    /// body goes to the file; `body` and `json` still hold its first `max_body` bytes for
+    /// expectations; `saved` and `sha256` say what was written.
     pub save: Option<String>,
+    /// The most bytes of the body kept in memory for `body`, `json` and expectations
+    /// (default 1MiB): a number, or `512KiB`, `10MiB`. Past it the body is still read (and
+    /// saved, counted and hashed) but not kept, and `json` is not parsed.
+    pub max_body: Option<crate::units::ByteSize>,
 }
 
 /// `basic: [user, password]` or `bearer: TOKEN`.
@@ -153,7 +158,17 @@ impl Kind for Http {
     const RUNS_ON: RunsOn = RunsOn::Runner;
     const NAME_FIELDS: &'static [&'static str] = &["url"];
     const EXPECT: ExpectFields = ExpectFields {
-        plain: &["status", "body", "elapsed_ms", "url"],
+        plain: &[
+            "status",
+            "reason",
+            "version",
+            "body",
+            "body_bytes",
+            "body_sha256",
+            "elapsed_ms",
+            "url",
+            "redirects",
+        ],
         keyed: &["json", "headers"],
     };
     const DEFAULT_EXPECT: &'static str = "status: { gte: 200, lt: 300 }";
@@ -200,6 +215,17 @@ impl Kind for Http {
         match fields.get("body_excerpt").and_then(Json::as_str) {
             Some(excerpt) if !excerpt.is_empty() => out.push_str(&format!("; body: {excerpt}")),
             _ => {}
+        }
+        let cut = fields
+            .get("body_truncated_bytes")
+            .and_then(Json::as_u64)
+            .unwrap_or(0);
+        if cut > 0 {
+            let total = fields.get("body_bytes").and_then(Json::as_u64).unwrap_or(0);
+            let max = fields.get("max_body").and_then(Json::as_u64).unwrap_or(0);
+            out.push_str(&format!(
+                "; only the first {max} of {total} body bytes were kept (max_body), so `body` is cut and `json` was not parsed: raise `max_body`"
+            ));
         }
         Some(out)
     }

@@ -16,7 +16,7 @@ use super::client::{ClientKey, client, jar};
 use super::explain::{classify, closed_without_reason, tls_help, tls_reason};
 use super::limit::Limit;
 use super::prepare::{Prepared, header_map, method_and_url, same_origin};
-use super::response::{Answer, result};
+use super::response::{Answer, BodyRules, result};
 use crate::error::StepError;
 use crate::steps::{BoolOr, StepOutput, TaskCx};
 
@@ -49,8 +49,13 @@ pub(super) async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, 
     };
     let request_line = format!("{method} {url}");
     let answer = follow(&prepared, limit, &tls_config, method, url, &request_line).await?;
-    let save = spec.save.as_deref();
-    result(out, answer, request_line, started, limit, cx, save).await
+    let body = BodyRules {
+        save: spec.save.as_deref(),
+        max: spec.max_body.map_or(cx.limits.max_output, |m| {
+            usize::try_from(m.0).unwrap_or(usize::MAX)
+        }),
+    };
+    result(out, answer, request_line, started, limit, cx, body).await
 }
 
 /// Hops: sends, keeps cookies, follows a redirect when allowed; the last response.

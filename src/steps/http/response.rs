@@ -30,8 +30,17 @@ pub(super) struct Answer {
     pub redirects: Vec<String>,
 }
 
-/// The step's result from its answer: the body read (or saved to the step's `save`, for a
-/// 2xx), then every result field. `out` may hold warnings already.
+/// What the step says about the body: where to save it, and how much of it to keep.
+pub(super) struct BodyRules<'a> {
+    pub save: Option<&'a str>,
+    /// Bytes kept in memory for `body`, `json` and the expectations (`max_body`).
+    pub max: usize,
+}
+
+/// The step's result from its answer: the body read (and, for a 2xx, saved to the step's
+/// `save`), then every result field. `out` may hold warnings already. The body is kept as
+/// bytes while it is read; what stays in the result is its text when it is text, else only
+/// its length and digest, and the bytes are dropped here.
 pub(super) async fn result(
     mut out: StepOutput,
     answer: Answer,
@@ -39,7 +48,7 @@ pub(super) async fn result(
     started: Instant,
     limit: Limit,
     cx: &TaskCx<'_>,
-    save: Option<&str>,
+    rules: BodyRules<'_>,
 ) -> Result<StepOutput, StepError> {
     let Answer {
         mut response,
@@ -59,23 +68,37 @@ pub(super) async fn result(
     let announced = response.content_length();
     let hop = format!("{method} {final_url}");
 
-    let save = save
+    let save = rules
+        .save
         .filter(|_| status.is_success())
         .map(|s| resolve(cx.dir, s));
-    let max = cx.limits.max_output;
+    let max = rules.max;
     let read = read_body(&mut response, &hop, limit, max, save.as_deref(), announced).await?;
     let elapsed_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
 
     let kept_len = read.kept.len() as u64;
     let dropped = read.total - kept_len;
     let text = decode_text(&read.kept, &content_type, dropped > 0);
-    let json = body_json(&read, &text, &content_type, &hop, max, &mut out.warnings);
-    if dropped > 0 {
+    let json = body_json(
+        &read,
+        text.as_deref(),
+        &content_type,
+        &hop,
+        max,
+        &mut out.warnings,
+    );
+    // A saved body is whole in its file: only an unsaved one lost bytes.
+    if dropped > 0 && read.saved.is_none() {
         out.warnings.push(format!(
-            "{hop}: body: kept the first {kept_len} bytes, {dropped} more not kept"
+            "{hop}: body: kept the first {kept_len} bytes (max_body), {dropped} more not kept"
         ));
     }
-    let excerpt = excerpt(&text);
+    let excerpt = match &text {
+        Some(t) => excerpt(t),
+        None => format!("{} bytes of binary data", read.total),
+    };
+    let body_sha256 = hex::encode(read.digest);
+    drop(read.kept);
 
     out = out
         .with("request", request_line)
@@ -83,13 +106,15 @@ pub(super) async fn result(
         .with("reason", status.canonical_reason().unwrap_or(""))
         .with("url", final_url.to_string())
         .with("headers", Json::Object(headers))
-        .with("body", text)
+        .with("body", text.map_or(Json::Null, Json::String))
         .with("json", json)
         .with("elapsed_ms", elapsed_ms)
         .with("version", version)
         .with("redirects", redirects)
         .with("body_bytes", read.total)
+        .with("body_sha256", body_sha256)
         .with("body_truncated_bytes", dropped)
+        .with("max_body", max as u64)
         .with("body_excerpt", excerpt);
     if let Some((path, sha, changed)) = read.saved {
         out.changed = changed;
@@ -122,21 +147,22 @@ fn header_fields(headers: &HeaderMap) -> serde_json::Map<String, Json> {
 /// otherwise. Why a JSON-typed body gave none goes to `warnings`.
 fn body_json(
     read: &BodyRead,
-    text: &str,
+    text: Option<&str>,
     content_type: &str,
     hop: &str,
     max: usize,
     warnings: &mut Vec<String>,
 ) -> Json {
     let is_json_type = content_type.contains("json");
-    let looks_json = matches!(text.trim_start().chars().next(), Some('{' | '['));
+    let looks_json = matches!(
+        text.and_then(|t| t.trim_start().chars().next()),
+        Some('{' | '[')
+    );
     let dropped = read.total - read.kept.len() as u64;
-    if read.saved.is_some() {
-        Json::Null
-    } else if dropped > 0 {
-        if is_json_type {
+    if dropped > 0 {
+        if is_json_type || looks_json {
             warnings.push(format!(
-                "{hop}: the JSON body ({} bytes) is larger than the {max} bytes kept: `json` was not parsed",
+                "{hop}: the JSON body ({} bytes) is larger than the {max} bytes kept (max_body): `json` was not parsed",
                 read.total
             ));
         }
@@ -174,13 +200,17 @@ impl Drop for TempFile {
 /// What the body reading produced.
 #[derive(Default)]
 struct BodyRead {
+    /// The first `max` bytes.
     kept: Vec<u8>,
     total: u64,
+    /// SHA-256 of the whole body.
+    digest: [u8; 32],
     saved: Option<(PathBuf, String, bool)>,
 }
 
-/// Reads the body: into memory (the first `max` bytes kept, the rest counted), or, with
-/// `save`, into a temporary file beside the destination that is renamed into place at the end.
+/// Reads the body: the first `max` bytes kept in memory, the rest counted and hashed, and
+/// with `save` every byte also written to a temporary file beside the destination that is
+/// renamed into place at the end (so expectations on `body` and `json` still hold).
 async fn read_body(
     response: &mut reqwest::Response,
     hop: &str,
@@ -215,23 +245,20 @@ async fn read_body(
             }
         };
         read.total += chunk.len() as u64;
-        match &mut file {
-            Some((f, tmp)) => {
-                hasher.update(&chunk);
-                f.write_all(&chunk).await.map_err(|e| {
-                    StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display()))
-                })?;
-            }
-            None => {
-                if read.kept.len() < max {
-                    let room = max - read.kept.len();
-                    read.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-            }
+        hasher.update(&chunk);
+        if let Some((f, tmp)) = &mut file {
+            f.write_all(&chunk).await.map_err(|e| {
+                StepError::Io(format!("save: writing `{}`: {e}", tmp.path.display()))
+            })?;
+        }
+        if read.kept.len() < max {
+            let room = max - read.kept.len();
+            read.kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
     }
+    read.digest = hasher.finalize().into();
     if let (Some((f, tmp)), Some(dest)) = (file, save) {
-        let sha = hex::encode(hasher.finalize());
+        let sha = hex::encode(read.digest);
         let changed = put_in_place(f, tmp, dest, &sha).await?;
         read.saved = Some((dest.to_path_buf(), sha, changed));
     }
@@ -311,9 +338,10 @@ async fn put_in_place(
     Ok(!unchanged)
 }
 
-/// The kept bytes as text, in the charset the response names (UTF-8 by default). A character
-/// cut in two by the limit is left out rather than shown as a replacement.
-fn decode_text(bytes: &[u8], content_type: &str, truncated: bool) -> String {
+/// The kept bytes as text: in the charset the response names, or as UTF-8 when they are
+/// UTF-8 (a character cut in two by the limit is left out). Bytes that are neither are binary:
+/// None, so the result holds their length and digest, never a page of replacement characters.
+fn decode_text(bytes: &[u8], content_type: &str, truncated: bool) -> Option<String> {
     let charset = content_type
         .split(';')
         .filter_map(|p| p.trim().strip_prefix("charset="))
@@ -322,13 +350,17 @@ fn decode_text(bytes: &[u8], content_type: &str, truncated: bool) -> String {
     if let Some(enc) = charset.and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
         && enc != encoding_rs::UTF_8
     {
-        return enc.decode_without_bom_handling(bytes).0.into_owned();
+        return Some(enc.decode_without_bom_handling(bytes).0.into_owned());
     }
-    let bytes = match std::str::from_utf8(bytes) {
-        Err(e) if truncated && e.error_len().is_none() => &bytes[..e.valid_up_to()],
-        _ => bytes,
-    };
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(t) => Some(t.to_string()),
+        Err(e) if truncated && e.error_len().is_none() => {
+            Some(String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned())
+        }
+        // Declared text in UTF-8 with a bad byte here and there: text, as a browser shows it.
+        Err(_) if charset.is_some() => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Err(_) => None,
+    }
 }
 
 /// The start of the body on one line, for failure messages.
@@ -348,18 +380,24 @@ mod tests {
 
     #[test]
     fn text_is_decoded_by_charset_and_cut_on_a_character() {
+        let text = |b: &[u8], ct: &str, cut: bool| decode_text(b, ct, cut);
         assert_eq!(
-            decode_text("h\u{e9}".as_bytes(), "text/plain", false),
-            "h\u{e9}"
+            text("h\u{e9}".as_bytes(), "text/plain", false).as_deref(),
+            Some("h\u{e9}")
         );
         // "é" cut in the middle by the limit: the half is left out.
         assert_eq!(
-            decode_text(&"h\u{e9}".as_bytes()[..2], "text/plain", true),
-            "h"
+            text(&"h\u{e9}".as_bytes()[..2], "text/plain", true).as_deref(),
+            Some("h")
         );
         assert_eq!(
-            decode_text(&[0x68, 0xe9], "text/plain; charset=ISO-8859-1", false),
-            "h\u{e9}"
+            text(&[0x68, 0xe9], "text/plain; charset=ISO-8859-1", false).as_deref(),
+            Some("h\u{e9}")
+        );
+        // Not UTF-8 and no charset: binary.
+        assert_eq!(
+            text(&[0x89, b'P', b'N', b'G', 0xff], "image/png", false),
+            None
         );
         assert_eq!(excerpt("a\n  b\tc"), "a b c");
         assert_eq!(excerpt(&"x".repeat(300)).chars().count(), EXCERPT_CHARS + 1);

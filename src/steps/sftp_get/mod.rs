@@ -55,7 +55,10 @@ pub struct SftpGet {
 
 impl Kind for SftpGet {
     fn run<'a>(&'a self, cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(run_get(self, cx))
+        Box::pin(async move {
+            super::local_host_refuses(cx, Self::NAME)?;
+            run_get(self, cx).await
+        })
     }
 
     const NAME: &'static str = "sftp_get";

@@ -88,7 +88,10 @@ impl<'de> Deserialize<'de> for Mode {
 
 impl Kind for SftpPut {
     fn run<'a>(&'a self, cx: &'a super::TaskCx<'a>) -> super::StepFuture<'a> {
-        Box::pin(run_put(self, cx))
+        Box::pin(async move {
+            super::local_host_refuses(cx, Self::NAME)?;
+            run_put(self, cx).await
+        })
     }
 
     const NAME: &'static str = "sftp_put";

@@ -1,6 +1,8 @@
 //! Routes about bodies and their timing: `/slow?ms=N` (the answer after N ms), `/slow-body?ms=N`
 //! (half the body, the rest N ms later), `/truncated/{n}` (cut short of its announced length),
-//! `/bytes/{n}` (n bytes of text) and `/upload` (a multipart body read back part by part).
+//! `/bytes/{n}` (n bytes of text), `/binary/{n}` (n bytes that are not UTF-8),
+//! `/encoded/{gzip|deflate|br}` (the `/json` document compressed so, with its
+//! `Content-Encoding`) and `/upload` (a multipart body read back part by part).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -97,6 +99,64 @@ pub(super) fn bytes(n: &str) -> Response<Body> {
     let mut resp = Response::new(full(data));
     set_header(&mut resp, "content-type", "application/octet-stream");
     resp
+}
+
+/// `/binary/{n}`: n bytes of a fixed pseudo-random sequence (a xorshift), mostly not UTF-8.
+pub(super) fn binary(n: &str) -> Response<Body> {
+    let Some(n) = byte_count(n) else {
+        return bad_byte_count();
+    };
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8 | 0x80
+        })
+        .collect();
+    let mut resp = Response::new(full(data));
+    set_header(&mut resp, "content-type", "application/octet-stream");
+    resp
+}
+
+/// `/encoded/{gzip|deflate|br}`: the `/json` document, compressed as named (`deflate` is the
+/// zlib format, as RFC 9110 and curl have it), with `Content-Encoding` set.
+pub(super) fn encoded(how: &str, doc: &serde_json::Value) -> Response<Body> {
+    use std::io::Write as _;
+    let plain = doc.to_string().into_bytes();
+    let packed = match how {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&plain).and_then(|()| e.finish())
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&plain).and_then(|()| e.finish())
+        }
+        "br" => {
+            let mut out = Vec::new();
+            let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            let r = e.write_all(&plain).and_then(|()| e.flush());
+            drop(e);
+            r.map(|()| out)
+        }
+        _ => {
+            return json_response(
+                400,
+                &json!({ "error": "encoding must be gzip, deflate or br" }),
+            );
+        }
+    };
+    match packed {
+        Ok(body) => {
+            let mut resp = Response::new(full(body));
+            set_header(&mut resp, "content-type", "application/json");
+            set_header(&mut resp, "content-encoding", how);
+            resp
+        }
+        Err(e) => json_response(500, &json!({ "error": e.to_string() })),
+    }
 }
 
 /// `/upload`: reads a multipart body (multer) and describes each part.

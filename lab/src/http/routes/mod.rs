@@ -38,6 +38,8 @@ pub(super) async fn route(
         ["truncated", n] => bodies::truncated(n),
         ["json"] => json_response(200, &inspect::sample_document()),
         ["bytes", n] => bodies::bytes(n),
+        ["binary", n] => bodies::binary(n),
+        ["encoded", how] => bodies::encoded(how, &inspect::sample_document()),
         ["basic-auth", user, pass] => auth::basic(req, user, pass),
         ["bearer", rest @ ..] if rest.len() <= 1 => auth::bearer(req, rest.first().copied()),
         ["login"] => auth::login(req, body, host, state),
