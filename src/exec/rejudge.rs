@@ -68,7 +68,9 @@ fn outcome_of(hosts: &[HostReport], id: &str) -> Outcome {
             }
             _ => o.left_out.push((
                 h.name.clone(),
-                t.message.clone().unwrap_or_else(|| t.status.as_str().to_string()),
+                t.message
+                    .clone()
+                    .unwrap_or_else(|| t.status.as_str().to_string()),
             )),
         }
     }

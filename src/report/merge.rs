@@ -7,9 +7,9 @@
 //! unreachable). Hosts of one play are ordered by name (no shard knows the inventory's order
 //! of the others). A play's `run_once` steps ran on one shard (0, or the lowest holding any of
 //! the play's hosts); the others skipped them (`RUN_ONCE_ELSEWHERE`), and the merge gives their
-//! hosts that shard's result, as one run gives every host the first host's. `fleet` steps keep each shard's own verdict
-//! (re-judging them over every shard's values is not done yet). The app front reads and
-//! writes the files.
+//! hosts that shard's result, as one run gives every host the first host's. `fleet` steps are judged again over every
+//! shard's values by `exec::rejudge_fleets`, which the app front calls with the playbook; the
+//! front also reads and writes the files.
 
 use std::collections::BTreeMap;
 

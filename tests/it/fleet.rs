@@ -202,3 +202,80 @@ fn a_fleet_step_with_nothing_to_check_or_a_loop_is_a_located_error() {
         out.stderr
     );
 }
+
+/// Shards judge their own hosts; `report merge` judges the fleet again over every shard's
+/// values, so the merged report says what one unsharded run says.
+#[test]
+fn a_merged_report_judges_the_fleet_over_every_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut inv = String::from("hosts:\n");
+    for i in 1..=8 {
+        inv.push_str(&format!("  n{i}: {{ address: 127.0.0.1 }}\n"));
+    }
+    std::fs::write(d.join("inv.yml"), inv).unwrap();
+    std::fs::write(
+        d.join("pb.yml"),
+        "name: drift\nhosts: all\nsteps:\n  - id: drift\n    fleet: { value: \"{{ 'odd' if host.name == 'n8' else 'same' }}\", same: true }\n",
+    )
+    .unwrap();
+    let sortie = |args: &[&str]| {
+        let mut c = std::process::Command::new(crate::harness::sortie_bin());
+        c.args(args).current_dir(d).env("NO_COLOR", "1");
+        c.output().expect("sortie runs")
+    };
+    sortie(&[
+        "run",
+        "pb.yml",
+        "-i",
+        "inv.yml",
+        "--format",
+        "plain",
+        "--report",
+        "whole.json",
+    ]);
+    let mut reports = Vec::new();
+    for k in 0..4 {
+        let file = format!("s{k}.json");
+        let shard = format!("{k}/4");
+        sortie(&[
+            "run", "pb.yml", "-i", "inv.yml", "--format", "plain", "--shard", &shard, "--report",
+            &file,
+        ]);
+        reports.push(file);
+    }
+    let mut args = vec!["report", "merge", "--report", "merged.json"];
+    args.extend(reports.iter().map(String::as_str));
+    let merged = sortie(&args);
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join(f)).expect("report")).expect("json")
+    };
+    let (whole, m) = (read("whole.json"), read("merged.json"));
+    let verdicts = |r: &serde_json::Value| -> Vec<(String, String, usize)> {
+        let mut v: Vec<(String, String, usize)> = r["plays"][0]["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let t = &h["tasks"][0];
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    t["status"].as_str().unwrap().to_string(),
+                    t["output"]["values"].as_object().map_or(0, |o| o.len()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        verdicts(&m),
+        verdicts(&whole),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    assert_eq!(m["exit_code"], whole["exit_code"]);
+    assert_eq!(whole["exit_code"], 1);
+    let n8 = verdicts(&m).into_iter().find(|v| v.0 == "n8").unwrap();
+    assert_eq!((n8.1.as_str(), n8.2), ("failed", 8));
+}
