@@ -61,17 +61,8 @@ fn check_limits(play: &Play, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn validate_play(play: &Play, diags: &mut Diagnostics) {
-    let t = templates();
-    let mut out: Vec<Diagnostic> = Vec::new();
-    if let Err(d) = crate::inventory::Pattern::parse(&play.hosts.value, Some(play.hosts.span)) {
-        out.push(d);
-    }
-    for v in play.vars.values() {
-        t.check_node(v, &mut out);
-    }
-    check_limits(play, &mut out);
-    // Ids: well formed and unique.
+/// Step ids: well formed and unique; returns every id, to check `needs` against.
+fn check_ids<'p>(play: &'p Play, out: &mut Vec<Diagnostic>) -> HashMap<&'p str, &'p StepDef> {
     let mut seen: HashMap<&str, &StepDef> = HashMap::new();
     for s in &play.steps {
         if !s.explicit_id {
@@ -103,6 +94,20 @@ fn validate_play(play: &Play, diags: &mut Diagnostics) {
             seen.insert(&s.id, s);
         }
     }
+    seen
+}
+
+fn validate_play(play: &Play, diags: &mut Diagnostics) {
+    let t = templates();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    if let Err(d) = crate::inventory::Pattern::parse(&play.hosts.value, Some(play.hosts.span)) {
+        out.push(d);
+    }
+    for v in play.vars.values() {
+        t.check_node(v, &mut out);
+    }
+    check_limits(play, &mut out);
+    let seen = check_ids(play, &mut out);
     // Needs: known ids.
     for s in &play.steps {
         for n in s.needs.iter().flatten() {

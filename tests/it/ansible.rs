@@ -155,7 +155,6 @@ fn from_sortie(list: &Value) -> BTreeMap<String, Seen> {
         .map(|(h, v)| {
             let key = v
                 .pointer("/ssh/identity_file")
-                .or_else(|| v.pointer("/connection/identity_files/0"))
                 .and_then(Value::as_str)
                 .map(String::from);
             let seen = Seen {
