@@ -65,6 +65,9 @@ fn is_quote_output(text: &str) -> bool {
 pub struct Templates {
     env: Environment<'static>,
     cmd_env: Environment<'static>,
+    /// For `check`: renders a template with no variables (undefined chains to undefined) to
+    /// find what costs more than the run allows — fuel, recursion, sizes — before any host.
+    dry_env: Environment<'static>,
 }
 
 impl Default for Templates {
@@ -132,7 +135,13 @@ impl Templates {
                 }
             })
         });
-        Templates { env, cmd_env }
+        let mut dry_env = base_env();
+        dry_env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        Templates {
+            env,
+            cmd_env,
+            dry_env,
+        }
     }
 
     /// Compiles a template without rendering it: syntax errors become located diagnostics.
@@ -144,10 +153,26 @@ impl Templates {
         env.template_from_str(src)
             .map(|_| ())
             .map_err(|e| self.diagnose(e, src, place, None))?;
-        match names::unknown_name(&self.env, src, 0, place) {
-            Some(d) => Err(d),
-            None => Ok(()),
+        if let Some(d) = names::unknown_name(&self.env, src, 0, place) {
+            return Err(d);
         }
+        match self.dry_env.render_str(src, minijinja::context! {}) {
+            Err(e) if is_costly(&e) => Err(self.costly(e, src, place)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A template that passed a limit at check time: where, and what to do about it.
+    fn costly(&self, e: Error, src: &str, place: Place) -> Diagnostic {
+        let mut d = self.diagnose(e, src, place, None);
+        d.title = format!(
+            "this template does more work than sortie allows: {}",
+            d.title
+        );
+        d.help(
+            "a template is rendered for every host: keep loops and repeats small \
+             (limits: minijinja fuel 10,000,000, recursion 200, 100 MB per repeat)",
+        )
     }
 
     /// Compiles an expression (`when`, `until`, `that`, `changed_when`) without evaluating it.
@@ -158,9 +183,16 @@ impl Templates {
             .map(|_| ())
             .map_err(|e| self.diagnose(e, expr, place, None))?;
         let wrapped = format!("{{{{ {expr} }}}}");
-        match names::unknown_name(&self.env, &wrapped, 3, place) {
-            Some(d) => Err(d),
-            None => Ok(()),
+        if let Some(d) = names::unknown_name(&self.env, &wrapped, 3, place) {
+            return Err(d);
+        }
+        let cost = self
+            .dry_env
+            .compile_expression(expr)
+            .and_then(|x| x.eval(minijinja::context! {}));
+        match cost {
+            Err(e) if is_costly(&e) => Err(self.costly(e, expr, place)),
+            _ => Ok(()),
         }
     }
 
@@ -535,6 +567,17 @@ pub fn value_to_node(v: &Value, span: Span, style: Style) -> Node {
 /// A minijinja value from JSON data.
 pub fn json_to_value(v: &serde_json::Value) -> Value {
     Value::from(minijinja::value::Serde(v))
+}
+
+/// Whether a render failed on a limit (fuel, recursion, sizes) rather than on its data.
+fn is_costly(e: &Error) -> bool {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return true;
+    }
+    let text = e.to_string();
+    ["recursion limit", "too large", "too many elements"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 #[cfg(test)]

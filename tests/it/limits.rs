@@ -168,3 +168,41 @@ fn oversized_files_and_plays_are_refused_at_their_place() {
     );
     assert!(out.stderr.contains("many.yml:10004:5"), "{}", out.stderr);
 }
+
+/// Template bombs are caught by `check`, where each one is, before any host: a range too long,
+/// loops past the fuel, a macro that never ends, a repeat too large. Templates that only
+/// need their host's variables pass.
+#[test]
+fn template_bombs_are_caught_at_check_time() {
+    let out = Case::new(
+        r#"name: bombs
+hosts: all
+steps:
+  - local: "echo {{ range(10**9) | length }}"
+  - local: "echo {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+  - local: "echo {% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"
+  - local: "echo fine {{ host.name }} {% for h in groups.web %}{{ h }}{% endfor %}"
+    when: "(range(100) | list | length) > 0 and host.name != 'x'"
+"#,
+    )
+    .check();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let bombs = out
+        .stderr
+        .matches("this template does more work than sortie allows")
+        .count();
+    assert_eq!(bombs, 3, "{}", out.stderr);
+    for (line, what) in [
+        (4, "range has too many elements"),
+        (5, "ran out of fuel"),
+        (6, "recursion limit"),
+    ] {
+        assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("playbook.yml:{line}:")),
+            "line {line}: {}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains("playbook.yml:7:"), "{}", out.stderr);
+}
