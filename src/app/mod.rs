@@ -281,3 +281,19 @@ pub fn schema(args: &SchemaArgs) -> i32 {
     };
     generate::write_stdout((serde_json::to_string_pretty(&s).unwrap_or_default() + "\n").as_bytes())
 }
+
+/// The runtime `run` and `serve` drive the engine on (SSH steps still take blocking threads:
+/// up to 512 hosts' calls at once); `None` after saying why it could not start.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(512)
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}

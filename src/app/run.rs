@@ -33,16 +33,8 @@ pub fn run(args: &RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(512)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::INVALID;
-        }
+    let Some(rt) = super::runtime() else {
+        return exit::INVALID;
     };
     rt.block_on(drive(req, args))
 }

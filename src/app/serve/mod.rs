@@ -182,16 +182,8 @@ pub fn serve(args: &ServeArgs) -> i32 {
             return exit::INVALID;
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(512)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::INVALID;
-        }
+    let Some(rt) = crate::app::runtime() else {
+        return exit::INVALID;
     };
     rt.block_on(main_loop(cfg))
 }
