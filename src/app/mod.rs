@@ -297,3 +297,24 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
         }
     }
 }
+
+/// Calls `on(1)` at the first SIGINT or SIGTERM and `on(2)` at the second, then stops
+/// listening: `run` and `serve` differ in what a signal does, not in how they wait for it.
+pub(crate) fn on_two_signals(mut on: impl FnMut(u32) + Send + 'static) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        for count in 1..=2 {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            on(count);
+        }
+    });
+}

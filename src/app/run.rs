@@ -145,46 +145,32 @@ fn write_reports(args: &RunArgs, report: &RunReport, redactor: &Redactor) {
 /// SIGINT/SIGTERM: the first stops new tasks (and says so through the reporter, which owns
 /// the terminal), the grace period later or a second signal cancels what still runs.
 fn spawn_signal_handler(cancel: Cancel, events: mpsc::WeakUnboundedSender<Event>) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+    super::on_two_signals(move |count| {
+        if count == 2 {
+            cancel.hard.cancel();
             return;
-        };
-        // Two signals at most matter: the loop ends at the second.
-        for count in 1..=2 {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            if count == 2 {
-                cancel.hard.cancel();
-                break;
-            }
-            let message = format!(
-                "interrupted: no new steps start; running ones get {}s (interrupt again to stop now)",
-                GRACE.as_secs()
-            );
-            // Straight to stderr if the run's reporting is already over.
-            match events.upgrade() {
-                Some(tx) => EventSink::send(
-                    &tx,
-                    Event::Warning {
-                        message,
-                        location: None,
-                        help: None,
-                    },
-                ),
-                None => eprintln!("{message}"),
-            }
-            cancel.stop_new.cancel();
-            let hard = cancel.hard.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(GRACE).await;
-                hard.cancel();
-            });
         }
+        let message = format!(
+            "interrupted: no new steps start; running ones get {}s (interrupt again to stop now)",
+            GRACE.as_secs()
+        );
+        // Straight to stderr if the run's reporting is already over.
+        match events.upgrade() {
+            Some(tx) => EventSink::send(
+                &tx,
+                Event::Warning {
+                    message,
+                    location: None,
+                    help: None,
+                },
+            ),
+            None => eprintln!("{message}"),
+        }
+        cancel.stop_new.cancel();
+        let hard = cancel.hard.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            hard.cancel();
+        });
     });
 }

@@ -323,36 +323,22 @@ fn counts(r: &RunReport) -> String {
 
 /// The first SIGTERM/SIGINT stops the schedule after the current run; a second cancels it.
 fn spawn_signal_handler(shared: Arc<Shared>, stop: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        // Two signals at most matter: the loop ends at the second.
-        for count in 1..=2 {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            let current = shared.current.lock().ok().and_then(|c| c.clone());
-            if count == 1 {
-                eprintln!(
-                    "sortie serve: stopping{} (signal again to cancel it)",
-                    if current.is_some() {
-                        " after the current run"
-                    } else {
-                        ""
-                    }
-                );
-                stop.cancel();
-            } else if let Some(c) = current {
-                eprintln!("sortie serve: cancelling the current run");
-                c.stop_new.cancel();
-                c.hard.cancel();
-            }
+    crate::app::on_two_signals(move |count| {
+        let current = shared.current.lock().ok().and_then(|c| c.clone());
+        if count == 1 {
+            eprintln!(
+                "sortie serve: stopping{} (signal again to cancel it)",
+                if current.is_some() {
+                    " after the current run"
+                } else {
+                    ""
+                }
+            );
+            stop.cancel();
+        } else if let Some(c) = current {
+            eprintln!("sortie serve: cancelling the current run");
+            c.stop_new.cancel();
+            c.hard.cancel();
         }
     });
 }
