@@ -58,9 +58,7 @@ impl Kind for Udp {
 
     /// Why no reply counted (`127.0.0.1:123: port unreachable (ICMP)`).
     fn failure_context(fields: &Json) -> Option<String> {
-        let error = fields.get("error")?.as_str()?;
-        let address = fields.get("address").and_then(|a| a.as_str()).unwrap_or("");
-        Some(format!("{address}: {error}"))
+        payload::address_error(fields)
     }
 
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {

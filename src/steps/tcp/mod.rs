@@ -134,9 +134,7 @@ impl Kind for Tcp {
 
     /// Why a port was found closed (`127.0.0.1:8080: Connection refused`).
     fn failure_context(fields: &Json) -> Option<String> {
-        let error = fields.get("error")?.as_str()?;
-        let address = fields.get("address").and_then(|a| a.as_str()).unwrap_or("");
-        Some(format!("{address}: {error}"))
+        payload::address_error(fields)
     }
 
     fn check(&self, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {

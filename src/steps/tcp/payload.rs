@@ -279,6 +279,14 @@ fn bad_bytes(what: &str, span: Span, error: &str) -> Diagnostic {
         .help(help)
 }
 
+/// `ADDRESS: ERROR` from a probe's result fields, for a failed expectation's context (`tcp`
+/// and `udp` alike).
+pub fn address_error(fields: &Json) -> Option<String> {
+    let error = fields.get("error")?.as_str()?;
+    let address = fields.get("address").and_then(|a| a.as_str()).unwrap_or("");
+    Some(format!("{address}: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
