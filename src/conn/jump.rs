@@ -3,9 +3,14 @@
 //! direct-tcpip channel of the jump host's session (which that thread alone uses). When either
 //! side closes, the thread closes the other and disconnects the jump session. `connect.rs` calls
 //! `tunnel` with the jump host's `Live` session (`session.rs`) and gets the local end back.
+//! The copying (`pump`) also serves the probes that go `via` a host (`via/`): there the local
+//! end is a TCP connection from the runner's own SOCKS listener, and the session is shared.
 
 use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ssh2::{BlockDirections, Channel};
@@ -25,12 +30,42 @@ pub fn tunnel(jump: Live, host: &str, port: u16) -> Result<UnixStream, String> {
         .map_err(|e| format!("socketpair: {e}"))?;
     std::thread::Builder::new()
         .name(format!("sortie-jump-{}", jump.label))
-        .spawn(move || pump(jump, ch, theirs))
+        .spawn(move || {
+            pump(&jump, ch, theirs, &AtomicBool::new(false), true);
+            jump.shutdown();
+        })
         .map_err(|e| format!("cannot start the jump thread: {e}"))?;
     Ok(mine)
 }
 
-fn pump(jump: Live, mut ch: Channel, mut pair: UnixStream) {
+/// The local end of a channel: a socket the pump reads from and writes to, non-blocking.
+pub(super) trait LocalEnd: Read + Write + AsFd {
+    fn shutdown_write(&self);
+}
+
+impl LocalEnd for UnixStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl LocalEnd for TcpStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// Copies bytes both ways between `pair` and the channel `ch` of `jump` until both sides have
+/// closed (or `stop` is set, or the session dies); sends keepalives when `keepalive` (the
+/// session is this pump's alone). Closes the channel at the end, not the session.
+pub(super) fn pump<S: LocalEnd>(
+    jump: &Live,
+    mut ch: Channel,
+    mut pair: S,
+    stop: &AtomicBool,
+    keepalive: bool,
+) {
+    let _active = jump.enter();
     let mut up: Vec<u8> = Vec::new(); // from the target's session to the channel
     let mut down: Vec<u8> = Vec::new(); // from the channel to the target's session
     let mut buf = vec![0u8; 64 * 1024];
@@ -74,7 +109,7 @@ fn pump(jump: Live, mut ch: Channel, mut pair: UnixStream) {
             match jump.try_read(&mut ch, &mut buf) {
                 Ok(Some(0)) => {
                     ch_eof = true;
-                    let _ = pair.shutdown(std::net::Shutdown::Write);
+                    pair.shutdown_write();
                     progress = true;
                 }
                 Ok(Some(n)) => {
@@ -102,23 +137,27 @@ fn pump(jump: Live, mut ch: Channel, mut pair: UnixStream) {
         if closing_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             break;
         }
-        if last_keepalive.elapsed() >= jump.keepalive {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if keepalive && last_keepalive.elapsed() >= jump.keepalive {
             last_keepalive = Instant::now();
             if jump.keepalive_tick().is_err() {
                 break;
             }
         }
         if !progress {
-            wait(&jump, &pair, up.is_empty() && !pair_eof, !down.is_empty());
+            wait(jump, &pair, up.is_empty() && !pair_eof, !down.is_empty());
         }
     }
     drop(pair);
     jump.close_channel(ch);
-    jump.shutdown();
 }
 
-/// Sleeps until the jump socket or the pair has something for us (at most 200 ms: libssh2 may have buffered data that poll cannot see).
-fn wait(jump: &Live, pair: &UnixStream, pair_in: bool, pair_out: bool) {
+/// Sleeps until the jump socket or the pair has something for us (at most 200 ms: libssh2 may
+/// have buffered data that poll cannot see; 5 ms when other calls share the session, as one of
+/// them may read our data off the socket).
+fn wait(jump: &Live, pair: &impl AsFd, pair_in: bool, pair_out: bool) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let jflags = match jump.block_directions() {
         BlockDirections::Outbound => PollFlags::OUT,
@@ -136,11 +175,12 @@ fn wait(jump: &Live, pair: &UnixStream, pair_in: bool, pair_out: bool) {
         PollFd::new(jump.raw_fd(), jflags),
         PollFd::new(pair, pflags),
     ];
+    let max_ms = if jump.active() > 1 { 5 } else { 200 };
     let _ = poll(
         &mut fds,
         Some(&Timespec {
             tv_sec: 0,
-            tv_nsec: 200_000_000,
+            tv_nsec: max_ms * 1_000_000,
         }),
     );
 }

@@ -27,6 +27,7 @@ pub mod known_hosts;
 mod session;
 mod sftp;
 mod ssh_config;
+pub mod via;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -48,6 +48,8 @@ pub(crate) struct PlayRun {
     pub fleets: std::sync::Mutex<Vec<Option<Arc<Barrier>>>>,
     /// When the run started: tasks record their start as an offset from it.
     pub run_started: std::time::Instant,
+    /// The SSH gateways that `via` probes go through, one per via host.
+    pub gateways: Arc<crate::conn::via::Gateways>,
 }
 
 impl PlayRun {

@@ -78,6 +78,7 @@ pub(crate) async fn run_host(
     });
     walk(&cx, &mut w).await;
     cx.conn.close().await;
+    cx.pr.gateways.close(&cx.host.name).await;
     let tasks = w.finish(&cx);
     HostReport {
         name: cx.host.name.clone(),
@@ -186,6 +187,7 @@ impl Walk {
             redactor: &cx.pr.redactor,
             fleet: cx.pr.barrier(i),
             slots: Some(cx.slots.clone()),
+            gateways: &cx.pr.gateways,
         })
     }
 

@@ -67,13 +67,16 @@ pub(crate) async fn run_plays(
             group_limits: group_limits(&p.play),
             fleets: std::sync::Mutex::new(Vec::new()),
             run_started,
+            gateways: Arc::new(crate::conn::via::Gateways::new(inventory.clone())),
         });
         let concurrency = req
             .concurrency
             .or(p.play.strategy.concurrency)
             .unwrap_or(DEFAULT_CONCURRENCY)
             .max(1);
+        let gateways = pr.gateways.clone();
         let report = run_play(pr, p, concurrency, &dead).await;
+        gateways.close_all().await;
         dead.extend(
             report
                 .hosts

@@ -80,7 +80,32 @@ pub fn check_against_inventory(play: &Play, inv: &Inventory) -> Vec<Diagnostic> 
             );
         }
     }
+    for s in &play.steps {
+        via_names_a_host(s, inv, &mut out);
+    }
     out
+}
+
+/// A literal `via` names a host of the inventory (`host` is the current one).
+fn via_names_a_host(step: &crate::playbook::StepDef, inv: &Inventory, out: &mut Vec<Diagnostic>) {
+    if !crate::steps::via::KINDS.contains(&step.kind) {
+        return;
+    }
+    let Some(node) = step.args.get("via") else {
+        return;
+    };
+    let Some(name) = crate::steps::literal(Some(node)) else {
+        return;
+    };
+    if name == crate::steps::via::CURRENT_HOST || inv.host(name).is_some() {
+        return;
+    }
+    out.push(
+        Diagnostic::error(format!("`via: {name}`: the inventory has no host `{name}`"))
+            .at(node.span)
+            .label("not an inventory host")
+            .help("`via: host` probes from the current host; any other value names an inventory host (a template works: `via: \"{{ groups.bastion[0] }}\"`)"),
+    );
 }
 
 /// Checks the request's own settings (not its files, which were checked when loaded).

@@ -45,6 +45,8 @@ pub struct TaskInput<'a> {
     /// A `fleet` step's barrier for this batch, and the host's slots.
     pub fleet: Option<std::sync::Arc<crate::steps::fleet::Barrier>>,
     pub slots: Option<std::sync::Arc<crate::steps::fleet::Slots>>,
+    /// Where `via` probes find their gateways.
+    pub gateways: &'a crate::conn::via::Gateways,
 }
 
 impl TaskInput<'_> {
@@ -345,6 +347,7 @@ async fn attempt(input: &TaskInput<'_>, item: Option<&Json>, timeout: Option<Dur
         unsafe_shell: step.unsafe_shell,
         fleet: input.fleet.clone(),
         slots: input.slots.clone(),
+        gateways: input.gateways,
     };
     let output = match run_step(input, &rendered, &cx, timeout).await {
         Ok(o) => o,

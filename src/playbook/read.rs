@@ -379,7 +379,13 @@ fn step_entries<'a>(entries: &'a [(Node, Node)], diags: &mut Diagnostics) -> Ste
 
 fn unknown_step_key(k: &Node, key: &str) -> Diagnostic {
     let mut d = unknown_key("step", k, KIND_NAMES, STEP_KEYS);
-    if let Some(s) = did_you_mean(key, KIND_NAMES.iter().copied()) {
+    if key == "via" {
+        d.label = "`via` belongs to the probe".into();
+        d.help = Some(format!(
+            "put it among the probe's arguments: `tcp: {{ host: db, port: 5432, {} }}` (tcp, http and dns take it)",
+            "via: host"
+        ));
+    } else if let Some(s) = did_you_mean(key, KIND_NAMES.iter().copied()) {
         d.title = format!("unknown step kind `{key}`");
         d.label = format!("did you mean `{s}`?");
         d.help = Some(format!("step kinds: {}", KIND_NAMES.join(", ")));
@@ -472,6 +478,10 @@ fn lift_step_fields(
 
 /// Stage 2: the kind's arguments, read strictly by the kind (`steps`).
 fn read_spec(kind: &str, args: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
+    if let Some(d) = crate::steps::via_misplaced(kind, args) {
+        diags.push(d);
+        return None;
+    }
     match StepSpec::decode(kind, args)? {
         Ok(s) => Some(s),
         Err(e) => {

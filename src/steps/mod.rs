@@ -31,8 +31,11 @@ pub mod sftp_get;
 pub mod sftp_put;
 pub mod ssh;
 pub mod tcp;
-mod temp_name;
+pub(crate) mod temp_name;
 pub mod udp;
+pub mod via;
+
+pub use via::via_misplaced;
 
 /// Where a kind runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -204,6 +207,8 @@ pub struct TaskCx<'a> {
     pub fleet: Option<std::sync::Arc<fleet::Barrier>>,
     /// The host's slots (group limits, hosts in flight), given back while it waits.
     pub slots: Option<std::sync::Arc<fleet::Slots>>,
+    /// The gateways `via` probes go through (`via.rs`).
+    pub gateways: &'a crate::conn::via::Gateways,
 }
 
 /// SFTP needs an SSH session, which a host run on the runner (`ansible_connection: local`)

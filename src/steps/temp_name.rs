@@ -21,7 +21,7 @@ const RAND_HEX: usize = 16;
 const KEY_HEX: usize = 8;
 
 /// 16 hex digits from the kernel's random source (`getrandom`).
-pub(super) fn random_hex() -> Result<String, StepError> {
+pub(crate) fn random_hex() -> Result<String, StepError> {
     let mut buf = [0u8; RAND_HEX / 2];
     let mut got = 0;
     while got < buf.len() {

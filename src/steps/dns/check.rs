@@ -14,6 +14,19 @@ pub(super) fn check(spec: &Dns, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {
     reverse_is_ptr(spec, cx, out);
     server_addresses(cx, out);
     axfr_has_servers(spec, cx, out);
+    via_is_tcp(spec, cx, out);
+}
+
+/// `via` asks over TCP: an SSH session carries no UDP.
+fn via_is_tcp(spec: &Dns, cx: &CheckCx<'_>, out: &mut Vec<Diagnostic>) {
+    if spec.via.is_some() && spec.protocol == Some(super::Protocol::Udp) {
+        out.push(
+            Diagnostic::error("`protocol: udp` cannot go `via` a host")
+                .at(span_of(cx, "protocol"))
+                .label("an SSH session carries TCP only")
+                .help("remove `protocol` (with `via`, DNS is asked over TCP) or remove `via`"),
+        );
+    }
 }
 
 /// Where an argument is written, else the kind's key.

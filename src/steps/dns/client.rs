@@ -20,6 +20,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::Protocol;
 use super::records::{name_text, rcode_text, rdata_text};
+use crate::conn::via::Gateway;
 use crate::error::StepError;
 
 /// One question and how to ask it.
@@ -31,6 +32,8 @@ pub(super) struct Ask<'a> {
     /// How long each exchange may wait.
     pub wait: Duration,
     pub recursion: bool,
+    /// Ask from this via host (over TCP through its gateway: SSH carries no UDP).
+    pub via: Option<&'a Gateway>,
 }
 
 /// Why one server gave no answer.
@@ -127,10 +130,19 @@ fn udp_conn(server: SocketAddr, wait: Duration) -> Conn {
     }
 }
 
-/// A TCP connection to `server`, within `wait`.
-pub(super) async fn tcp_conn(server: SocketAddr, wait: Duration) -> Result<Conn, AskError> {
+/// A TCP connection to `server`, within `wait`: from the runner, or from a via host.
+pub(super) async fn tcp_conn(
+    server: SocketAddr,
+    wait: Duration,
+    via: Option<&Gateway>,
+) -> Result<Conn, AskError> {
     let provider = TokioRuntimeProvider::default();
-    let connect = TcpClientStream::exchange(server, None, wait, None, provider.clone());
+    let connect = async {
+        match via {
+            None => TcpClientStream::exchange(server, None, wait, None, provider.clone()).await,
+            Some(g) => via_exchange(g, server, wait, &provider).await,
+        }
+    };
     match tokio::time::timeout(wait, connect).await {
         Ok(Ok(exchange)) => Ok(Conn {
             exchange,
@@ -142,6 +154,28 @@ pub(super) async fn tcp_conn(server: SocketAddr, wait: Duration) -> Result<Conn,
             crate::units::Duration(wait)
         ))),
     }
+}
+
+/// A DNS exchange over a TCP connection the via host made (the same multiplexer hickory
+/// builds over its own connection).
+async fn via_exchange(
+    g: &Gateway,
+    server: SocketAddr,
+    wait: Duration,
+    provider: &TokioRuntimeProvider,
+) -> Result<DnsExchange<TokioRuntimeProvider>, NetError> {
+    use hickory_net::runtime::iocompat::AsyncIoTokioAsStd;
+    use hickory_net::runtime::{RuntimeProvider, Spawn};
+    let tcp = g
+        .connect(&server.ip().to_string(), server.port())
+        .await
+        .map_err(|f| NetError::from(f.message().to_string()))?;
+    let (stream, sender) = hickory_net::tcp::TcpStream::from_stream(AsyncIoTokioAsStd(tcp), server);
+    let mux = hickory_net::DnsMultiplexer::new(TcpClientStream::from_stream(stream), sender)
+        .with_timeout(wait);
+    let (exchange, bg) = DnsExchange::from_stream(mux);
+    provider.create_handle().spawn_bg(bg);
+    Ok(exchange)
 }
 
 /// A client error, named by its server and transport.
@@ -180,12 +214,13 @@ pub(super) async fn ask(server: SocketAddr, q: &Ask<'_>) -> Result<Reply, AskErr
         protocol,
         wait,
         recursion,
+        via,
     } = *q;
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = recursion;
     let query = Query::query(name.clone(), rtype);
     let mut truncated = false;
-    if protocol == Protocol::Udp {
+    if protocol == Protocol::Udp && via.is_none() {
         let conn = udp_conn(server, wait);
         let response = exchange_once(&conn, server, "udp", query.clone(), options, wait).await?;
         if !response.metadata.truncation {
@@ -193,7 +228,7 @@ pub(super) async fn ask(server: SocketAddr, q: &Ask<'_>) -> Result<Reply, AskErr
         }
         truncated = true;
     }
-    let conn = tcp_conn(server, wait).await?;
+    let conn = tcp_conn(server, wait, via).await?;
     let response = exchange_once(&conn, server, "tcp", query, options, wait).await?;
     Ok(reply(server, rtype, &response, truncated, "tcp"))
 }

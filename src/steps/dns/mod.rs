@@ -60,6 +60,10 @@ pub struct Dns {
     pub recursion: Option<bool>,
     /// Transfer this zone (AXFR) from the first server.
     pub axfr: Option<String>,
+    /// Ask from a host instead of the runner: `host` (the current host) or an inventory
+    /// host's name (a template), over TCP through its SSH session, to `servers` or else to the
+    /// name servers of that host's /etc/resolv.conf (read over SFTP).
+    pub via: Option<String>,
 }
 
 /// DNS record types sortie can query and normalise.

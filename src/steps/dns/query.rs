@@ -17,6 +17,7 @@ use super::system::ask_system;
 use super::transfer::transfer_step;
 use super::{Dns, Protocol, RecordType, parse_server};
 use crate::error::StepError;
+use crate::steps::via::Route;
 use crate::steps::{StepOutput, TaskCx};
 
 /// How long one query waits for its answer when the step sets no `timeout`.
@@ -33,12 +34,18 @@ pub(super) async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepE
         .unwrap_or(DEFAULT_TIMEOUT);
     let recursion = spec.recursion.unwrap_or(true);
     let explicit = listed_servers(spec)?;
+    let route = Route::of(spec.via.as_deref(), cx).await?;
+    let via = route.as_ref().and_then(|r| r.gateway.as_deref());
+    let said = |r: Result<StepOutput, StepError>| match (&route, r) {
+        (Some(route), Ok(out)) => Ok(out.with("via", route.name.clone())),
+        (_, r) => r,
+    };
 
     if let Some(zone) = &spec.axfr {
         if explicit.is_empty() {
             return Err(StepError::Protocol("`axfr` needs `servers`".into()));
         }
-        return transfer_step(zone, &explicit, wait, recursion).await;
+        return said(transfer_step(zone, &explicit, wait, recursion, via).await);
     }
 
     let (qname, rtype) = question(spec)?;
@@ -51,11 +58,12 @@ pub(super) async fn run(spec: &Dns, cx: &TaskCx<'_>) -> Result<StepOutput, StepE
         protocol: spec.protocol.unwrap_or(Protocol::Udp),
         wait,
         recursion,
+        via,
     };
     if explicit.is_empty() {
-        return ask_system(out, &q).await;
+        return said(ask_system(out, &q).await);
     }
-    ask_each(out, &explicit, &q).await
+    said(ask_each(out, &explicit, &q).await)
 }
 
 /// The step's `servers`, as addresses.

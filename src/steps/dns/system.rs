@@ -1,7 +1,8 @@
 //! The system resolver path of the `dns` kind, for a step without `servers`: the name servers
-//! of /etc/resolv.conf (read with hickory's parser), asked in order by the raw client
-//! (`client.rs`), the next one only when one does not answer. The first answer becomes the
-//! step's result fields; with none, the last server's error is the step's.
+//! of /etc/resolv.conf (read with hickory's parser; the via host's, read over SFTP, for a step
+//! with `via`), asked in order by the raw client (`client.rs`), the next one only when one
+//! does not answer. The first answer becomes the step's result fields; with none, the last
+//! server's error is the step's.
 
 use std::net::SocketAddr;
 
@@ -12,7 +13,11 @@ use crate::steps::StepOutput;
 /// Asks the system's servers in order; `out` holds the question's fields already.
 pub(super) async fn ask_system(mut out: StepOutput, q: &Ask<'_>) -> Result<StepOutput, StepError> {
     let mut last = None;
-    for server in system_servers()? {
+    let servers = match q.via {
+        Some(g) => via_servers(g).await?,
+        None => system_servers()?,
+    };
+    for server in servers {
         match ask(server, q).await {
             Ok(reply) => {
                 out.fields.extend(reply.fields());
@@ -37,6 +42,27 @@ fn system_servers() -> Result<Vec<SocketAddr>, StepError> {
     })?;
     servers_from_resolv_conf(&data)
         .map_err(|e| StepError::Io(format!("no `servers` given and /etc/resolv.conf: {e}")))
+}
+
+/// The name servers of the via host's /etc/resolv.conf.
+async fn via_servers(g: &crate::conn::via::Gateway) -> Result<Vec<SocketAddr>, StepError> {
+    let data = g
+        .resolv_conf()
+        .await
+        .map_err(|e| StepError::Io(format!("no `servers` given, and {e}")))?;
+    let servers = servers_from_resolv_conf(&data).map_err(|e| {
+        StepError::Io(format!(
+            "no `servers` given, and {}'s /etc/resolv.conf: {e}",
+            g.name
+        ))
+    })?;
+    if servers.is_empty() {
+        return Err(StepError::Io(format!(
+            "no `servers` given, and {}'s /etc/resolv.conf names no name server",
+            g.name
+        )));
+    }
+    Ok(servers)
 }
 
 /// The name servers a resolv.conf lists, each with its UDP port (53).

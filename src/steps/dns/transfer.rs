@@ -18,6 +18,7 @@ use serde_json::{Map, Value as Json, json};
 use super::Protocol;
 use super::client::{Ask, AskError, ask, net_error, tcp_conn};
 use super::records::{fqdn_name, name_text, rcode_text, record_text};
+use crate::conn::via::Gateway;
 use crate::error::StepError;
 use crate::steps::StepOutput;
 
@@ -38,10 +39,11 @@ pub(super) async fn transfer_step(
     servers: &[SocketAddr],
     wait: Duration,
     recursion: bool,
+    via: Option<&Gateway>,
 ) -> Result<StepOutput, StepError> {
     let origin = fqdn_name(zone.trim())?;
     let primary = servers[0];
-    let t = transfer(primary, &origin, wait)
+    let t = transfer(primary, &origin, wait, via)
         .await
         .map_err(AskError::into_step_error)?;
     let mut out = StepOutput::default()
@@ -71,6 +73,7 @@ pub(super) async fn transfer_step(
             protocol: Protocol::Udp,
             wait,
             recursion,
+            via,
         };
         let (consistent, per_server) = serials(&t, primary, &servers[1..], &q).await;
         out = out
@@ -121,8 +124,13 @@ async fn serials(
 }
 
 /// AXFR over TCP: every record between the opening and the closing SOA (the SOA listed once).
-async fn transfer(server: SocketAddr, origin: &Name, wait: Duration) -> Result<Transfer, AskError> {
-    let mut conn = tcp_conn(server, wait).await?;
+async fn transfer(
+    server: SocketAddr,
+    origin: &Name,
+    wait: Duration,
+    via: Option<&Gateway>,
+) -> Result<Transfer, AskError> {
+    let mut conn = tcp_conn(server, wait, via).await?;
     let mut stream = conn.exchange.zone_transfer(origin.clone(), None);
     let mut records = Vec::new();
     let mut serial = None;

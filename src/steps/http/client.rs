@@ -1,7 +1,8 @@
 //! The HTTP clients and cookie jars of a run, for `request.rs`: one reqwest client per
 //! distinct TLS setting (a process-wide cache, so every host shares pooled connections;
-//! proxies come from the environment), built from the step's `tls` settings with `crate::tls`,
-//! and one cookie jar per inventory host. Redirects are not the client's: `request.rs`
+//! proxies come from the environment), built from the step's `tls` settings with `crate::tls`;
+//! a client of its own for a step that goes `via` a host (its gateway is its proxy); and one
+//! cookie jar per inventory host. Redirects are not the client's: `request.rs`
 //! follows them per step.
 
 use std::collections::HashMap;
@@ -58,15 +59,37 @@ pub(super) fn client(
     // A preconfigured rustls config is used as is: ALPN is ours to set.
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let config = Arc::new(tls.clone());
-    let built = reqwest::Client::builder()
+    let built = builder(tls)
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))?;
+    clients.insert(key.clone(), (built.clone(), config.clone()));
+    Ok((built, config))
+}
+
+/// A client of the run's settings for `tls`.
+fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("sortie/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A client for one step that goes `via` a host: every connection (redirects too) through the
+/// gateway's SOCKS listener at `proxy` (`socks5h://`: names resolve on the far side). Its own
+/// pool, dropped with the step; the TLS settings are the run's client's.
+pub(super) fn via_client(
+    key: &ClientKey,
+    proxy: &str,
+) -> Result<(reqwest::Client, Arc<rustls::ClientConfig>), String> {
+    let (_, config) = client(key)?;
+    let proxy = reqwest::Proxy::all(proxy)
+        .map_err(|e| format!("cannot set up the gateway proxy: {}", describe(&e)))?;
+    let built = builder((*config).clone())
+        .proxy(proxy)
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))?;
-    clients.insert(key.clone(), (built.clone(), config.clone()));
     Ok((built, config))
 }
 

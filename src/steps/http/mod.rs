@@ -84,6 +84,10 @@ pub struct Http {
     /// (default 1MiB): a number, or `512KiB`, `10MiB`. Past it the body is still read (and
     /// saved, counted and hashed) but not kept, and `json` is not parsed.
     pub max_body: Option<crate::units::ByteSize>,
+    /// Send from a host instead of the runner: `host` (the current host) or an inventory
+    /// host's name (a template). Every connection (redirects too) goes through its SSH
+    /// session; names resolve there; TLS, cookies and redirects work as they do directly.
+    pub via: Option<String>,
 }
 
 /// `basic: [user, password]` or `bearer: TOKEN`.

@@ -16,6 +16,7 @@ use super::explain::describe;
 use super::{Http, MultipartField, MultipartFile, resolve};
 use crate::error::StepError;
 use crate::steps::TaskCx;
+use crate::steps::via::Route;
 use crate::yaml::RawNode;
 
 /// The step's method and URL (with `query` added), checked.
@@ -80,6 +81,8 @@ pub(super) struct Prepared<'a> {
     pub headers: HeaderMap,
     /// The first URL: credentials go to its origin only.
     pub origin: Url,
+    /// The via host the requests go through, and the request id its gateway knows them by.
+    pub via: Option<(Route, String)>,
 }
 
 /// Headers that carry credentials: dropped when a redirect leaves the first URL's origin.

@@ -12,12 +12,14 @@ use reqwest::cookie::CookieStore as _;
 use reqwest::{Method, StatusCode, Url};
 
 use super::Http;
-use super::client::{ClientKey, client, jar};
+use super::client::{ClientKey, client, jar, via_client};
 use super::explain::{classify, closed_without_reason, tls_help, tls_reason};
 use super::limit::Limit;
 use super::prepare::{Prepared, header_map, method_and_url, same_origin};
 use super::response::{Answer, BodyRules, result};
+use crate::conn::via::Failure;
 use crate::error::StepError;
+use crate::steps::via::Route;
 use crate::steps::{BoolOr, StepOutput, TaskCx};
 
 /// Redirects followed when `follow_redirects` is not given (curl's and requests' habit is
@@ -38,7 +40,23 @@ pub(super) async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, 
             url.host_str().unwrap_or("this URL")
         ));
     }
-    let (client, tls_config) = client(&ClientKey::of(&tls, cx.dir)).map_err(StepError::Io)?;
+    let key = ClientKey::of(&tls, cx.dir);
+    let route = Route::of(spec.via.as_deref(), cx).await?;
+    let (client, tls_config, via) = match route {
+        Some(r) if r.gateway.is_some() => {
+            let g = r.gateway.clone().ok_or(StepError::Cancelled)?;
+            let user = g.request_id();
+            let (c, t) = via_client(&key, &g.proxy_url(&user)).map_err(StepError::Io)?;
+            (c, t, Some((r, user)))
+        }
+        r => {
+            let (c, t) = client(&key).map_err(StepError::Io)?;
+            (c, t, r.map(|r| (r, String::new())))
+        }
+    };
+    if let Some((r, _)) = &via {
+        out = out.with("via", r.name.clone());
+    }
     let prepared = Prepared {
         spec,
         cx,
@@ -46,6 +64,7 @@ pub(super) async fn request(spec: &Http, cx: &TaskCx<'_>) -> Result<StepOutput, 
         jar: jar(&cx.host.name),
         headers,
         origin: url.clone(),
+        via,
     };
     let request_line = format!("{method} {url}");
     let answer = follow(&prepared, limit, &tls_config, method, url, &request_line).await?;
@@ -132,6 +151,17 @@ async fn send(
     match limit.wait(prepared.client.execute(req)).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
+            if let Some((route, user)) = &prepared.via
+                && let Some(g) = &route.gateway
+            {
+                return Err(match g.failure(user) {
+                    Some(f @ (Failure::Refused(_) | Failure::NoAnswer(_))) => {
+                        StepError::Io(format!("{hop}: {}", f.message()))
+                    }
+                    Some(f) => route.step_error(f, prepared.cx),
+                    None => classify(hop, &e),
+                });
+            }
             if url.scheme() == "https"
                 && closed_without_reason(&e)
                 && let Ok(Some(reason)) = limit.wait(tls_reason(url, tls_config.clone())).await

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio_util::either::Either;
 
+use super::via::Route;
 use super::{BoolOr, CheckCx, Kind, RunsOn, StepError, StepOutput, TaskCx};
+use crate::conn::via::Failure;
 use crate::diag::Diagnostic;
 use crate::expect::ExpectFields;
 use crate::units::ByteSize;
@@ -46,6 +48,10 @@ pub struct Tcp {
     /// A conversation instead of `send`/`read`: exchanges in order, each sending, reading,
     /// checking its reply and optionally starting TLS (`starttls: true`).
     pub dialog: Option<Vec<Exchange>>,
+    /// Probe from a host instead of the runner: `host` (the current host) or an inventory
+    /// host's name (a template), through its SSH session (`direct-tcpip`: nothing runs there).
+    /// The name in `host` then resolves on that host.
+    pub via: Option<String>,
 }
 
 /// Certificate checks for TLS connections.
@@ -159,14 +165,21 @@ async fn probe(spec: &Tcp, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
     // a silent port is reported as closed (`open: false`) rather than as a timed-out step.
     let deadline = tokio::time::Instant::now() + wait.mul_f64(0.9);
     let target = target(&host, spec.port);
+    let route = Route::of(spec.via.as_deref(), cx).await?;
+    let via = route.as_ref().map(|r| r.name.clone());
     let started = std::time::Instant::now();
-    let connect = tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(&target)).await;
-    let tcp = match connect {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Ok(closed(target, e.to_string())),
-        Err(_) => {
+    let connect =
+        tokio::time::timeout_at(deadline, connect(&route, &host, spec.port, &target)).await;
+    let tcp = match (connect, &route) {
+        (Ok(Ok(s)), _) => s,
+        (Ok(Err(Failure::Refused(e) | Failure::NoAnswer(e))), _) => {
+            return Ok(closed(target, e, via));
+        }
+        (Ok(Err(f)), Some(r)) => return Err(r.step_error(f, cx)),
+        (Ok(Err(f)), None) => return Ok(closed(target, f.message().to_string(), via)),
+        (Err(_), _) => {
             let error = format!("no answer within {}", crate::units::Duration(wait));
-            return Ok(closed(target, error));
+            return Ok(closed(target, error, via));
         }
     };
     let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -212,6 +225,9 @@ async fn probe(spec: &Tcp, cx: &TaskCx<'_>) -> Result<StepOutput, StepError> {
         .with("open", true)
         .with("connect_ms", (connect_ms * 1000.0).round() / 1000.0)
         .with("address", target.clone());
+    if let Some(v) = via {
+        out = out.with("via", v);
+    }
     for (k, v) in payload::reply_fields(transcript.last_reply.as_deref().unwrap_or(&[])) {
         out.fields.insert(k, v);
     }
@@ -253,12 +269,32 @@ fn one_shot(spec: &Tcp) -> Vec<Exchange> {
     }]
 }
 
+/// Connects from the runner, or from the via host through its gateway (a refused or silent
+/// port is `Failure::Refused` either way).
+async fn connect(
+    route: &Option<Route>,
+    host: &str,
+    port: u16,
+    target: &str,
+) -> Result<tokio::net::TcpStream, Failure> {
+    match route.as_ref().and_then(|r| r.gateway.as_ref()) {
+        Some(g) => g.connect(host, port).await,
+        None => tokio::net::TcpStream::connect(target)
+            .await
+            .map_err(|e| Failure::Refused(e.to_string())),
+    }
+}
+
 /// The result of a port found closed (or silent): `open: false`, and why.
-fn closed(target: String, error: String) -> StepOutput {
-    StepOutput::default()
+fn closed(target: String, error: String, via: Option<String>) -> StepOutput {
+    let out = StepOutput::default()
         .with("open", false)
         .with("error", error)
-        .with("address", target)
+        .with("address", target);
+    match via {
+        Some(v) => out.with("via", v),
+        None => out,
+    }
 }
 
 /// When the probe's waits end, and the step's timeout (for messages).
