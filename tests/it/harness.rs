@@ -213,6 +213,21 @@ impl TestLab {
 }
 
 impl TestLab {
+    /// A lab of `n` hosts started with the options `f` makes of the test defaults (an inside
+    /// network, hosts that forbid forwarding, …).
+    pub fn start_with(
+        n: usize,
+        f: impl FnOnce(sortie_lab::LabOptions) -> sortie_lab::LabOptions,
+    ) -> TestLab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lab = sortie_lab::Lab::start(f(sortie_lab::LabOptions::for_test(
+            n,
+            dir.path().join("lab"),
+        )))
+        .expect("the lab starts with its options");
+        TestLab { lab, dir }
+    }
+
     /// A lab whose hosts are `rtt` away: every connection to a host's address crosses the
     /// lab's WAN (`sortie_lab::wan`), each direction delayed by half the round trip.
     pub fn start_with_rtt(n: usize, rtt: std::time::Duration) -> TestLab {

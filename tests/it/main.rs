@@ -26,5 +26,6 @@ mod ship;
 mod slurm;
 mod ssh;
 mod ssh_config;
+mod via;
 mod wan;
 mod web;
