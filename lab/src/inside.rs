@@ -145,3 +145,202 @@ impl Inside {
         vars
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Lab, LabOptions, process};
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::process::{Output, Stdio};
+    use std::time::Duration;
+
+    fn on_host(lab: &Lab, i: usize, command: &str) -> Output {
+        lab.ssh
+            .ssh_command(i)
+            .unwrap()
+            .arg(command)
+            .output()
+            .unwrap()
+    }
+
+    fn stdout(out: &Output) -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `ssh -W target` through host `i`; returns what came back within a few seconds.
+    fn stdio_forward(lab: &Lab, i: usize, target: &str, send: &[u8]) -> (Vec<u8>, Output) {
+        let mut child = lab
+            .ssh
+            .ssh_command(i)
+            .unwrap()
+            .arg("-W")
+            .arg(target)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(send).unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let want = DB_BANNER.len() + send.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; want];
+            let n = out.read_exact(&mut got).map(|()| want).unwrap_or(0);
+            got.truncate(n);
+            got
+        });
+        let got = reader.join().unwrap();
+        drop(stdin);
+        let status = child.wait_with_output().unwrap();
+        (got, status)
+    }
+
+    #[test]
+    fn inside_services_answer_from_the_hosts_and_not_from_the_runner() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LabOptions::for_test(2, dir.path())
+            .with_inside()
+            .with_no_forwarding(&[1]);
+        if !rustix::process::geteuid().is_root() {
+            let Err(e) = Lab::start(options) else {
+                panic!("an inside network started without root");
+            };
+            assert!(e.to_string().contains("needs root"), "{e}");
+            return;
+        }
+        let mut lab = Lab::start(options).unwrap();
+        let vars = lab.vars();
+        assert_eq!(vars["inside"], true);
+        assert_eq!(vars["inside_db_port"], 5432);
+        assert_eq!(vars["inside_https_port"], 443);
+        let ca = vars["lab_ca"].as_str().unwrap().to_string();
+        assert!(
+            std::fs::read_to_string(&ca)
+                .unwrap()
+                .contains("CERTIFICATE")
+        );
+        let inventory = std::fs::read_to_string(lab.ssh.inventory()).unwrap();
+        assert!(inventory.contains("  inside_dns_port: 53\n"), "{inventory}");
+
+        // From a host: the site's /etc/hosts and resolver, and the services behind them.
+        let names = stdout(&on_host(&lab, 0, "getent hosts db.internal api.internal"));
+        assert_eq!(names.lines().count(), 2, "{names}");
+        assert!(
+            names.lines().all(|l| l.starts_with("127.0.0.1 ")),
+            "{names}"
+        );
+        // ns.internal is in the site's DNS only, not in its /etc/hosts.
+        let dns = stdout(&on_host(&lab, 0, "getent hosts ns.internal h02.lab.test"));
+        let h02 = lab.ssh.host(1).unwrap().address.to_string();
+        assert!(dns.contains("127.0.0.1") && dns.contains(&h02), "{dns}");
+        let db = on_host(
+            &lab,
+            1,
+            "bash -c 'exec 3<>/dev/tcp/db.internal/5432 && head -c 7 <&3'",
+        );
+        assert_eq!(stdout(&db), DB_BANNER);
+        let health = on_host(
+            &lab,
+            0,
+            "bash -c 'exec 3<>/dev/tcp/api.internal/80 && printf \"GET /health HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3'",
+        );
+        assert!(
+            stdout(&health).contains(r#""host":"api""#),
+            "{}",
+            stdout(&health)
+        );
+        if crate::site::find_on_path("curl").is_some() {
+            let https = on_host(
+                &lab,
+                0,
+                &format!("curl -sS --cacert {ca} https://api.internal/health"),
+            );
+            assert!(stdout(&https).contains(r#""status":"ok""#));
+        }
+
+        // From the runner: none of it.
+        assert!(("db.internal", 5432).to_socket_addrs().is_err());
+        let mut addresses = vec![std::net::Ipv4Addr::LOCALHOST];
+        addresses.extend(lab.ssh.hosts().iter().map(|h| h.address));
+        for ip in addresses {
+            if let Ok(mut s) =
+                TcpStream::connect_timeout(&(ip, DB_PORT).into(), Duration::from_secs(1))
+            {
+                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut got = [0u8; 7];
+                let n = s.read(&mut got).unwrap_or(0);
+                assert_ne!(
+                    &got[..n],
+                    DB_BANNER.as_bytes(),
+                    "the db answers the runner on {ip}"
+                );
+            }
+        }
+
+        // OpenSSH's own direct-tcpip: through h01 to the db (which echoes), refused by h02.
+        let (got, out) = stdio_forward(&lab, 0, "db.internal:5432", b"ping\n");
+        assert_eq!(
+            got,
+            b"db-ok\r\nping\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (got, out) = stdio_forward(&lab, 1, "db.internal:5432", b"ping\n");
+        assert!(got.is_empty() && !out.status.success());
+        assert_eq!(
+            lab.ssh.log_count(1, "refused local port forward").unwrap(),
+            1
+        );
+
+        // A killed host refuses at its usual address, as without a site, and comes back.
+        lab.ssh.kill_host(0).unwrap();
+        assert!(TcpStream::connect(lab.ssh.host(0).unwrap().socket_addr()).is_err());
+        lab.ssh.start_host(0).unwrap();
+        assert_eq!(stdout(&on_host(&lab, 0, "echo back")), "back\n");
+
+        // Dropping the lab ends the holder and every sshd.
+        let mut pids: Vec<u32> = lab.ssh.hosts().iter().filter_map(|h| h.pid()).collect();
+        let holder = lab.inside.as_ref().unwrap().site.holder().0;
+        pids.push(holder);
+        assert!(pids.iter().all(|p| process::alive(*p)));
+        drop(lab);
+        assert!(
+            process::wait_gone(&pids, Duration::from_secs(5)),
+            "{pids:?}"
+        );
+    }
+
+    #[test]
+    fn a_host_without_forwarding_refuses_direct_tcpip_without_a_site_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab::start(LabOptions::for_test(2, dir.path()).with_no_forwarding(&[1])).unwrap();
+        let target = format!("127.0.0.1:{}", lab.tcp.banner.port());
+        let config = std::fs::read_to_string(&lab.ssh.host(1).unwrap().config).unwrap();
+        assert!(config.contains("AllowTcpForwarding no\n"), "{config}");
+        for (i, allowed) in [(0, true), (1, false)] {
+            let out = lab
+                .ssh
+                .ssh_command(i)
+                .unwrap()
+                .arg("-W")
+                .arg(&target)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let banner = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                banner.starts_with("SSH-2.0-sortie-lab"),
+                allowed,
+                "h0{}: {banner}",
+                i + 1
+            );
+        }
+    }
+}
