@@ -14,6 +14,10 @@
 //!
 //! [`dns::DnsServer`] answers for `lab.test.` (and the lab hosts' reverse names) on 127.0.0.1; the
 //! inventory's `dns_server` (`127.0.0.1:PORT`) and `dns_port` say where.
+//!
+//! With [`LabOptions::with_inside`], every sshd runs inside one private network namespace
+//! ([`site`]) with services that only the hosts reach ([`inside`]: db, api, dns); the runner
+//! reaches the hosts through a relay ([`wan`]'s code) at their usual addresses.
 
 pub mod background;
 pub mod daemons;

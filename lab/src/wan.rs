@@ -18,6 +18,10 @@
 //!   earlier, never out of order); with a bandwidth cap, no sooner than the link would have
 //!   carried the bytes before it;
 //! - a half-close travels like data; an error on either side closes both.
+//!
+//! The same proxy, with no delay, is the relay of an inside network: [`Wan::start_into`]
+//! listens here and connects inside a [`SiteNet`] ([`crate::site`]), and [`Wan::set_open`]
+//! closes and reopens one route's listener (a killed host refuses connects).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

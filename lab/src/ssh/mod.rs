@@ -9,8 +9,11 @@
 //! copy of /etc/passwd gives the login user `/bin/sh`: root's bash start-up on these machines
 //! costs ~100 ms per command, and nothing outside the namespace changes. With
 //! [`SshLabOptions::password`] the namespace also gets a lab copy of /etc/shadow holding that
-//! password's hash for the login user, and sshd takes passwords. Dropping the [`SshLab`] stops
-//! every process it started, by PID.
+//! password's hash for the login user, and sshd takes passwords. With [`SshLabOptions::site`]
+//! every sshd runs inside that network namespace, behind a relay on its usual address
+//! ([`crate::site`]); [`SshLabOptions::binds`] adds files to bind-mount (the site's /etc/hosts
+//! and /etc/resolv.conf), and [`SshLabOptions::no_forwarding`] names hosts that refuse TCP
+//! forwarding. Dropping the [`SshLab`] stops every process it started, by PID.
 //!
 //! This module holds the options, the hosts and what tests do to them (kill, restart, new key);
 //! `sshd` starts, probes and stops the processes, `config` writes the files above, `keys` makes

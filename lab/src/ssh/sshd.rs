@@ -1,5 +1,6 @@
-//! The sshd processes of an [`SshLab`]: the port they share, starting each one (in the lab's
-//! mount namespace when there is one), waiting until each answers with its `SSH-2.0` banner,
+//! The sshd processes of an [`SshLab`]: the port they share, starting each one (in a mount
+//! namespace of its own when files are bind-mounted for it, inside the site when there is one),
+//! waiting until each answers with its `SSH-2.0` banner,
 //! and stopping them with every session they started. Also where the hosts' addresses come from.
 
 use std::io::{Read, Write as _};
