@@ -57,6 +57,8 @@ pub struct DnsOptions {
     /// Zone-file lines appended to `lab.test.` (relative names are under `lab.test.`), to give a
     /// second server different content.
     pub extra: Vec<String>,
+    /// Further zones, (origin, zone-file text), e.g. the site's `internal.` ([`crate::inside`]).
+    pub zones: Vec<(String, String)>,
 }
 
 impl Default for DnsOptions {
@@ -67,6 +69,7 @@ impl Default for DnsOptions {
             hosts: Vec::new(),
             serial: LAB_SERIAL,
             extra: Vec::new(),
+            zones: Vec::new(),
         }
     }
 }
@@ -267,6 +270,10 @@ fn catalog(options: &DnsOptions) -> Result<Catalog, LabError> {
         ),
     ] {
         let (origin, handler) = zone(origin, &text, axfr)?;
+        catalog.upsert(origin, vec![handler]);
+    }
+    for (origin, text) in &options.zones {
+        let (origin, handler) = zone(origin, text, AxfrPolicy::AllowAll)?;
         catalog.upsert(origin, vec![handler]);
     }
     Ok(catalog)

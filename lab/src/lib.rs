@@ -14,13 +14,19 @@
 //!
 //! [`dns::DnsServer`] answers for `lab.test.` (and the lab hosts' reverse names) on 127.0.0.1; the
 //! inventory's `dns_server` (`127.0.0.1:PORT`) and `dns_port` say where.
+//!
+//! With [`LabOptions::with_inside`], every sshd runs inside one private network namespace
+//! ([`site`]) with services that only the hosts reach ([`inside`]: db, api, dns); the runner
+//! reaches the hosts through a relay ([`wan`]'s code) at their usual addresses.
 
 pub mod background;
 pub mod daemons;
 pub mod dns;
 pub mod http;
+pub mod inside;
 pub mod pki;
 pub mod process;
+pub mod site;
 pub mod ssh;
 pub mod tcp;
 pub mod udp;
@@ -73,6 +79,8 @@ pub enum LabError {
     NoSuchHost(usize),
     #[error("{0}")]
     Server(String),
+    #[error("an inside network (`with_inside`, `--inside`) needs {0}")]
+    Inside(String),
     #[error("lab state in {path}: {detail}")]
     State { path: PathBuf, detail: String },
 }
@@ -102,6 +110,9 @@ pub struct LabOptions {
     /// listens on its backstage address, the proxy on its public one. 127.0.0.1 (the lab's
     /// own HTTP URL, DNS) stays direct.
     pub wan: Option<wan::WanOptions>,
+    /// An inside network ([`inside`]): every sshd runs in a private network namespace (the
+    /// site) with services the runner cannot reach; root, `unshare` and `ip` needed.
+    pub inside: bool,
 }
 
 impl LabOptions {
@@ -113,7 +124,20 @@ impl LabOptions {
             slow_delay: Duration::from_secs(2),
             dns_port: 0,
             wan: None,
+            inside: false,
         }
+    }
+
+    /// Puts every SSH host inside the site, with the inside services ([`inside`]).
+    pub fn with_inside(mut self) -> Self {
+        self.inside = true;
+        self
+    }
+
+    /// Host indices whose sshd refuses TCP forwarding (`AllowTcpForwarding no`).
+    pub fn with_no_forwarding(mut self, hosts: &[usize]) -> Self {
+        self.ssh.no_forwarding = hosts.to_vec();
+        self
     }
 
     /// Puts a WAN with this round trip between the runner and every host.
@@ -156,6 +180,9 @@ pub struct Lab {
     pub dns: dns::DnsServer,
     /// The emulated link in front of every host, with [`LabOptions::wan`].
     pub wan: Option<wan::Wan>,
+    /// The inside services and their site, with [`LabOptions::inside`]; last, so the site
+    /// outlives every sshd in it.
+    pub inside: Option<inside::Inside>,
 }
 
 impl Lab {
@@ -163,7 +190,21 @@ impl Lab {
     pub fn start(options: LabOptions) -> Result<Lab, LabError> {
         let mut ssh_options = options.ssh.clone();
         ssh_options.behind_wan = options.wan.is_some();
+        let site = if options.inside {
+            std::fs::create_dir_all(&ssh_options.dir)
+                .map_err(|e| LabError::io(format!("creating {}", ssh_options.dir.display()), e))?;
+            let (site, binds) = inside::Inside::prepare(&ssh_options.dir)?;
+            ssh_options.site = Some(site.net().clone());
+            ssh_options.binds.extend(binds);
+            Some(site)
+        } else {
+            None
+        };
         let ssh = ssh::SshLab::start(ssh_options)?;
+        let inside = match site {
+            Some(site) => Some(inside::Inside::start(site, &ssh)?),
+            None => None,
+        };
         // Behind a WAN every server of a host listens on its backstage address (`listen`).
         let mut ips = vec![Ipv4Addr::LOCALHOST];
         ips.extend(ssh.hosts().iter().map(|h| h.listen));
@@ -219,6 +260,7 @@ impl Lab {
             tcp,
             dns,
             wan,
+            inside,
         };
         lab.ssh.write_inventory(&lab.vars())?;
         write_atomically(&lab.dir().join("lab.json"), &lab.info().to_json()?)?;
@@ -259,6 +301,9 @@ impl Lab {
                 serde_json::Value::from(w.options().rtt.as_secs_f64() * 1000.0),
             );
         }
+        if let Some(inside) = &self.inside {
+            vars.extend(inside.vars());
+        }
         vars.insert(
             "lab_dir".to_string(),
             serde_json::Value::from(self.dir().display().to_string()),
@@ -293,6 +338,10 @@ impl Lab {
                 .collect(),
             http_url: format!("http://127.0.0.1:{}", self.http.port()),
             vars: self.vars(),
+            site: self.inside.as_ref().map(|i| {
+                let (pid, start_time) = i.site.holder();
+                SiteRecord { pid, start_time }
+            }),
         }
     }
 }
@@ -342,6 +391,17 @@ pub struct LabInfo {
     pub hosts: Vec<HostRecord>,
     pub http_url: String,
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// The site's holder process, with an inside network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteRecord>,
+}
+
+/// The process that holds the site's network namespace, as `lab.json` records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteRecord {
+    pub pid: u32,
+    /// Its start time (clock ticks after boot): with the PID, this very process.
+    pub start_time: u64,
 }
 
 /// One SSH host as `lab.json` records it.

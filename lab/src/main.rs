@@ -87,6 +87,13 @@ struct StartArgs {
     /// Keep the login user's own shell (no mount namespace with /bin/sh).
     #[arg(long)]
     keep_shell: bool,
+    /// An inside network: every sshd in a private network namespace with services the runner
+    /// cannot reach (db 5432, api 80/443, dns 53; docs/lab.md). Needs root.
+    #[arg(long)]
+    inside: bool,
+    /// Hosts whose sshd refuses TCP forwarding (`AllowTcpForwarding no`), e.g. h02 or h02,h03.
+    #[arg(long, value_delimiter = ',', value_parser = parse_host_name)]
+    no_forwarding: Vec<usize>,
     /// Run in the foreground instead of detaching.
     #[arg(long)]
     foreground: bool,
@@ -146,6 +153,12 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
         .arg("--ttl")
         .arg(format!("{}s", args.ttl.as_secs()))
         .args(args.keep_shell.then_some("--keep-shell"))
+        .args(args.inside.then_some("--inside"))
+        .args(
+            args.no_forwarding
+                .iter()
+                .flat_map(|i| ["--no-forwarding".to_string(), format!("h{}", i + 1)]),
+        )
         .args(
             args.rtt
                 .map(|r| vec!["--rtt".to_string(), format!("{}us", r.as_micros())])
@@ -194,6 +207,12 @@ fn start(args: &StartArgs) -> Result<ExitCode, LabError> {
             if let Some(dns) = info.vars.get("dns_server").and_then(|v| v.as_str()) {
                 say!("dns:        {dns} (zone lab.test.)");
             }
+            if let Some(site) = &info.site {
+                say!(
+                    "inside:     every sshd in a network namespace (holder pid {}): db.internal:5432, api.internal:80/443, dns 127.0.0.1:53, reachable from the hosts only",
+                    site.pid
+                );
+            }
             say!("inventory:  {}", info.inventory.display());
             say!("ssh config: ssh -F {} h01", info.ssh_config.display());
             say!("stop with:  sortie-lab stop --dir {}", dir.display());
@@ -222,6 +241,8 @@ fn serve(args: &StartArgs) -> Result<ExitCode, LabError> {
     options.ssh.sh_login_shell = !args.keep_shell;
     options.http_port = args.http_port;
     options.dns_port = args.dns_port;
+    options.inside = args.inside;
+    options.ssh.no_forwarding = args.no_forwarding.clone();
     options.wan = args.rtt.map(|rtt| sortie_lab::wan::WanOptions {
         rtt,
         bandwidth: args.bandwidth,
@@ -298,10 +319,19 @@ fn stop(dir: &Path) -> Result<ExitCode, LabError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Kills any recorded sshd still running with its own config (the lab process died without
-/// cleaning up); returns how many.
+/// Kills any recorded sshd still running with its own config, and the site's holder if it is
+/// still the very process recorded (PID and start time): the lab process died without cleaning
+/// up. Returns how many.
 fn kill_stray_hosts(info: &LabInfo) -> usize {
     let mut killed = 0;
+    if let Some(site) = &info.site
+        && process::start_time(site.pid) == Some(site.start_time)
+        && process::alive(site.pid)
+    {
+        process::signal(site.pid, Signal::KILL);
+        process::wait_gone(&[site.pid], Duration::from_secs(2));
+        killed += 1;
+    }
     for host in &info.hosts {
         let Some(pid) = host.pid else { continue };
         let config = host.config.display().to_string();
@@ -371,6 +401,18 @@ fn lab_dir(dir: &Path) -> Result<PathBuf, LabError> {
     std::fs::canonicalize(dir).map_err(|e| LabError::io(format!("resolving {}", dir.display()), e))
 }
 
+/// `h02` → 1 (the index of host h02); `h1`, `h001` too.
+fn parse_host_name(text: &str) -> Result<usize, String> {
+    let bad = || format!("`{text}` is not a lab host name: write it as h01, h02, …");
+    let number: usize = text
+        .trim()
+        .strip_prefix('h')
+        .ok_or_else(bad)?
+        .parse()
+        .map_err(|_| bad())?;
+    number.checked_sub(1).ok_or_else(bad)
+}
+
 /// `90`, `90s`, `30m`, `3h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -400,5 +442,13 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(10800)));
         assert!(parse_duration("3d").is_err());
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(parse_host_name("h02"), Ok(1));
+        assert_eq!(parse_host_name("h001"), Ok(0));
+        assert!(parse_host_name("h00").is_err());
+        assert!(parse_host_name("web").is_err());
     }
 }

@@ -117,9 +117,16 @@ impl TestPki {
     /// `expiring-key.pem`. The server certificate names `localhost` and every address in
     /// `ips`.
     pub fn generate(dir: &Path, ips: &[IpAddr]) -> Result<TestPki, LabError> {
+        TestPki::generate_named(dir, ips, &[])
+    }
+
+    /// Like [`TestPki::generate`], the server certificates also naming each of `names` (DNS
+    /// names such as `api.internal`).
+    pub fn generate_named(dir: &Path, ips: &[IpAddr], names: &[&str]) -> Result<TestPki, LabError> {
         let (ca_params, ca_key, ca_id) = ca("sortie lab CA")?;
         let issuer = Issuer::from_params(&ca_params, &ca_key);
         let mut sans: Vec<String> = vec!["localhost".into()];
+        sans.extend(names.iter().map(|n| n.to_string()));
         sans.extend(ips.iter().map(IpAddr::to_string));
         let server = leaf(
             "sortie lab server",

@@ -30,6 +30,8 @@ pub enum TcpKind {
     Echo,
     /// Sends this text on accept (e.g. `SSH-2.0-lab\r\n`), then holds like `Open`.
     Banner(String),
+    /// Sends this text on accept, then echoes like `Echo` (the site's `db`).
+    Greet(String),
     /// Accepts, waits `delay`, sends `banner`, then holds like `Open`.
     Slow { delay: Duration, banner: String },
     /// Never completes a connect: listens with a backlog of 0 and fills its accept queue
@@ -46,6 +48,7 @@ impl TcpKind {
             TcpKind::Open => "tcp-open",
             TcpKind::Echo => "tcp-echo",
             TcpKind::Banner(_) => "tcp-banner",
+            TcpKind::Greet(_) => "tcp-greet",
             TcpKind::Slow { .. } => "tcp-slow",
             TcpKind::Blackhole => "tcp-blackhole",
             TcpKind::Counter { .. } => "tcp-counter",
@@ -241,13 +244,10 @@ async fn accept_loop(
 async fn serve(mut stream: TcpStream, kind: &TcpKind) {
     match kind {
         TcpKind::Open | TcpKind::Blackhole => drain(&mut stream).await,
-        TcpKind::Echo => {
-            let mut buf = vec![0u8; 16 * 1024];
-            // Ends when the client closes (read of 0) or the connection breaks.
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
+        TcpKind::Echo => echo(&mut stream).await,
+        TcpKind::Greet(banner) => {
+            if stream.write_all(banner.as_bytes()).await.is_ok() {
+                echo(&mut stream).await;
             }
         }
         TcpKind::Banner(banner) => {
@@ -273,6 +273,16 @@ async fn serve(mut stream: TcpStream, kind: &TcpKind) {
                 let _ = stream.write_all(b"ok\r\n").await;
                 let _ = stream.shutdown().await;
             }
+        }
+    }
+}
+
+/// Sends back what arrives until the client closes (a read of 0) or the connection breaks.
+async fn echo(stream: &mut TcpStream) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
 }

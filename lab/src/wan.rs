@@ -18,19 +18,27 @@
 //!   earlier, never out of order); with a bandwidth cap, no sooner than the link would have
 //!   carried the bytes before it;
 //! - a half-close travels like data; an error on either side closes both.
+//!
+//! The same proxy, with no delay, is the relay of an inside network: [`Wan::start_into`]
+//! listens here and connects inside a [`SiteNet`] ([`crate::site`]), and [`Wan::set_open`]
+//! closes and reopens one route's listener (a killed host refuses connects).
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::LabError;
 use crate::background::Background;
+use crate::site::SiteNet;
 
 /// Offset from a public lab address to its backstage one (127.0.x.y → 127.128.x.y).
 const BACKSTAGE_OFFSET: u32 = 0x0080_0000;
@@ -61,7 +69,24 @@ pub fn has_backstage(public: Ipv4Addr) -> bool {
 pub struct Wan {
     options: WanOptions,
     routes: Vec<(SocketAddr, SocketAddr)>,
+    control: Control,
     _server: Background,
+}
+
+/// What the proxy's thread hands back: its runtime, the token that ends every connection, and
+/// the routes listening now (a route can be closed and opened again: [`Wan::set_open`]).
+struct Control {
+    runtime: Handle,
+    stop: CancellationToken,
+    upstream: Option<SiteNet>,
+    listening: Mutex<HashMap<SocketAddr, Listening>>,
+}
+
+/// One route's listener: cancelling `token` ends its accept loop (not its connections), and
+/// `gone` disconnects once the listener is closed.
+struct Listening {
+    token: CancellationToken,
+    gone: std::sync::mpsc::Receiver<()>,
 }
 
 impl Wan {
@@ -70,25 +95,47 @@ impl Wan {
         options: WanOptions,
         routes: Vec<(SocketAddr, SocketAddr)>,
     ) -> Result<Wan, LabError> {
+        Wan::start_into(options, routes, None)
+    }
+
+    /// Like [`Wan::start`], but with `upstream` the proxy connects to each route's second
+    /// address inside that site (it still listens here): how the runner reaches the sshd of a
+    /// host inside the site at its usual address. A zero `rtt` relays without delay.
+    pub fn start_into(
+        options: WanOptions,
+        routes: Vec<(SocketAddr, SocketAddr)>,
+        upstream: Option<SiteNet>,
+    ) -> Result<Wan, LabError> {
         let bound = routes.clone();
-        let (server, ()) = Background::start("wan", move |stop: CancellationToken| async move {
-            let mut listeners = Vec::with_capacity(bound.len());
-            for (public, upstream) in &bound {
-                let listener = bind(*public)?;
-                listeners.push((listener, *upstream));
-            }
-            let serve = async move {
-                let mut tasks = tokio::task::JoinSet::new();
-                for (listener, upstream) in listeners {
-                    tasks.spawn(accept_loop(listener, upstream, options, stop.clone()));
+        let site = upstream.clone();
+        let (server, (runtime, stop, listening)) =
+            Background::start("wan", move |stop: CancellationToken| async move {
+                let runtime = Handle::current();
+                let mut listening = HashMap::new();
+                for (public, upstream) in bound {
+                    let listener = bind(public)?;
+                    let route = Route {
+                        upstream,
+                        options,
+                        site: site.clone(),
+                    };
+                    listening.insert(public, listen(&runtime, listener, route, &stop));
                 }
-                while tasks.join_next().await.is_some() {}
-            };
-            Ok(((), serve))
-        })?;
+                let serve = {
+                    let stop = stop.clone();
+                    async move { stop.cancelled().await }
+                };
+                Ok(((runtime, stop, listening), serve))
+            })?;
         Ok(Wan {
             options,
             routes,
+            control: Control {
+                runtime,
+                stop,
+                upstream,
+                listening: Mutex::new(listening),
+            },
             _server: server,
         })
     }
@@ -100,6 +147,43 @@ impl Wan {
     /// (public, backstage) pairs.
     pub fn routes(&self) -> &[(SocketAddr, SocketAddr)] {
         &self.routes
+    }
+
+    /// Closes the listener of the route from `public` (connects are then refused; connections
+    /// already relayed go on), or opens it again. Returns once the listener is closed or open.
+    pub fn set_open(&self, public: SocketAddr, open: bool) -> Result<(), LabError> {
+        let mut listening = self
+            .control
+            .listening
+            .lock()
+            .map_err(|_| LabError::Server("the WAN's routes are poisoned".into()))?;
+        if !open {
+            if let Some(route) = listening.remove(&public) {
+                route.token.cancel();
+                // Disconnected once the accept loop has dropped the listener.
+                let _ = route.gone.recv_timeout(Duration::from_secs(2));
+            }
+            return Ok(());
+        }
+        if listening.contains_key(&public) {
+            return Ok(());
+        }
+        let Some((_, upstream)) = self.routes.iter().find(|(p, _)| *p == public) else {
+            return Err(LabError::Server(format!(
+                "the WAN has no route from {public}"
+            )));
+        };
+        // Bound here, in the caller's (the runner's) namespace, on the proxy's runtime.
+        let _context = self.control.runtime.enter();
+        let listener = bind(public)?;
+        let route = Route {
+            upstream: *upstream,
+            options: self.options,
+            site: self.control.upstream.clone(),
+        };
+        let control = listen(&self.control.runtime, listener, route, &self.control.stop);
+        listening.insert(public, control);
+        Ok(())
     }
 }
 
@@ -115,23 +199,52 @@ fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LabError> {
     socket.listen(1024).map_err(io)
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
+/// Where one route's connections go, and across what.
+#[derive(Clone)]
+struct Route {
     upstream: SocketAddr,
     options: WanOptions,
+    site: Option<SiteNet>,
+}
+
+/// Spawns the accept loop of one route on `runtime`; its connections end with `stop`.
+fn listen(
+    runtime: &Handle,
+    listener: tokio::net::TcpListener,
+    route: Route,
+    stop: &CancellationToken,
+) -> Listening {
+    let token = stop.child_token();
+    let (gone_tx, gone) = std::sync::mpsc::channel();
+    runtime.spawn(accept_loop(
+        listener,
+        route,
+        token.clone(),
+        stop.clone(),
+        gone_tx,
+    ));
+    Listening { token, gone }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    route: Route,
+    closed: CancellationToken,
     stop: CancellationToken,
+    gone: std::sync::mpsc::Sender<()>,
 ) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = stop.cancelled() => return,
+            () = closed.cancelled() => break,
         };
         match accepted {
             Ok((client, _)) => {
                 let stop = stop.clone();
+                let route = route.clone();
                 tokio::spawn(async move {
                     tokio::select! {
-                        () = relay(client, upstream, options) => {}
+                        () = relay(client, route) => {}
                         () = stop.cancelled() => {}
                     }
                 });
@@ -140,12 +253,26 @@ async fn accept_loop(
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
+    drop(listener);
+    drop(gone);
+}
+
+/// Connects to `upstream`, inside `site` when there is one.
+async fn connect(upstream: SocketAddr, site: Option<&SiteNet>) -> std::io::Result<TcpStream> {
+    match site {
+        None => TcpStream::connect(upstream).await,
+        Some(site) => {
+            let socket = site.tcp_socket().map_err(std::io::Error::other)?;
+            socket.connect(upstream).await
+        }
+    }
 }
 
 /// One chunk in flight: due when it may be written on the far side; `None` is end of stream.
 type Chunk = (Instant, Option<Vec<u8>>);
 
-async fn relay(client: TcpStream, upstream: SocketAddr, options: WanOptions) {
+async fn relay(client: TcpStream, route: Route) {
+    let options = route.options;
     let accepted = Instant::now();
     let half = options.rtt / 2;
     let _ = client.set_nodelay(true);
@@ -154,7 +281,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, options: WanOptions) {
     let (up_tx, up_rx) = mpsc::unbounded_channel::<Chunk>();
     let from_client = tokio::spawn(read_side(client_read, up_tx, half));
     tokio::time::sleep_until(accepted + options.rtt + half).await;
-    let server = match TcpStream::connect(upstream).await {
+    let server = match connect(route.upstream, route.site.as_ref()).await {
         Ok(s) => s,
         // Refused or gone: the client sees its connection closed, half a round trip later.
         Err(_) => {

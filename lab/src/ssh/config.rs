@@ -101,6 +101,11 @@ impl SshLab {
             (true, true) => "PermitRootLogin yes\n",
         };
         let password_auth = if password { "yes" } else { "no" };
+        let forwarding = if self.options.no_forwarding.contains(&i) {
+            "no"
+        } else {
+            "yes"
+        };
         let text = format!(
             "# sortie lab host {name}\n\
              ListenAddress {address}:{port}\n\
@@ -119,7 +124,7 @@ impl SshLab {
              PrintLastLog no\n\
              UseDNS no\n\
              X11Forwarding no\n\
-             AllowTcpForwarding yes\n\
+             AllowTcpForwarding {forwarding}\n\
              AcceptEnv LANG LC_*\n\
              MaxStartups 1000\n\
              MaxSessions 256\n\

@@ -9,8 +9,11 @@
 //! copy of /etc/passwd gives the login user `/bin/sh`: root's bash start-up on these machines
 //! costs ~100 ms per command, and nothing outside the namespace changes. With
 //! [`SshLabOptions::password`] the namespace also gets a lab copy of /etc/shadow holding that
-//! password's hash for the login user, and sshd takes passwords. Dropping the [`SshLab`] stops
-//! every process it started, by PID.
+//! password's hash for the login user, and sshd takes passwords. With [`SshLabOptions::site`]
+//! every sshd runs inside that network namespace, behind a relay on its usual address
+//! ([`crate::site`]); [`SshLabOptions::binds`] adds files to bind-mount (the site's /etc/hosts
+//! and /etc/resolv.conf), and [`SshLabOptions::no_forwarding`] names hosts that refuse TCP
+//! forwarding. Dropping the [`SshLab`] stops every process it started, by PID.
 //!
 //! This module holds the options, the hosts and what tests do to them (kill, restart, new key);
 //! `sshd` starts, probes and stops the processes, `config` writes the files above, `keys` makes
@@ -33,6 +36,8 @@ use rustix::process::Signal;
 use config::host_pattern;
 use sshd::host_addresses;
 
+use crate::site::SiteNet;
+use crate::wan::{Wan, WanOptions};
 use crate::{LabError, process, raise_fd_limit};
 
 pub use sshd::speaks_ssh;
@@ -69,6 +74,16 @@ pub struct SshLabOptions {
     /// sshd listens on each host's backstage address ([`crate::wan::backstage`]), for a
     /// [`crate::wan::Wan`] in front of it on the public one (set by [`crate::Lab`]).
     pub behind_wan: bool,
+    /// Indices of the hosts whose sshd_config says `AllowTcpForwarding no` (the others say
+    /// yes): a host through which no `direct-tcpip` channel opens.
+    pub no_forwarding: Vec<usize>,
+    /// Files bind-mounted over the machine's in every sshd's mount namespace, (lab file,
+    /// path it covers), e.g. the site's `/etc/hosts`; root and `unshare` needed. The
+    /// machine's own files are never touched.
+    pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Run every sshd inside this site ([`crate::site`]); a relay in the runner's namespace
+    /// then listens on each host's usual address and port and connects to its sshd inside.
+    pub site: Option<SiteNet>,
 }
 
 impl SshLabOptions {
@@ -83,6 +98,9 @@ impl SshLabOptions {
             sshd: PathBuf::from(SSHD),
             password: None,
             behind_wan: false,
+            no_forwarding: Vec::new(),
+            binds: Vec::new(),
+            site: None,
         }
     }
 
@@ -182,6 +200,8 @@ pub struct SshLab {
     extra_vars: BTreeMap<String, serde_json::Value>,
     /// Sessions of hosts killed by [`SshLab::kill_host`]: (PID, start time).
     orphans: Vec<(u32, u64)>,
+    /// With [`SshLabOptions::site`]: the relay from each host's address here to its sshd inside.
+    relay: Option<Wan>,
 }
 
 impl SshLab {
@@ -232,6 +252,7 @@ impl SshLab {
             hosts,
             extra_vars: BTreeMap::new(),
             orphans: Vec::new(),
+            relay: None,
         };
         lab.port = lab.choose_port()?;
         for host in &mut lab.hosts {
@@ -247,6 +268,7 @@ impl SshLab {
         for i in 0..lab.hosts.len() {
             lab.spawn(i)?;
         }
+        lab.relay = lab.start_relay()?;
         let all: Vec<usize> = (0..lab.hosts.len()).collect();
         lab.wait_ready(&all, lab.options.ready_timeout)?;
         Ok(lab)
@@ -254,6 +276,33 @@ impl SshLab {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// With a site, the relay: each host's `listen:port` here to the same address inside,
+    /// without delay (a WAN, if any, sits in front of it).
+    fn start_relay(&self) -> Result<Option<Wan>, LabError> {
+        let Some(site) = &self.options.site else {
+            return Ok(None);
+        };
+        let routes = self
+            .hosts
+            .iter()
+            .map(|h| (h.socket_addr(), h.socket_addr()))
+            .collect();
+        let direct = WanOptions {
+            rtt: Duration::ZERO,
+            bandwidth: None,
+        };
+        Wan::start_into(direct, routes, Some(site.clone())).map(Some)
+    }
+
+    /// Opens or closes host `i`'s relay listener (with a site), so a killed host refuses
+    /// connects as it does without one.
+    fn relay_open(&self, i: usize, open: bool) -> Result<(), LabError> {
+        match &self.relay {
+            Some(relay) => relay.set_open(self.host(i)?.socket_addr(), open),
+            None => Ok(()),
+        }
     }
 
     /// The port every host listens on.
@@ -318,7 +367,7 @@ impl SshLab {
             process::signal(child.id(), Signal::KILL);
             let _ = process::wait_child(&mut child, STOP_GRACE);
         }
-        Ok(())
+        self.relay_open(i, false)
     }
 
     /// SIGKILL host `i`'s sshd and every session under it (each connection's sshd and the
@@ -331,6 +380,7 @@ impl SshLab {
         let killed = process::signal_tree(child.id(), Signal::KILL);
         let _ = process::wait_child(&mut child, STOP_GRACE);
         process::wait_gone(&killed, STOP_GRACE);
+        self.relay_open(i, false)?;
         Ok(killed)
     }
 
@@ -340,6 +390,7 @@ impl SshLab {
         if !running {
             self.spawn(i)?;
         }
+        self.relay_open(i, true)?;
         self.wait_ready(&[i], self.options.ready_timeout)
     }
 

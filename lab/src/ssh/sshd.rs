@@ -1,9 +1,11 @@
-//! The sshd processes of an [`SshLab`]: the port they share, starting each one (in the lab's
-//! mount namespace when there is one), waiting until each answers with its `SSH-2.0` banner,
+//! The sshd processes of an [`SshLab`]: the port they share, starting each one (in a mount
+//! namespace of its own when files are bind-mounted for it, inside the site when there is one),
+//! waiting until each answers with its `SSH-2.0` banner,
 //! and stopping them with every session they started. Also where the hosts' addresses come from.
 
 use std::io::{Read, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -12,6 +14,10 @@ use rustix::process::Signal;
 
 use super::{STOP_GRACE, ShellMode, SshLab, UNSHARE, log_tail};
 use crate::{LabError, process};
+
+/// `sh -c` script: bind-mounts each SOURCE TARGET pair up to `--`, then execs the rest.
+/// Bounded by its arguments: each round consumes two.
+const BIND_THEN_EXEC: &str = "while [ \"$1\" != -- ]; do mount --bind \"$1\" \"$2\" || exit 1; shift 2; done; shift; exec \"$@\"";
 
 impl SshLab {
     /// Picks the port: the one asked for if it is free on every address, else (port 0) one the
@@ -45,9 +51,7 @@ impl SshLab {
     }
 
     pub(super) fn spawn(&mut self, i: usize) -> Result<(), LabError> {
-        let sshd = self.options.sshd.clone();
-        let shell = self.shell.clone();
-        let shadow = self.shadow.clone();
+        let mut cmd = self.sshd_command(i)?;
         let host = self.hosts.get_mut(i).ok_or(LabError::NoSuchHost(i))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -57,39 +61,48 @@ impl SshLab {
         let log2 = log
             .try_clone()
             .map_err(|e| LabError::io("duplicating a log handle", e))?;
-        let mut cmd = match &shell {
-            ShellMode::Namespace(passwd) => {
-                // unshare and sh both exec: the PID we get is sshd's.
-                let mut cmd = Command::new(UNSHARE);
-                cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"]);
-                match &shadow {
-                    None => cmd
-                        .arg("mount --bind \"$0\" /etc/passwd && exec \"$@\"")
-                        .arg(passwd),
-                    Some(shadow) => cmd
-                        .arg(
-                            "mount --bind \"$0\" /etc/passwd && mount --bind \"$1\" /etc/shadow \
-                             && shift && exec \"$@\"",
-                        )
-                        .arg(passwd)
-                        .arg(shadow),
-                };
-                cmd.arg(&sshd);
-                cmd
-            }
-            _ => Command::new(&sshd),
-        };
         // -D: foreground; -e: log to stderr, which is the host's log file.
         cmd.arg("-D").arg("-e").arg("-f").arg(&host.config);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd
-            .spawn()
-            .map_err(|e| LabError::io(format!("starting sshd for {}", host.name), e))?;
+        let what = format!("starting sshd for {}", host.name);
+        // Started from a thread inside the site, sshd (and every session) is inside too.
+        let child = match &self.options.site {
+            Some(site) => site.run(|| cmd.spawn().map_err(|e| LabError::io(what.clone(), e)))?,
+            None => cmd.spawn().map_err(|e| LabError::io(what, e))?,
+        };
         host.child = Some(child);
         Ok(())
+    }
+
+    /// The command that starts host `i`'s sshd: itself, or, when files are to be bind-mounted
+    /// over the machine's (the lab's /etc/passwd, /etc/shadow, the site's /etc/hosts and
+    /// /etc/resolv.conf), `unshare --mount` and a shell that mounts them and execs sshd — so
+    /// the PID we get is sshd's, and nothing outside its mount namespace changes.
+    fn sshd_command(&self, i: usize) -> Result<Command, LabError> {
+        self.host(i)?;
+        let mut binds: Vec<(PathBuf, PathBuf)> = Vec::new();
+        if let ShellMode::Namespace(passwd) = &self.shell {
+            binds.push((passwd.clone(), PathBuf::from("/etc/passwd")));
+            if let Some(shadow) = &self.shadow {
+                binds.push((shadow.clone(), PathBuf::from("/etc/shadow")));
+            }
+        }
+        binds.extend(self.options.binds.iter().cloned());
+        if binds.is_empty() {
+            return Ok(Command::new(&self.options.sshd));
+        }
+        let mut cmd = Command::new(UNSHARE);
+        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(BIND_THEN_EXEC)
+            .arg("sh");
+        for (source, target) in binds {
+            cmd.arg(source).arg(target);
+        }
+        cmd.arg("--").arg(&self.options.sshd);
+        Ok(cmd)
     }
 
     /// Waits until each of `which` accepts a TCP connection and sends `SSH-2.0`, probing with a
