@@ -173,8 +173,9 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts `ssh -W target` through host `i`; returns what came back within a few seconds.
-    fn stdio_forward(lab: &Lab, i: usize, target: &str, send: &[u8]) -> (Vec<u8>, Output) {
+    /// Sends `send` through `ssh -W target` on host `i`, then EOF; returns what came back
+    /// until the server closed (ssh is killed after 30 s).
+    fn stdio_forward(lab: &Lab, i: usize, target: &str, send: &[u8]) -> Output {
         let mut child = lab
             .ssh
             .ssh_command(i)
@@ -186,20 +187,15 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(send).unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let want = DB_BANNER.len() + send.len();
-        let reader = std::thread::spawn(move || {
-            let mut got = vec![0u8; want];
-            let n = out.read_exact(&mut got).map(|()| want).unwrap_or(0);
-            got.truncate(n);
-            got
-        });
-        let got = reader.join().unwrap();
-        drop(stdin);
-        let status = child.wait_with_output().unwrap();
-        (got, status)
+        child.stdin.take().unwrap().write_all(send).unwrap();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                process::signal(pid, rustix::process::Signal::KILL);
+                panic!("ssh -W {target} through host {i} did not end");
+            })
     }
 
     #[test]
@@ -285,19 +281,33 @@ mod tests {
         }
 
         // OpenSSH's own direct-tcpip: through h01 to the db (which echoes), refused by h02.
-        let (got, out) = stdio_forward(&lab, 0, "db.internal:5432", b"ping\n");
+        let out = stdio_forward(&lab, 0, "db.internal:5432", b"ping\n");
         assert_eq!(
-            got,
+            out.stdout,
             b"db-ok\r\nping\n",
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (got, out) = stdio_forward(&lab, 1, "db.internal:5432", b"ping\n");
-        assert!(got.is_empty() && !out.status.success());
+        let out = stdio_forward(&lab, 1, "db.internal:5432", b"ping\n");
+        assert!(out.stdout.is_empty() && !out.status.success());
         assert_eq!(
             lab.ssh.log_count(1, "refused local port forward").unwrap(),
             1
         );
+
+        // The site's DNS over TCP, as a `dns` probe through a host asks it: `db.internal. A`.
+        let mut query = vec![0, 29, 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend(b"\x02db\x08internal\x00\x00\x01\x00\x01");
+        let got = stdio_forward(&lab, 0, "127.0.0.1:53", &query).stdout;
+        assert!(got.len() > 18, "no DNS answer through h01: {got:?}");
+        // The length, the header (ID, no error, one answer, nothing else), the A record last.
+        assert_eq!(
+            usize::from(got[0]) * 256 + usize::from(got[1]),
+            got.len() - 2
+        );
+        assert_eq!((got[2], got[3], got[5] & 0x0f), (0x12, 0x34, 0), "{got:?}");
+        assert_eq!(got[8..14], [0, 1, 0, 0, 0, 0], "{got:?}");
+        assert_eq!(got[got.len() - 4..], [127, 0, 0, 1], "{got:?}");
 
         // A killed host refuses at its usual address, as without a site, and comes back.
         lab.ssh.kill_host(0).unwrap();
