@@ -173,8 +173,9 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Starts `ssh -W target` through host `i`; returns what came back within a few seconds.
-    fn stdio_forward(lab: &Lab, i: usize, target: &str, send: &[u8]) -> (Vec<u8>, Output) {
+    /// Sends `send` through `ssh -W target` on host `i`, then EOF; returns what came back
+    /// until the server closed (ssh is killed after 30 s).
+    fn stdio_forward(lab: &Lab, i: usize, target: &str, send: &[u8]) -> Output {
         let mut child = lab
             .ssh
             .ssh_command(i)
@@ -186,20 +187,131 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(send).unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let want = DB_BANNER.len() + send.len();
-        let reader = std::thread::spawn(move || {
-            let mut got = vec![0u8; want];
-            let n = out.read_exact(&mut got).map(|()| want).unwrap_or(0);
-            got.truncate(n);
-            got
-        });
-        let got = reader.join().unwrap();
-        drop(stdin);
-        let status = child.wait_with_output().unwrap();
-        (got, status)
+        child.stdin.take().unwrap().write_all(send).unwrap();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                process::signal(pid, rustix::process::Signal::KILL);
+                panic!("ssh -W {target} through host {i} did not end");
+            })
+    }
+
+    /// The site's /etc/hosts, resolver, db and api, as commands on the hosts see them.
+    fn from_a_host(lab: &Lab, dir: &Path, ca: &str) {
+        // From a host: the site's /etc/hosts and resolver, and the services behind them.
+        let names = stdout(&on_host(lab, 0, "getent hosts db.internal api.internal"));
+        assert_eq!(names.lines().count(), 2, "{names}");
+        assert!(
+            names.lines().all(|l| l.starts_with("127.0.0.1 ")),
+            "{names}"
+        );
+        // ns.internal is in the site's DNS only, not in its /etc/hosts.
+        let dns = stdout(&on_host(lab, 0, "getent hosts ns.internal h02.lab.test"));
+        let h02 = lab.ssh.host(1).unwrap().address.to_string();
+        assert!(dns.contains("127.0.0.1") && dns.contains(&h02), "{dns}");
+        let db = on_host(
+            lab,
+            1,
+            "bash -c 'exec 3<>/dev/tcp/db.internal/5432 && head -c 7 <&3'",
+        );
+        assert_eq!(stdout(&db), DB_BANNER);
+        let health = on_host(
+            lab,
+            0,
+            "bash -c 'exec 3<>/dev/tcp/api.internal/80 && printf \"GET /health HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3'",
+        );
+        assert!(
+            stdout(&health).contains(r#""host":"api""#),
+            "{}",
+            stdout(&health)
+        );
+        if crate::site::find_on_path("curl").is_some() {
+            let https = on_host(
+                lab,
+                0,
+                &format!("curl -sS --cacert {ca} https://api.internal/health"),
+            );
+            assert!(stdout(&https).contains(r#""status":"ok""#));
+        }
+
+        // SFTP reads the site's /etc/hosts too (internal-sftp is in sshd's mount namespace).
+        let copy = dir.join("h01.hosts");
+        let mut sftp = std::process::Command::new("sftp")
+            .arg("-F")
+            .arg(lab.ssh.ssh_config())
+            .args(["-b", "-", "h01"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let get = format!("get /etc/hosts {}\n", copy.display());
+        sftp.stdin
+            .take()
+            .unwrap()
+            .write_all(get.as_bytes())
+            .unwrap();
+        assert!(sftp.wait().unwrap().success());
+        let hosts = std::fs::read_to_string(&copy).unwrap();
+        assert!(
+            hosts.contains("127.0.0.1 db.internal api.internal\n"),
+            "{hosts}"
+        );
+    }
+
+    /// None of the site's names or services from the test process itself.
+    fn from_the_runner(lab: &Lab) {
+        // From the runner: none of it.
+        assert!(("db.internal", 5432).to_socket_addrs().is_err());
+        let mut addresses = vec![std::net::Ipv4Addr::LOCALHOST];
+        addresses.extend(lab.ssh.hosts().iter().map(|h| h.address));
+        for ip in addresses {
+            if let Ok(mut s) =
+                TcpStream::connect_timeout(&(ip, DB_PORT).into(), Duration::from_secs(1))
+            {
+                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut got = [0u8; 7];
+                let n = s.read(&mut got).unwrap_or(0);
+                assert_ne!(
+                    &got[..n],
+                    DB_BANNER.as_bytes(),
+                    "the db answers the runner on {ip}"
+                );
+            }
+        }
+    }
+
+    /// `ssh -W` (OpenSSH's own direct-tcpip) to the db and the DNS, and a host that refuses it.
+    fn through_direct_tcpip(lab: &Lab) {
+        // OpenSSH's own direct-tcpip: through h01 to the db (which echoes), refused by h02.
+        let out = stdio_forward(lab, 0, "db.internal:5432", b"ping\n");
+        assert_eq!(
+            out.stdout,
+            b"db-ok\r\nping\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = stdio_forward(lab, 1, "db.internal:5432", b"ping\n");
+        assert!(out.stdout.is_empty() && !out.status.success());
+        assert_eq!(
+            lab.ssh.log_count(1, "refused local port forward").unwrap(),
+            1
+        );
+
+        // The site's DNS over TCP, as a `dns` probe through a host asks it: `db.internal. A`.
+        let mut query = vec![0, 29, 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend(b"\x02db\x08internal\x00\x00\x01\x00\x01");
+        let got = stdio_forward(lab, 0, "127.0.0.1:53", &query).stdout;
+        assert!(got.len() > 18, "no DNS answer through h01: {got:?}");
+        // The length, the header (ID, no error, one answer, nothing else), the A record last.
+        assert_eq!(
+            usize::from(got[0]) * 256 + usize::from(got[1]),
+            got.len() - 2
+        );
+        assert_eq!((got[2], got[3], got[5] & 0x0f), (0x12, 0x34, 0), "{got:?}");
+        assert_eq!(got[8..14], [0, 1, 0, 0, 0, 0], "{got:?}");
+        assert_eq!(got[got.len() - 4..], [127, 0, 0, 1], "{got:?}");
     }
 
     #[test]
@@ -229,75 +341,9 @@ mod tests {
         let inventory = std::fs::read_to_string(lab.ssh.inventory()).unwrap();
         assert!(inventory.contains("  inside_dns_port: 53\n"), "{inventory}");
 
-        // From a host: the site's /etc/hosts and resolver, and the services behind them.
-        let names = stdout(&on_host(&lab, 0, "getent hosts db.internal api.internal"));
-        assert_eq!(names.lines().count(), 2, "{names}");
-        assert!(
-            names.lines().all(|l| l.starts_with("127.0.0.1 ")),
-            "{names}"
-        );
-        // ns.internal is in the site's DNS only, not in its /etc/hosts.
-        let dns = stdout(&on_host(&lab, 0, "getent hosts ns.internal h02.lab.test"));
-        let h02 = lab.ssh.host(1).unwrap().address.to_string();
-        assert!(dns.contains("127.0.0.1") && dns.contains(&h02), "{dns}");
-        let db = on_host(
-            &lab,
-            1,
-            "bash -c 'exec 3<>/dev/tcp/db.internal/5432 && head -c 7 <&3'",
-        );
-        assert_eq!(stdout(&db), DB_BANNER);
-        let health = on_host(
-            &lab,
-            0,
-            "bash -c 'exec 3<>/dev/tcp/api.internal/80 && printf \"GET /health HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3'",
-        );
-        assert!(
-            stdout(&health).contains(r#""host":"api""#),
-            "{}",
-            stdout(&health)
-        );
-        if crate::site::find_on_path("curl").is_some() {
-            let https = on_host(
-                &lab,
-                0,
-                &format!("curl -sS --cacert {ca} https://api.internal/health"),
-            );
-            assert!(stdout(&https).contains(r#""status":"ok""#));
-        }
-
-        // From the runner: none of it.
-        assert!(("db.internal", 5432).to_socket_addrs().is_err());
-        let mut addresses = vec![std::net::Ipv4Addr::LOCALHOST];
-        addresses.extend(lab.ssh.hosts().iter().map(|h| h.address));
-        for ip in addresses {
-            if let Ok(mut s) =
-                TcpStream::connect_timeout(&(ip, DB_PORT).into(), Duration::from_secs(1))
-            {
-                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-                let mut got = [0u8; 7];
-                let n = s.read(&mut got).unwrap_or(0);
-                assert_ne!(
-                    &got[..n],
-                    DB_BANNER.as_bytes(),
-                    "the db answers the runner on {ip}"
-                );
-            }
-        }
-
-        // OpenSSH's own direct-tcpip: through h01 to the db (which echoes), refused by h02.
-        let (got, out) = stdio_forward(&lab, 0, "db.internal:5432", b"ping\n");
-        assert_eq!(
-            got,
-            b"db-ok\r\nping\n",
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (got, out) = stdio_forward(&lab, 1, "db.internal:5432", b"ping\n");
-        assert!(got.is_empty() && !out.status.success());
-        assert_eq!(
-            lab.ssh.log_count(1, "refused local port forward").unwrap(),
-            1
-        );
+        from_a_host(&lab, dir.path(), &ca);
+        from_the_runner(&lab);
+        through_direct_tcpip(&lab);
 
         // A killed host refuses at its usual address, as without a site, and comes back.
         lab.ssh.kill_host(0).unwrap();

@@ -191,8 +191,11 @@ impl Lab {
         let mut ssh_options = options.ssh.clone();
         ssh_options.behind_wan = options.wan.is_some();
         let site = if options.inside {
-            std::fs::create_dir_all(&ssh_options.dir)
-                .map_err(|e| LabError::io(format!("creating {}", ssh_options.dir.display()), e))?;
+            // Absolute: each sshd's mount namespace bind-mounts files from it.
+            let dir = &ssh_options.dir;
+            ssh_options.dir = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::canonicalize(dir))
+                .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
             let (site, binds) = inside::Inside::prepare(&ssh_options.dir)?;
             ssh_options.site = Some(site.net().clone());
             ssh_options.binds.extend(binds);
