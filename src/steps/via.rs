@@ -71,7 +71,11 @@ impl Route {
                 gateway: None,
             }));
         }
-        let gateway = cx.gateways.get(&name).await.map_err(StepError::Protocol)?;
+        let gateway = cx
+            .gateways
+            .get(&name, &cx.host.name)
+            .await
+            .map_err(StepError::Protocol)?;
         Ok(Some(Route {
             name,
             gateway: Some(gateway),

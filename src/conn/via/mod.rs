@@ -80,10 +80,12 @@ impl Gateways {
         }
     }
 
-    /// The gateway through inventory host `name`, started on first use.
-    pub async fn get(&self, name: &str) -> Result<Arc<Gateway>, String> {
+    /// The gateway through inventory host `name` for a probe of host `user`, started on
+    /// first use.
+    pub async fn get(&self, name: &str, user: &str) -> Result<Arc<Gateway>, String> {
         let mut open = self.open.lock().await;
         if let Some(g) = open.get(name) {
+            g.used_by(user);
             return Ok(g.clone());
         }
         let host = self
@@ -93,13 +95,18 @@ impl Gateways {
         let target = config::resolve(host, Some(&self.inventory))
             .map_err(|e| format!("`via: {name}`: {e}"))?;
         let g = Gateway::start(name.to_string(), target).await?;
+        g.used_by(user);
         open.insert(name.to_string(), g.clone());
         Ok(g)
     }
 
-    /// Closes the gateway through `name`, if there is one (its host is done).
+    /// Closes the gateway through `name` when its host is done, if no other host has probed
+    /// through it (those may still be running: it then waits for the end of the play).
     pub async fn close(&self, name: &str) {
-        if let Some(g) = self.open.lock().await.remove(name) {
+        let mut open = self.open.lock().await;
+        if open.get(name).is_some_and(|g| g.only_for(name))
+            && let Some(g) = open.remove(name)
+        {
             g.close();
         }
     }
@@ -120,6 +127,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     accept: tokio::task::JoinHandle<()>,
     next_user: AtomicU64,
+    /// The hosts whose probes went through it.
+    users: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What the listener's connections share with the gateway.
@@ -188,7 +197,17 @@ impl Gateway {
             shared,
             accept,
             next_user: AtomicU64::new(1),
+            users: Mutex::new(Default::default()),
         }))
+    }
+
+    fn used_by(&self, host: &str) {
+        lock(&self.users).insert(host.to_string());
+    }
+
+    /// Whether only `host` has used it.
+    fn only_for(&self, host: &str) -> bool {
+        lock(&self.users).iter().all(|u| u == host)
     }
 
     /// A fresh user name for one request (its failure is kept under it).
