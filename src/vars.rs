@@ -92,6 +92,8 @@ pub struct Scope {
 
 #[derive(Clone, Debug, Default)]
 struct ScopeValues {
+    /// `groups` (group → host names), one value shared by every host of the run.
+    groups: Value,
     base: ValueMap,
     extra: ValueMap,
     host: Value,
@@ -141,6 +143,7 @@ pub fn host_scope(
     host: &Host,
     extra: &VarMap,
     run: &RunInfo,
+    groups: &Value,
 ) -> Result<Scope, Diagnostic> {
     let mut raw: IndexMap<String, Node> = IndexMap::new();
     for (k, v) in &host.vars {
@@ -164,7 +167,10 @@ pub fn host_scope(
         extra: extra.clone(),
         host: host_json,
         run: run_json,
-        values: ScopeValues::default(),
+        values: ScopeValues {
+            groups: groups.clone(),
+            ..ScopeValues::default()
+        },
     };
     scope.refresh_values();
     // Render templated vars — extra vars too, as Ansible does — repeating so that vars may
@@ -224,6 +230,7 @@ pub fn host_scope(
 impl Scope {
     fn refresh_values(&mut self) {
         self.values = ScopeValues {
+            groups: self.values.groups.clone(),
             base: to_values(&self.base),
             extra: to_values(&self.extra),
             host: json_to_value(&self.host),
@@ -252,6 +259,11 @@ impl Scope {
         item: Option<Value>,
     ) -> Value {
         let mut m = self.values.base.clone();
+        // Below every variable: a variable named `groups` hides it.
+        if !self.values.groups.is_undefined() {
+            m.entry("groups".into())
+                .or_insert_with(|| self.values.groups.clone());
+        }
         for (k, v) in set_vars {
             m.insert(k.clone(), v.clone());
         }

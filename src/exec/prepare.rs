@@ -154,6 +154,7 @@ pub(crate) fn prepare(
     check_request(req)?;
     let mut plays = Vec::new();
     let mut diags = Diagnostics::default();
+    let groups = crate::template::json_to_value(&req.inventory.group_members());
     for play in &req.playbook.plays {
         let problems = check_against_inventory(play, &req.inventory);
         if !problems.is_empty() {
@@ -169,7 +170,7 @@ pub(crate) fn prepare(
         };
         let mut scoped = Vec::new();
         for h in hosts {
-            match vars::host_scope(play, h, &req.extra, info) {
+            match vars::host_scope(play, h, &req.extra, info, &groups) {
                 Ok(s) => {
                     // The values of the play's `secrets:` for this host.
                     redactor.add_vars(&play.secrets, &s.base);

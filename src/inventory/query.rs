@@ -25,6 +25,27 @@ impl Inventory {
         }
     }
 
+    /// Templates' `groups`, as Ansible's magic variable: each group (and `all`) → the names of
+    /// its hosts, children's hosts included, in inventory order.
+    pub fn group_members(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "all".into(),
+            self.hosts
+                .iter()
+                .map(|h| Value::from(h.name.clone()))
+                .collect(),
+        );
+        for name in self.groups.keys() {
+            let hosts = self.select(name, None).unwrap_or_default();
+            out.insert(
+                name.clone(),
+                hosts.iter().map(|h| Value::from(h.name.clone())).collect(),
+            );
+        }
+        Value::Object(out)
+    }
+
     /// `sortie inventory --list`: the selected hosts with everything resolved, and the groups
     /// that hold them.
     pub fn to_json(&self, selected: &[&Host]) -> Value {

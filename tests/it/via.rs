@@ -247,3 +247,27 @@ fn indent(steps: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The README's connectivity matrix, as written, against the inside network with one host
+/// that forwards nothing.
+#[test]
+fn the_connectivity_example_runs_as_the_readme_shows() {
+    let lab = TestLab::start_with(3, |o| o.with_inside().with_no_forwarding(&[2]));
+    let example = crate::harness::repo().join("playbooks/connectivity.yml");
+    let out = Case::new(&std::fs::read_to_string(example).unwrap())
+        .inventory_file(lab.inventory())
+        .run();
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(out.host_status("h01"), "ok", "{}", out.all());
+    assert_eq!(out.host_status("h02"), "ok", "{}", out.all());
+    assert_eq!(out.host_status("h03"), "failed", "{}", out.all());
+    let m = out.task("h03", "the database answers from the host")["message"].clone();
+    assert!(
+        m.to_string().contains("h03 does not forward connections"),
+        "{m}"
+    );
+    assert_eq!(
+        out.task("h01", "and from the first host, as a bastion would see it")["output"]["via"],
+        "h01"
+    );
+}
