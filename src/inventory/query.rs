@@ -160,6 +160,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn group_members_hold_childrens_hosts_as_ansibles_groups_does() {
+        let i = inv(
+            "hosts: { lone: {} }\ngroups:\n  web: { hosts: { w1: {}, w2: {} } }\n  prod: { children: [web], hosts: { p1: {} } }\n",
+        );
+        let g = i.group_members();
+        assert_eq!(g["all"], serde_json::json!(["lone", "w1", "w2", "p1"]));
+        assert_eq!(g["web"], serde_json::json!(["w1", "w2"]));
+        assert_eq!(g["prod"], serde_json::json!(["w1", "w2", "p1"]));
+    }
+
+    #[test]
     fn list_json_and_graph() {
         let i = inv(
             "hosts: { lone: {} }\ngroups:\n  web: { hosts: { w1: { address: 10.0.0.1 } }, vars: { role: fe } }\n  prod: { children: [web] }\n  db: { hosts: { d1: {} } }\n",
