@@ -271,3 +271,33 @@ fn the_connectivity_example_runs_as_the_readme_shows() {
         "h01"
     );
 }
+
+/// The via host's key is checked as for its own steps: a changed key refuses the gateway (the
+/// host itself is unreachable for `via: host`; other hosts' probes through it fail, naming it).
+#[test]
+fn a_via_host_with_a_changed_key_is_refused() {
+    let mut lab = TestLab::start(2);
+    lab.lab.ssh.regenerate_host_key(1).expect("new key");
+    let out = Case::new(
+        r#"
+name: keys
+hosts: lab
+steps:
+  - id: through
+    tcp: { host: 127.0.0.1, port: "{{ banner_port }}", via: h02 }
+"#,
+    )
+    .inventory_file(lab.inventory())
+    .run();
+    assert_eq!(out.code, 2, "{}", out.all());
+    let own = out.task("h02", "through");
+    assert_eq!(own["status"], "unreachable", "{own}");
+    let other = out.task("h01", "through");
+    assert_eq!(other["status"], "failed", "{other}");
+    let m = other["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("cannot go via h02") && m.contains("changed"),
+        "{m}"
+    );
+    assert_eq!(lab.lab.ssh.accepted_connections(1).unwrap(), 0);
+}

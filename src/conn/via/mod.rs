@@ -293,22 +293,28 @@ impl Shared {
                 return;
             }
         };
-        if socks::reply(&mut conn, socks::SUCCEEDED).await.is_err() {
-            return;
-        }
-        let Ok(std) = conn.into_std() else { return };
-        if std.set_nonblocking(true).is_err() {
-            return;
-        }
+        let local = match socks::reply(&mut conn, socks::SUCCEEDED).await {
+            Ok(()) => conn
+                .into_std()
+                .and_then(|s| s.set_nonblocking(true).map(|()| s)),
+            Err(e) => Err(e),
+        };
         let me = self.clone();
+        // The channel is closed on a thread either way: closing talks to the server.
         let _ = std::thread::Builder::new()
             .name(format!("sortie-via-{}", self.name))
-            .spawn(move || me.copy(session, ch, std));
+            .spawn(move || me.copy(session, ch, local.ok()));
     }
 
-    fn copy(&self, session: Arc<ViaSession>, ch: Channel, local: StdTcpStream) {
-        if let Some(live) = session.live.as_ref() {
-            jump::pump(live, ch, local, &self.closed, false);
+    /// Copies between the client's connection and the channel, then closes the channel (at
+    /// once when the client is already gone).
+    fn copy(&self, session: Arc<ViaSession>, ch: Channel, local: Option<StdTcpStream>) {
+        let Some(live) = session.live.as_ref() else {
+            return;
+        };
+        match local {
+            Some(local) => jump::pump(live, ch, local, &self.closed, false),
+            None => live.close_channel(ch),
         }
     }
 
@@ -320,16 +326,15 @@ impl Shared {
         fs.insert(user.to_string(), f);
     }
 
-    /// The session to open channels on: the current one, or a new one when there is none, it
-    /// died or it is spent.
-    async fn session(&self, fresh: bool) -> Result<Arc<ViaSession>, Failure> {
+    /// The session to open channels on: the current one, or a new one (then `true`) when
+    /// there is none, it died or it is spent.
+    async fn session(&self) -> Result<(Arc<ViaSession>, bool), Failure> {
         let mut cur = self.session.lock().await;
-        if !fresh
-            && let Some(s) = cur.as_ref()
+        if let Some(s) = cur.as_ref()
             && !s.spent.load(Ordering::SeqCst)
             && s.live.as_ref().is_some_and(|l| l.dead_reason().is_none())
         {
-            return Ok(s.clone());
+            return Ok((s.clone(), false));
         }
         let t = self.target.clone();
         let live = match tokio::task::spawn_blocking(move || connect::connect(&t)).await {
@@ -343,19 +348,19 @@ impl Shared {
             spent: AtomicBool::new(false),
         });
         *cur = Some(s.clone());
-        Ok(s)
+        Ok((s, true))
     }
 
     /// Opens a channel for `req` (on a blocking thread), giving up when the client leaves;
-    /// once again on a new session when the current one turns out dead.
+    /// once again, on a new session, when a session used before turns out dead or spent.
     async fn open_channel(
         &self,
         req: &socks::Request,
         conn: &TcpStream,
     ) -> Result<(Arc<ViaSession>, Channel), Failure> {
-        let mut fresh = false;
+        let mut retried = false;
         loop {
-            let session = self.session(fresh).await?;
+            let (session, new) = self.session().await?;
             let gone = Arc::new(AtomicBool::new(false));
             let (s, g) = (session.clone(), gone.clone());
             let (host, port) = (req.host.clone(), req.port);
@@ -370,7 +375,7 @@ impl Shared {
             };
             match r {
                 Ok(Ok(ch)) => return Ok((session, ch)),
-                Ok(Err(Failure::Session(_))) if !fresh => fresh = true,
+                Ok(Err(Failure::Session(_))) if !new && !retried => retried = true,
                 Ok(Err(f)) => return Err(f),
                 Err(e) => return Err(Failure::Other(format!("the channel thread failed: {e}"))),
             }
@@ -378,10 +383,7 @@ impl Shared {
     }
 
     async fn read_resolv_conf(&self) -> Result<Vec<u8>, String> {
-        let session = self
-            .session(false)
-            .await
-            .map_err(|f| f.message().to_string())?;
+        let (session, _) = self.session().await.map_err(|f| f.message().to_string())?;
         let name = self.name.clone();
         let r = tokio::task::spawn_blocking(move || {
             let live = session.live.clone().ok_or("closed")?;
