@@ -7,7 +7,7 @@
 
 use crate::harness::{Case, Output, TestLab};
 
-fn field<'a>(out: &'a Output, host: &str, step: &str, name: &str) -> serde_json::Value {
+fn field(out: &Output, host: &str, step: &str, name: &str) -> serde_json::Value {
     out.task(host, step)["output"][name].clone()
 }
 
