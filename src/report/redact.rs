@@ -217,14 +217,10 @@ impl Redactor {
         }
     }
 
-    /// A copy of a report with every string redacted (what `--report`, `--junit`, `--tap`
-    /// and the recap are made from).
-    pub fn report(&self, r: &RunReport) -> RunReport {
-        let Ok(mut v) = serde_json::to_value(r) else {
-            return r.clone();
-        };
-        self.redact_json(&mut v);
-        serde_json::from_value(v).unwrap_or_else(|_| r.clone())
+    /// The report with every string redacted (what `--report`, `--junit`, `--tap` and the
+    /// recap are made from), one task at a time (`RunReport::map_strings`).
+    pub fn report(&self, r: RunReport) -> RunReport {
+        r.map_strings(&mut |v| self.redact_json(v))
     }
 }
 
@@ -241,6 +237,60 @@ impl Redactor {
         };
         self.redact_json(&mut v);
         serde_json::from_value(v).unwrap_or_else(|_| t.clone())
+    }
+}
+
+impl Redactor {
+    /// A writer that redacts what goes through it a line at a time into `inner`: for text
+    /// whose secrets cannot span lines, such as pretty JSON (a string is on one line, its
+    /// newlines escaped), so a big report is masked without being held whole. `finish`
+    /// writes the last line.
+    pub fn lines<W: std::io::Write>(&self, inner: W) -> RedactLines<'_, W> {
+        RedactLines {
+            redactor: self,
+            inner,
+            line: Vec::new(),
+        }
+    }
+}
+
+/// See `Redactor::lines`.
+pub struct RedactLines<'a, W: std::io::Write> {
+    redactor: &'a Redactor,
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactLines<'_, W> {
+    fn emit(&mut self) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(&self.line);
+        let masked = self.redactor.redact(&text);
+        self.inner.write_all(masked.as_bytes())?;
+        self.line.clear();
+        Ok(())
+    }
+
+    /// Writes what is left after the last newline, and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.emit()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactLines<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=at]);
+            self.emit()?;
+            rest = &rest[at + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
