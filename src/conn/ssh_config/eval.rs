@@ -41,6 +41,8 @@ pub struct Query<'a> {
     pub user: Option<&'a str>,
     pub port: Option<u16>,
     pub jump: Option<&'a str>,
+    /// `-o ProxyCommand=…` (left out when `jump` is given).
+    pub proxy_command: Option<&'a str>,
 }
 
 /// One ProxyJump hop as written: `[user@]host[:port]`, and the hops before it.
@@ -70,7 +72,9 @@ pub struct Resolved {
     pub connect_timeout: Option<u64>,
     pub keepalive: Option<u64>,
     pub jump: Option<Jump>,
-    /// Things sortie does not do that the config asks for (Match exec, ProxyCommand, …).
+    /// ProxyCommand, its `%h %k %n %p %r %%` expanded (none for `none`).
+    pub proxy_command: Option<String>,
+    /// Things sortie does not do that the config asks for (unsupported options, …).
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -142,6 +146,9 @@ pub fn resolve(roots: &[Root], q: &Query, load: &Loader) -> Result<Resolved, Vec
                 .errors
                 .push(Diagnostic::error(format!("invalid jump host `{j}`"))),
         }
+    }
+    if let (None, Some(pc)) = (q.jump, q.proxy_command) {
+        p.opts.proxy_command = Some((pc.to_string(), Span::default()));
     }
     p.run_files(roots);
     // ssh.c: HostName's %h, then lower-case anything but an address.
@@ -526,16 +533,19 @@ impl Pass<'_> {
             Some((Some(j), sp)) => expand_jump(j, &jump_keys, sp, &host, port, &user, &mut errors),
             _ => None,
         };
-        if let Some((cmd, sp)) = &self.opts.proxy_command
-            && !cmd.eq_ignore_ascii_case("none")
-        {
-            self.warnings.push(
-                Diagnostic::warning("ProxyCommand is not supported")
-                    .at(*sp)
-                    .label("sortie connects without it")
-                    .help("use ProxyJump (or the inventory's `jump`) to go through another host"),
-            );
-        }
+        // sshconnect.c expands ProxyCommand with the same keys as the one ProxyJump makes.
+        let proxy_command = match self.opts.proxy_command.take() {
+            Some((cmd, sp)) if !cmd.eq_ignore_ascii_case("none") => {
+                match percent(&cmd, &jump_keys, false) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(Diagnostic::error(format!("ProxyCommand: {e}")).at(sp));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -550,6 +560,7 @@ impl Pass<'_> {
             connect_timeout: self.opts.connect_timeout.flatten(),
             keepalive: self.opts.keepalive.flatten(),
             jump,
+            proxy_command,
             warnings: self.warnings,
         })
     }
