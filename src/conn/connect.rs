@@ -16,8 +16,8 @@ use ssh2::{ErrorCode, Session};
 
 use super::config::Target;
 use super::known_hosts::{self, Entry};
-use super::session::{HOLD_LIMIT, Live};
 use super::proxy::{self, Proxy};
+use super::session::{HOLD_LIMIT, Live};
 use super::{auth, host_key, jump};
 use crate::error::StepError;
 
@@ -31,7 +31,7 @@ pub fn connect(t: &Target) -> Result<Live, StepError> {
     handshake(t, &mut sess, &name, &known).map_err(|e| match (e, &proxy) {
         // What the command did is the likely reason the handshake found nobody.
         (StepError::Connect { addr, reason }, Some(p)) => StepError::Connect {
-                addr,
+            addr,
             reason: p.explain(&reason),
         },
         (e, _) => e,

@@ -1,8 +1,8 @@
 //! ProxyCommand: a hop's SSH connection carried by a command's stdin and stdout instead of
-//! TCP, as OpenSSH runs it (sshconnect.c): `/bin/sh -c "exec COMMAND"` (ssh uses `$SHELL`;
-//! sortie uses `/bin/sh`, so the runner's login shell never changes what a config does), its
-//! stdin and stdout one end of a `UnixStream::pair()`, the other end handed to libssh2 as its
-//! socket by `connect.rs` (as `jump.rs` does for a jump host). The first `STDERR_KEPT` bytes
+//! TCP, as OpenSSH runs it (sshconnect.c): `$SHELL -c "exec COMMAND"` (`/bin/sh` when
+//! `SHELL` is unset or not an absolute path: `ssh_config::user_shell`), its stdin and stdout
+//! one end of a `UnixStream::pair()`, the other end handed to libssh2 as its socket by
+//! `connect.rs` (as `jump.rs` does for a jump host). The first `STDERR_KEPT` bytes
 //! of its stderr are kept for the error when the connection fails (`Proxy::explain`). The
 //! `ProxyStream` is owned by the session: when the session goes, the command gets SIGHUP (as
 //! ssh sends it), SIGKILL if it is still there a second later, and is reaped.
@@ -40,7 +40,7 @@ pub struct ProxyStream {
 pub fn spawn(command: &str) -> std::io::Result<(Proxy, ProxyStream)> {
     let (mine, theirs) = UnixStream::pair()?;
     let theirs_out = theirs.try_clone()?;
-    let mut child = Command::new("/bin/sh")
+    let mut child = Command::new(super::ssh_config::user_shell())
         .arg("-c")
         .arg(format!("exec {command}"))
         .stdin(Stdio::from(OwnedFd::from(theirs)))
@@ -92,7 +92,9 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let said = String::from_utf8_lossy(&lock(&self.stderr)).trim().to_string();
+        let said = String::from_utf8_lossy(&lock(&self.stderr))
+            .trim()
+            .to_string();
         let how = match status {
             Some(s) => format!("exited ({})", exit_text(s)),
             None => "was running".to_string(),

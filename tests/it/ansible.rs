@@ -321,7 +321,11 @@ fn proxy_command_in_ssh_args_is_the_connection_s() {
             .env("HOME", home.path())
             .output()
             .expect("sortie");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["connection"].clone()
     };
     assert_eq!(

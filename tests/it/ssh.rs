@@ -1256,7 +1256,10 @@ fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
     // The lab hosts' addresses are set by ssh_config here: the inventory names only.
     for n in ["viassh", "viabash", "wrongkey", "dies"] {
         yaml = yaml.replace(
-            &format!("      {n}: {{ address: \"{}\", port: {} }}", a.address, a.port),
+            &format!(
+                "      {n}: {{ address: \"{}\", port: {} }}",
+                a.address, a.port
+            ),
             &format!("      {n}: {{}}"),
         );
     }

@@ -491,20 +491,24 @@ fn check_and_run_refuse_a_bad_ssh_config_up_front() {
             o.all()
         );
     }
-    // Tolerated as OpenSSH tolerates them: IgnoreUnknown, and a warning for Match exec.
+    // Tolerated as OpenSSH tolerates them: IgnoreUnknown; and a `Match exec` that hangs is
+    // stopped after 5 s, with a warning, and does not match (OpenSSH would wait for it).
     let ok = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
         .file(
             "ssh_config",
-            "IgnoreUnknown frob*\nFrobnicate on\nMatch exec \"true\"\n  User never\n",
+            "IgnoreUnknown frob*\nFrobnicate on\nMatch exec \"sleep 30\"\n  User never\n",
         )
         .inventory("ssh: { config_file: ssh_config }\nhosts:\n  web1: {}\n");
+    let started = std::time::Instant::now();
     let o = ok.check();
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(
-        o.stderr.contains("`Match exec` is not supported"),
+        o.stderr
+            .contains("`Match exec` `sleep 30` ran for more than 5s and was stopped"),
         "{}",
         o.all()
     );
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
     let missing = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
         .inventory("ssh: { config_file: nowhere.conf }\nhosts:\n  web1: {}\n");
     let o = missing.check();

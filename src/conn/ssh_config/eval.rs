@@ -377,18 +377,57 @@ impl Pass<'_> {
             local_user: &self.local_user,
             final_pass: self.final_pass,
         };
-        match matching::match_line(&matching::tokens(&l.rest, l.rest_col), &cx) {
+        // OpenSSH's tokens for `Match exec` (readconf.c), from the pass as it stands.
+        let this = expand::this_host();
+        let short = this.split('.').next().unwrap_or("").to_string();
+        let port = self.opts.port.unwrap_or(22).to_string();
+        let hash = expand::connection_hash(&this, &host, self.opts.port.unwrap_or(22), &user);
+        let home = expand::home()
+            .map(|h| h.display().to_string())
+            .unwrap_or_default();
+        let alias = self.opts.host_key_alias.clone().unwrap_or(host.clone());
+        let keys: Vec<(char, &str)> = vec![
+            ('C', &hash),
+            ('L', &short),
+            ('d', &home),
+            ('h', &host),
+            ('k', &alias),
+            ('l', &this),
+            ('n', &self.original),
+            ('p', &port),
+            ('r', &user),
+            ('u', &self.local_user),
+        ];
+        let mut notes: Vec<Diagnostic> = Vec::new();
+        let mut exec = |cmd: &str, (c, e): (u32, u32)| match percent(cmd, &keys, false) {
+            Ok(cmd) => match expand::run_match_exec(&cmd) {
+                Ok(matched) => matched,
+                Err(why) => {
+                    notes.push(
+                        Diagnostic::warning(format!(
+                            "`Match exec` {why}: the block does not apply"
+                        ))
+                        .at(span(f, l, c, e)),
+                    );
+                    false
+                }
+            },
+            Err(why) => {
+                notes.push(
+                    Diagnostic::warning(format!("`Match exec`: {why}: the block does not apply"))
+                        .at(span(f, l, c, e)),
+                );
+                false
+            }
+        };
+        let matched = matching::match_line(&matching::tokens(&l.rest, l.rest_col), &cx, &mut exec);
+        for n in notes {
+            self.warn(n);
+        }
+        match matched {
             Ok(m) => {
                 if !self.final_pass {
                     self.want_final |= m.want_final;
-                }
-                if let Some((c, e)) = m.exec {
-                    self.warn(
-                        Diagnostic::warning("`Match exec` is not supported")
-                            .at(span(f, l, c, e))
-                            .label("sortie runs no command here and skips this block")
-                            .help("use `Match host`, `user`, `originalhost` or `final` instead"),
-                    );
                 }
                 *active = !never && m.result;
             }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use eval::{Jump, Query, Resolved};
+pub use expand::user_shell;
 
 use crate::diag::{Diagnostic, register_source};
 use eval::{File, Root};
