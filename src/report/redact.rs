@@ -160,16 +160,25 @@ impl Redactor {
     /// `s` with every secret replaced by `***`, and the password of every URL
     /// (`scheme://user:PASSWORD@host`) too, secret or not.
     pub fn redact(&self, s: &str) -> String {
+        self.redact_cow(s).into_owned()
+    }
+
+    /// `redact`, borrowing `s` back when nothing in it changes (a kept body of a MiB is not
+    /// copied to find that out).
+    fn redact_cow<'s>(&self, s: &'s str) -> std::borrow::Cow<'s, str> {
         let s = redact_userinfo(s);
         let r = self.read();
         let Some(m) = &r.matcher else {
-            return s.into_owned();
+            return s;
         };
+        if !m.is_match(s.as_ref()) && !s.contains('…') {
+            return s;
+        }
         let mut out = m.replace_all(&s, &vec![MASK; r.secrets.len()]);
         if out.contains('…') {
             out = redact_cut_prefixes(&out, &r.secrets);
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// `s` redacted, and, because it was cut short at its end (an output past its cap), the
@@ -195,7 +204,11 @@ impl Redactor {
     /// `NAME_truncated_bytes` is above zero was cut at its end: a secret's start there goes too.
     pub fn redact_json(&self, v: &mut Json) {
         match v {
-            Json::String(s) => *s = self.redact(s),
+            Json::String(s) => {
+                if let std::borrow::Cow::Owned(o) = self.redact_cow(s) {
+                    *s = o;
+                }
+            }
             Json::Array(items) => items.iter_mut().for_each(|i| self.redact_json(i)),
             Json::Object(map) => {
                 let cut: Vec<String> = map
