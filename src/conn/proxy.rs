@@ -135,8 +135,10 @@ impl AsFd for ProxyStream {
 impl Drop for ProxyStream {
     fn drop(&mut self) {
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        // SIGHUP now, as ssh sends it when it is done (so it is sent even if the run ends
+        // right after); the wait, SIGKILL and reaping off the caller's thread.
+        hang_up(&mut lock(&self.child));
         let child = self.child.clone();
-        // Off the caller's thread: the command may take its grace period to go.
         let spawned = std::thread::Builder::new()
             .name("sortie-proxy-reap".into())
             .spawn({
@@ -149,26 +151,28 @@ impl Drop for ProxyStream {
     }
 }
 
-/// Ends the command by its PID (it is a child not yet reaped, so the PID is still its own):
-/// SIGHUP, then SIGKILL after `HANGUP_GRACE`; then reaps it.
-fn end(child: &Mutex<Child>) {
-    let mut c = lock(child);
-    if matches!(c.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Some(pid) = i32::try_from(c.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
+/// SIGHUP to the command by its PID, unless it has exited (it is a child not yet reaped, so
+/// the PID is still its own).
+fn hang_up(c: &mut Child) {
+    if matches!(c.try_wait(), Ok(None))
+        && let Some(pid) = i32::try_from(c.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
     }
+}
+
+/// Reaps the command, with SIGKILL if it is still there `HANGUP_GRACE` after the SIGHUP.
+fn end(child: &Mutex<Child>) {
     let deadline = Instant::now() + HANGUP_GRACE;
     while Instant::now() < deadline {
-        if matches!(c.try_wait(), Ok(Some(_))) {
+        if matches!(lock(child).try_wait(), Ok(Some(_))) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let mut c = lock(child);
     let _ = c.kill();
     let _ = c.wait();
 }

@@ -1234,7 +1234,7 @@ fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
     let pids = t.dir.path().join("proxy-pids");
     let lab_config = t.lab.dir().join("ssh_config");
     let config = format!(
-        "Host viassh\n  HostName {b}\n  Port {p}\n  ProxyCommand sh -c 'echo $$ >> {pids}; exec ssh -F {lab} -W %h:%p h01'\n\
+        "Host viassh\n  HostName {b}\n  Port {p}\n  ProxyCommand sh -c 'echo $$ >> {pids}; ssh -F {lab} -W %h:%p h01; sleep 20'\n\
          Host viabash\n  HostName {c}\n  Port {p}\n  ProxyCommand bash -c 'echo $$ >> {pids}; exec 3<>/dev/tcp/%h/%p; cat <&3 & cat >&3'\n\
          Host wrongkey\n  HostName {c}\n  Port {p}\n  ProxyCommand ssh -F {lab} -W {b}:%p h01\n\
          Host dies\n  HostName {c}\n  Port {p}\n  ProxyCommand sh -c 'echo no route to %h:%p >&2; exit 7'\n",
@@ -1293,7 +1293,8 @@ fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
             && msg.contains(&format!("no route to {}:{}", c3.address, c3.port)),
         "{msg}"
     );
-    // Every command sortie started is gone once it has returned.
+    // Every command sortie started is gone once it has returned: the one that would sleep
+    // on after its `ssh -W` ended too (SIGHUP when its session closed).
     let started = std::fs::read_to_string(&pids).expect("the commands ran");
     for pid in started.split_whitespace() {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1310,7 +1311,7 @@ fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
     assert_eq!(
         shown["connection"]["proxy_command"],
         format!(
-            "sh -c 'echo $$ >> {}; exec ssh -F {} -W {}:{} h01'",
+            "sh -c 'echo $$ >> {}; ssh -F {} -W {}:{} h01; sleep 20'",
             pids.display(),
             lab_config.display(),
             b.address,
