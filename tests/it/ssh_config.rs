@@ -504,7 +504,7 @@ fn check_and_run_refuse_a_bad_ssh_config_up_front() {
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(
         o.stderr
-            .contains("`Match exec` `sleep 30` ran for more than 5s and was stopped"),
+            .contains("`Match exec`: `sleep 30` ran for more than 5s and was stopped"),
         "{}",
         o.all()
     );

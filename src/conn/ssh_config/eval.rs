@@ -377,48 +377,38 @@ impl Pass<'_> {
             local_user: &self.local_user,
             final_pass: self.final_pass,
         };
-        // OpenSSH's tokens for `Match exec` (readconf.c), from the pass as it stands.
-        let this = expand::this_host();
-        let short = this.split('.').next().unwrap_or("").to_string();
-        let port = self.opts.port.unwrap_or(22).to_string();
-        let hash = expand::connection_hash(&this, &host, self.opts.port.unwrap_or(22), &user);
-        let home = expand::home()
-            .map(|h| h.display().to_string())
-            .unwrap_or_default();
-        let alias = self.opts.host_key_alias.clone().unwrap_or(host.clone());
-        let keys: Vec<(char, &str)> = vec![
-            ('C', &hash),
-            ('L', &short),
-            ('d', &home),
-            ('h', &host),
-            ('k', &alias),
-            ('l', &this),
-            ('n', &self.original),
-            ('p', &port),
-            ('r', &user),
-            ('u', &self.local_user),
-        ];
         let mut notes: Vec<Diagnostic> = Vec::new();
-        let mut exec = |cmd: &str, (c, e): (u32, u32)| match percent(cmd, &keys, false) {
-            Ok(cmd) => match expand::run_match_exec(&cmd) {
-                Ok(matched) => matched,
-                Err(why) => {
-                    notes.push(
-                        Diagnostic::warning(format!(
-                            "`Match exec` {why}: the block does not apply"
-                        ))
-                        .at(span(f, l, c, e)),
-                    );
-                    false
-                }
-            },
-            Err(why) => {
+        let port = self.opts.port.unwrap_or(22);
+        let alias = self.opts.host_key_alias.as_deref().unwrap_or(&host);
+        let mut exec = |cmd: &str, (c, e): (u32, u32)| {
+            // OpenSSH's tokens for `Match exec` (readconf.c), from the pass as it stands.
+            let this = expand::this_host();
+            let short = this.split('.').next().unwrap_or("").to_string();
+            let hash = expand::connection_hash(&this, &host, port, &user);
+            let home = expand::home()
+                .map(|h| h.display().to_string())
+                .unwrap_or_default();
+            let port = port.to_string();
+            let keys: [(char, &str); 10] = [
+                ('C', &hash),
+                ('L', &short),
+                ('d', &home),
+                ('h', &host),
+                ('k', alias),
+                ('l', &this),
+                ('n', &self.original),
+                ('p', &port),
+                ('r', &user),
+                ('u', &self.local_user),
+            ];
+            let ran = percent(cmd, &keys, false).and_then(|cmd| expand::run_match_exec(&cmd));
+            ran.unwrap_or_else(|why| {
                 notes.push(
                     Diagnostic::warning(format!("`Match exec`: {why}: the block does not apply"))
                         .at(span(f, l, c, e)),
                 );
                 false
-            }
+            })
         };
         let matched = matching::match_line(&matching::tokens(&l.rest, l.rest_col), &cx, &mut exec);
         for n in notes {
