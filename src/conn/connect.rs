@@ -1,9 +1,10 @@
 //! Connecting to one hop (`connect`, called by `HostConn` in `mod.rs` on a blocking thread,
 //! with a `Target` from `config.rs`): the TCP connection with its timeout (or, behind a jump
-//! host, a tunnel through the jump host's own session from `jump.rs`), the SSH handshake
-//! with the host key types known_hosts expects and the host key check (`host_key.rs`), the
-//! login (`auth.rs`); the result is a non-blocking `Live` session (`session.rs`), or the
-//! `StepError` that makes the host unreachable.
+//! host, a tunnel through the jump host's own session from `jump.rs`; or a ProxyCommand's
+//! stdin and stdout from `proxy.rs`, whose failure explains a failed handshake), the SSH
+//! handshake with the host key types known_hosts expects and the host key check
+//! (`host_key.rs`), the login (`auth.rs`); the result is a non-blocking `Live` session
+//! (`session.rs`), or the `StepError` that makes the host unreachable.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]

@@ -1,7 +1,7 @@
 //! `ssh`, `sftp_put` and `sftp_get` against the lab's real sshd hosts: command results, sudo,
 //! creates/removes, bounded output, timeouts; host keys (unknown, accept-new, changed), auth
 //! (wrong key, agent, encrypted key, password_env right/wrong/unset), hashed known_hosts, refused
-//! and silent listeners, jump hosts, ~/.ssh/config;
+//! and silent listeners, jump hosts, ProxyCommand, ~/.ssh/config;
 //! transfers across 10 hosts with checksums, unchanged files, an interrupted download,
 //! traversal; one session per host; the nightly-logs example.
 
