@@ -18,7 +18,7 @@ use crate::exit;
 use crate::report::event::{Event, EventSink};
 use crate::report::live::{Mode, Reporter};
 use crate::report::redact::Redactor;
-use crate::report::{RunReport, html, junit, tap, write_atomic};
+use crate::report::{RunReport, html, junit, tap, write_atomic, write_atomic_with};
 use crate::vars;
 
 /// How long running tasks may finish after the first interrupt.
@@ -117,11 +117,16 @@ async fn drive(req: RunRequest, args: &RunArgs) -> i32 {
 }
 
 /// Writes the report files. The report is redacted already; JUnit's text quotes playbook
-/// lines too, so every file's text is masked once more.
+/// lines too, so every file's text is masked once more (the JSON report's a line at a time,
+/// as it is written: it is never whole in memory).
 fn write_reports(args: &RunArgs, report: &RunReport, redactor: &Redactor) {
     if let Some(p) = &args.report {
-        let text = serde_json::to_string_pretty(report).unwrap_or_default();
-        if let Err(e) = write_atomic(p, redactor.redact(&text).as_bytes()) {
+        let written = write_atomic_with(p, |f| {
+            let mut w = redactor.lines(f);
+            serde_json::to_writer_pretty(&mut w, report)?;
+            w.finish()
+        });
+        if let Err(e) = written {
             eprintln!("error: cannot write report `{}`: {e}", p.display());
         }
     }

@@ -11,8 +11,9 @@
 //! apply) or `[user@]host[:port]`, resolved like `ssh -J` does it: through ssh_config for that
 //! name, with the user and port the spec gives and no others — never the target's user. It
 //! keeps the target's key, known_hosts, policy and timeouts. `ProxyJump a,b` goes through `a`,
-//! then `b`. `app` shows the result (`connection_json`) and checks every host up front
-//! (`check_hosts`).
+//! then `b`. A `ProxyCommand` (ssh_config's, or the inventory's `ssh.proxy_command`, which
+//! acts as `-o`) carries the hop's connection instead of TCP. `app` shows the result
+//! (`connection_json`) and checks every host up front (`check_hosts`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +62,9 @@ pub struct Target {
     pub keepalive: Duration,
     /// The hop before this one.
     pub jump: Option<Box<Target>>,
+    /// The command whose stdin and stdout carry the connection instead of TCP (`proxy.rs`),
+    /// tokens expanded.
+    pub proxy_command: Option<String>,
 }
 
 impl Target {
@@ -158,6 +162,7 @@ fn resolve_hop(
         user,
         port,
         jump,
+        proxy_command: ssh.proxy_command.as_deref(),
     };
     let mut r = ssh_config::resolve(&src, &q)?;
     warnings.append(&mut r.warnings);
@@ -211,6 +216,7 @@ fn resolve_hop(
             .or(r.keepalive.filter(|s| *s > 0).map(Duration::from_secs))
             .unwrap_or(KEEPALIVE),
         jump: None,
+        proxy_command: r.proxy_command.clone(),
     };
     if let Some(j) = &r.jump {
         let hop = resolve_jump(j, ssh, inventory, depth + 1, warnings)?;
@@ -244,6 +250,7 @@ fn resolve_jump(
     // as whom.
     let mut ssh = from.clone();
     ssh.jump = None;
+    ssh.proxy_command = None;
     ssh.port = None;
     ssh.user = None;
     let label = format!(
@@ -287,7 +294,7 @@ pub fn connection_json(t: &Target) -> Value {
         .filter(|k| !GLOBAL_KNOWN_HOSTS.iter().any(|g| k.as_os_str() == *g))
         .map(|k| k.display().to_string())
         .collect();
-    json!({
+    let mut out = json!({
         "address": t.host,
         "port": t.port,
         "user": t.user,
@@ -295,7 +302,12 @@ pub fn connection_json(t: &Target) -> Value {
         "jump": jump,
         "known_hosts": known,
         "host_key_checking": serde_json::to_value(t.checking).unwrap_or(Value::Null),
-    })
+    });
+    // Only when there is one: where the connection goes through a command.
+    if let Some(pc) = &t.proxy_command {
+        out["proxy_command"] = Value::String(pc.clone());
+    }
+    out
 }
 
 #[cfg(test)]

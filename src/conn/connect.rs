@@ -1,9 +1,10 @@
 //! Connecting to one hop (`connect`, called by `HostConn` in `mod.rs` on a blocking thread,
 //! with a `Target` from `config.rs`): the TCP connection with its timeout (or, behind a jump
-//! host, a tunnel through the jump host's own session from `jump.rs`), the SSH handshake
-//! with the host key types known_hosts expects and the host key check (`host_key.rs`), the
-//! login (`auth.rs`); the result is a non-blocking `Live` session (`session.rs`), or the
-//! `StepError` that makes the host unreachable.
+//! host, a tunnel through the jump host's own session from `jump.rs`; or a ProxyCommand's
+//! stdin and stdout from `proxy.rs`, whose failure explains a failed handshake), the SSH
+//! handshake with the host key types known_hosts expects and the host key check
+//! (`host_key.rs`), the login (`auth.rs`); the result is a non-blocking `Live` session
+//! (`session.rs`), or the `StepError` that makes the host unreachable.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
@@ -16,18 +17,26 @@ use ssh2::{ErrorCode, Session};
 
 use super::config::Target;
 use super::known_hosts::{self, Entry};
+use super::proxy::{self, Proxy};
 use super::session::{HOLD_LIMIT, Live};
 use super::{auth, host_key, jump};
 use crate::error::StepError;
 
 /// Connects, checks the host key and logs in. Blocking: run it on a blocking thread.
 pub fn connect(t: &Target) -> Result<Live, StepError> {
-    let (poll_fd, stream) = open_stream(t)?;
+    let (poll_fd, stream, proxy) = open_stream(t)?;
     let mut sess = new_session(t, stream)?;
     let entries = known_hosts::load(&t.known_hosts).map_err(|e| t.connect_error(e))?;
     let name = known_hosts::host_name(&t.host, t.port);
     let known = known_hosts::for_host(&entries, &name);
-    handshake(t, &mut sess, &name, &known)?;
+    handshake(t, &mut sess, &name, &known).map_err(|e| match (e, &proxy) {
+        // What the command did is the likely reason the handshake found nobody.
+        (StepError::Connect { addr, reason }, Some(p)) => StepError::Connect {
+            addr,
+            reason: p.explain(&reason),
+        },
+        (e, _) => e,
+    })?;
     host_key::check(t, &sess, &name, &known)?;
     auth::authenticate(t, &sess)?;
     // Blocking calls left (ssh2's destructors) are bounded by this.
@@ -91,7 +100,7 @@ fn handshake(
 /// second connection, only to name the key a refused exchange did not show. Nothing is sent
 /// past the key exchange.
 fn offered_key(t: &Target) -> Option<(String, Vec<u8>)> {
-    let (_fd, stream) = open_stream(t).ok()?;
+    let (_fd, stream, _proxy) = open_stream(t).ok()?;
     let mut sess = new_session(t, stream).ok()?;
     sess.handshake().ok()?;
     let (key, _) = sess.host_key()?;
@@ -99,8 +108,22 @@ fn offered_key(t: &Target) -> Option<(String, Vec<u8>)> {
     Some((key_type, key.to_vec()))
 }
 
-/// Opens the TCP connection (or the tunnel through the jump hosts) for `t`.
-fn open_stream(t: &Target) -> Result<(OwnedFd, Box<dyn std::os::fd::AsRawFd + Send>), StepError> {
+/// The stream a session runs over: a descriptor to poll, the stream itself, and the
+/// ProxyCommand that carries it, if one does.
+type Opened = (OwnedFd, Box<dyn std::os::fd::AsRawFd + Send>, Option<Proxy>);
+
+/// Opens the TCP connection (or the tunnel through the jump hosts, or the ProxyCommand) for
+/// `t`.
+fn open_stream(t: &Target) -> Result<Opened, StepError> {
+    if let Some(cmd) = &t.proxy_command {
+        let (proxy, stream) = proxy::spawn(cmd)
+            .map_err(|e| t.connect_error(format!("cannot run ProxyCommand `{cmd}`: {e}")))?;
+        let dup = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| t.connect_error(e.to_string()))?;
+        return Ok((dup, Box::new(stream), Some(proxy)));
+    }
     if let Some(j) = &t.jump {
         let jump = connect(j)?;
         let mine = jump::tunnel(jump, &t.host, t.port)
@@ -109,7 +132,7 @@ fn open_stream(t: &Target) -> Result<(OwnedFd, Box<dyn std::os::fd::AsRawFd + Se
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| t.connect_error(e.to_string()))?;
-        return Ok((dup, Box::new(mine)));
+        return Ok((dup, Box::new(mine), None));
     }
     let deadline = Instant::now() + t.connect_timeout;
     let addrs: Vec<_> = (t.host.as_str(), t.port)
@@ -135,7 +158,7 @@ fn open_stream(t: &Target) -> Result<(OwnedFd, Box<dyn std::os::fd::AsRawFd + Se
                     .as_fd()
                     .try_clone_to_owned()
                     .map_err(|e| t.connect_error(e.to_string()))?;
-                return Ok((dup, Box::new(s)));
+                return Ok((dup, Box::new(s), None));
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 last = format!(

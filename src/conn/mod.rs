@@ -24,6 +24,7 @@ mod connect;
 mod host_key;
 mod jump;
 pub mod known_hosts;
+mod proxy;
 mod session;
 mod sftp;
 mod ssh_config;

@@ -191,14 +191,18 @@ impl Walk {
         })
     }
 
-    /// Takes in a finished task: its outputs for later steps, its event, and whether the
-    /// host stops.
-    fn take(&mut self, cx: &HostCx, i: usize, r: TaskResult) {
+    /// Takes in a finished task: its outputs for later steps (moved out of the result), its
+    /// event, and whether the host stops.
+    fn take(&mut self, cx: &HostCx, i: usize, mut r: TaskResult) {
         let play = &cx.pr.play;
+        // Later steps read the fields as template values; the JSON copy goes now (the report
+        // keeps its own), so a kept body is held twice while the host runs, not three times.
+        let output = std::mem::take(&mut r.output);
         self.outputs.insert(
             play.steps[i].id.clone(),
-            crate::template::json_to_value(&r.output),
+            crate::template::json_to_value(&output),
         );
+        drop(output);
         for (k, v) in &r.set {
             self.set_vars
                 .insert(k.clone(), crate::template::json_to_value(v));

@@ -217,9 +217,9 @@ pub async fn run(req: RunRequest, sink: Arc<dyn EventSink>) -> Result<RunReport,
         hosts: Summary::default(),
     };
     report.finish();
-    let report = redactor.report(&report);
+    let report = redactor.report(report);
     events.send(Event::RunFinished {
-        report: Box::new(report.clone()),
+        report: Box::new(report.recap_copy()),
     });
     Ok(report)
 }

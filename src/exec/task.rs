@@ -411,10 +411,12 @@ fn judge(
     input: &TaskInput<'_>,
     item: Option<&Json>,
     ctx: &minijinja::Value,
-    output: StepOutput,
+    mut output: StepOutput,
 ) -> Attempt {
     let step = input.step;
-    let fields = Json::Object(output.fields.clone());
+    // The fields are moved out for judging and back in at the end: a kept body is not
+    // copied for it.
+    let fields = Json::Object(std::mem::take(&mut output.fields));
     let checks = match check_expectations(step, &fields, ctx) {
         Ok(c) => c,
         Err(d) => return template_attempt(d),
@@ -469,6 +471,9 @@ fn judge(
     } else {
         Status::Ok
     };
+    if let Json::Object(fields) = fields {
+        output.fields = fields;
+    }
     a.output = output;
     a
 }

@@ -104,6 +104,11 @@ pub struct SshSettings {
     /// Host to connect through (like `ssh -J`): an inventory host name, or `user@host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump: Option<String>,
+    /// Command whose stdin and stdout carry the SSH connection, as ssh's `ProxyCommand` (run
+    /// with `/bin/sh -c`, `%h %p %r %n %k %%` expanded; `none`: connect directly). Like `-o
+    /// ProxyCommand=…` it wins over ssh_config; it and `jump` exclude each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_command: Option<String>,
     /// Interval between keepalive messages on an idle SSH session, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Duration>,
@@ -179,6 +184,7 @@ impl SshSettings {
         set(&mut self.password_env, &over.password_env);
         set(&mut self.passphrase_env, &over.passphrase_env);
         set(&mut self.jump, &over.jump);
+        set(&mut self.proxy_command, &over.proxy_command);
         set(&mut self.keepalive, &over.keepalive);
         set(&mut self.config_file, &over.config_file);
     }

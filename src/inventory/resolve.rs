@@ -339,6 +339,9 @@ fn resolve_host(name: &str, rh: &RawHost, direct: &[usize], tree: &GroupTree, ra
     if conn.jump.is_some() {
         ssh.jump.clone_from(&conn.jump);
     }
+    if conn.proxy_command.is_some() {
+        ssh.proxy_command.clone_from(&conn.proxy_command);
+    }
     ssh.merge(&rh.ssh);
     let user = rh.user.clone().or(conn.user).or_else(|| ssh.user.clone());
     let port = rh.port.or(conn.port).or(ssh.port);

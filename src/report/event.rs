@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::{RunReport, Status, TaskReport};
+use super::{RunReport, Status, TaskReport, through_json};
 use crate::diag::{Diagnostic, Location};
 
 /// Something that happened during a run.
@@ -57,6 +57,9 @@ pub enum Event {
     Plan {
         text: String,
     },
+    /// The end of the run, with the redacted report for the recap: the outputs of the tasks
+    /// that did not fail are left out (`RunReport::recap_copy`); the whole report is what
+    /// `exec::run` returns.
     RunFinished {
         report: Box<RunReport>,
     },
@@ -71,18 +74,6 @@ impl Event {
             help: d.help.clone(),
         }
     }
-}
-
-/// `value` turned to JSON, changed by `f`, and read back; unchanged if it cannot be read back.
-fn through_json<T>(value: T, f: &mut dyn FnMut(&mut Json)) -> T
-where
-    T: Serialize + serde::de::DeserializeOwned,
-{
-    let Ok(mut v) = serde_json::to_value(&value) else {
-        return value;
-    };
-    f(&mut v);
-    serde_json::from_value(v).unwrap_or(value)
 }
 
 fn text(s: String, f: &mut dyn FnMut(&mut Json)) -> String {
@@ -144,7 +135,7 @@ impl Event {
             },
             Event::Plan { text: t } => Event::Plan { text: text(t, f) },
             Event::RunFinished { report } => Event::RunFinished {
-                report: Box::new(through_json(*report, f)),
+                report: Box::new(report.map_strings(f)),
             },
         }
     }

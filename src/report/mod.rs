@@ -272,6 +272,69 @@ impl RunReport {
         };
     }
 
+    /// The report with `f` applied to every string and key (through JSON, as redaction and
+    /// terminal escaping need), one task at a time: the tasks are taken out, the rest goes
+    /// through JSON, then each task does and is put back. A report that keeps 50 bodies of a
+    /// MiB is never copied whole; the most held twice at once is one task.
+    pub fn map_strings(mut self, f: &mut dyn FnMut(&mut Json)) -> RunReport {
+        let tasks: Vec<Vec<Vec<TaskReport>>> = self
+            .plays
+            .iter_mut()
+            .map(|p| {
+                p.hosts
+                    .iter_mut()
+                    .map(|h| std::mem::take(&mut h.tasks))
+                    .collect()
+            })
+            .collect();
+        let mut shell = through_json(self, f);
+        for (p, hosts) in shell.plays.iter_mut().zip(tasks) {
+            for (h, tasks) in p.hosts.iter_mut().zip(hosts) {
+                h.tasks = tasks.into_iter().map(|t| through_json(t, f)).collect();
+            }
+        }
+        shell
+    }
+
+    /// A copy for the recap (`Event::RunFinished`): every task's outputs left out but those
+    /// of the failures, which the recap quotes (`stderr`). The whole report is what the
+    /// engine returns; this copy costs no body.
+    pub fn recap_copy(&self) -> RunReport {
+        let mut plays = Vec::with_capacity(self.plays.len());
+        for p in &self.plays {
+            let hosts = p
+                .hosts
+                .iter()
+                .map(|h| HostReport {
+                    tasks: h.tasks.iter().map(TaskReport::recap_copy).collect(),
+                    name: h.name.clone(),
+                    address: h.address.clone(),
+                    status: h.status,
+                    duration_ms: h.duration_ms,
+                })
+                .collect();
+            plays.push(PlayReport {
+                name: p.name.clone(),
+                hosts,
+            });
+        }
+        RunReport {
+            plays,
+            run_id: self.run_id.clone(),
+            playbook: self.playbook.clone(),
+            inventory: self.inventory.clone(),
+            playbook_sha256: self.playbook_sha256.clone(),
+            inventory_sha256: self.inventory_sha256.clone(),
+            merged: self.merged.clone(),
+            missing_shards: self.missing_shards.clone(),
+            started_at: self.started_at.clone(),
+            warnings: self.warnings.clone(),
+            tasks: self.tasks.clone(),
+            hosts: self.hosts.clone(),
+            ..*self
+        }
+    }
+
     /// Hosts that failed or were unreachable (for `--retry-failed`).
     pub fn failed_hosts(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -286,6 +349,43 @@ impl RunReport {
         }
         out
     }
+}
+
+impl TaskReport {
+    /// A copy without the outputs unless the task failed (see `RunReport::recap_copy`).
+    fn recap_copy(&self) -> TaskReport {
+        let keep = diagnose::is_failure(self);
+        TaskReport {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            message: self.message.clone(),
+            context: self.context.clone(),
+            failure_location: self.failure_location.clone(),
+            error: self.error.clone(),
+            checks: self.checks.clone(),
+            output: if keep {
+                self.output.clone()
+            } else {
+                Json::Null
+            },
+            location: self.location.clone(),
+            warnings: self.warnings.clone(),
+            ..*self
+        }
+    }
+}
+
+/// `value` turned to JSON, changed by `f`, and read back; unchanged if it cannot be read back.
+pub(crate) fn through_json<T>(value: T, f: &mut dyn FnMut(&mut Json)) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    let Ok(mut v) = serde_json::to_value(&value) else {
+        return value;
+    };
+    f(&mut v);
+    serde_json::from_value(v).unwrap_or(value)
 }
 
 fn one() -> u32 {
@@ -304,6 +404,15 @@ fn bump(s: &mut Summary, st: Status) {
 
 /// Writes a file atomically: a temporary name beside it, then a rename.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Writes a file atomically from what `fill` writes (buffered, never whole in memory): a
+/// temporary name beside it, then a rename; the temporary file goes if anything fails.
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -314,14 +423,17 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let written = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        fill(&mut f)?;
+        f.flush()?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 /// The report schema (`schemas/report.schema.json`).

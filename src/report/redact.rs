@@ -160,16 +160,25 @@ impl Redactor {
     /// `s` with every secret replaced by `***`, and the password of every URL
     /// (`scheme://user:PASSWORD@host`) too, secret or not.
     pub fn redact(&self, s: &str) -> String {
+        self.redact_cow(s).into_owned()
+    }
+
+    /// `redact`, borrowing `s` back when nothing in it changes (a kept body of a MiB is not
+    /// copied to find that out).
+    fn redact_cow<'s>(&self, s: &'s str) -> std::borrow::Cow<'s, str> {
         let s = redact_userinfo(s);
         let r = self.read();
         let Some(m) = &r.matcher else {
-            return s.into_owned();
+            return s;
         };
+        if !m.is_match(s.as_ref()) && !s.contains('…') {
+            return s;
+        }
         let mut out = m.replace_all(&s, &vec![MASK; r.secrets.len()]);
         if out.contains('…') {
             out = redact_cut_prefixes(&out, &r.secrets);
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// `s` redacted, and, because it was cut short at its end (an output past its cap), the
@@ -195,7 +204,11 @@ impl Redactor {
     /// `NAME_truncated_bytes` is above zero was cut at its end: a secret's start there goes too.
     pub fn redact_json(&self, v: &mut Json) {
         match v {
-            Json::String(s) => *s = self.redact(s),
+            Json::String(s) => {
+                if let std::borrow::Cow::Owned(o) = self.redact_cow(s) {
+                    *s = o;
+                }
+            }
             Json::Array(items) => items.iter_mut().for_each(|i| self.redact_json(i)),
             Json::Object(map) => {
                 let cut: Vec<String> = map
@@ -217,14 +230,10 @@ impl Redactor {
         }
     }
 
-    /// A copy of a report with every string redacted (what `--report`, `--junit`, `--tap`
-    /// and the recap are made from).
-    pub fn report(&self, r: &RunReport) -> RunReport {
-        let Ok(mut v) = serde_json::to_value(r) else {
-            return r.clone();
-        };
-        self.redact_json(&mut v);
-        serde_json::from_value(v).unwrap_or_else(|_| r.clone())
+    /// The report with every string redacted (what `--report`, `--junit`, `--tap` and the
+    /// recap are made from), one task at a time (`RunReport::map_strings`).
+    pub fn report(&self, r: RunReport) -> RunReport {
+        r.map_strings(&mut |v| self.redact_json(v))
     }
 }
 
@@ -241,6 +250,60 @@ impl Redactor {
         };
         self.redact_json(&mut v);
         serde_json::from_value(v).unwrap_or_else(|_| t.clone())
+    }
+}
+
+impl Redactor {
+    /// A writer that redacts what goes through it a line at a time into `inner`: for text
+    /// whose secrets cannot span lines, such as pretty JSON (a string is on one line, its
+    /// newlines escaped), so a big report is masked without being held whole. `finish`
+    /// writes the last line.
+    pub fn lines<W: std::io::Write>(&self, inner: W) -> RedactLines<'_, W> {
+        RedactLines {
+            redactor: self,
+            inner,
+            line: Vec::new(),
+        }
+    }
+}
+
+/// See `Redactor::lines`.
+pub struct RedactLines<'a, W: std::io::Write> {
+    redactor: &'a Redactor,
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactLines<'_, W> {
+    fn emit(&mut self) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(&self.line);
+        let masked = self.redactor.redact(&text);
+        self.inner.write_all(masked.as_bytes())?;
+        self.line.clear();
+        Ok(())
+    }
+
+    /// Writes what is left after the last newline, and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.emit()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactLines<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=at]);
+            self.emit()?;
+            rest = &rest[at + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

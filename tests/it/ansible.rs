@@ -228,7 +228,7 @@ fn ansible_inventories_read_as_ansible_inventory_lists_them() {
 fn unsupported_ansible_inventories_are_located_errors() {
     let root = repo().join("tests/fixtures/ansible-refused");
     let home = tempfile::tempdir().expect("tempdir");
-    let cases: [(&str, &str, &str, bool); 6] = [
+    let cases: [(&str, &str, &str, bool); 5] = [
         (
             "int-host-key",
             "host name `1234` is not a string",
@@ -258,12 +258,6 @@ fn unsupported_ansible_inventories_are_located_errors() {
             "this format is not supported: an inventory plugin's configuration",
             "hosts.yml:1:1",
             true,
-        ),
-        (
-            "proxycommand",
-            "`ProxyCommand` in `ansible_ssh_common_args` is not supported",
-            "hosts:2:28",
-            false,
         ),
     ];
     for (name, title, place, ansible_refuses) in cases {
@@ -311,4 +305,35 @@ fn connection_local_hosts_run_on_the_runner() {
         "{}",
         out.all()
     );
+}
+
+/// `-o ProxyCommand=…` in `ansible_ssh_common_args` / `_extra_args` is the host's
+/// ProxyCommand, tokens expanded for the address ssh would be given; `-J` before it wins, as
+/// in ssh.
+#[test]
+fn proxy_command_in_ssh_args_is_the_connection_s() {
+    let case = repo().join("tests/fixtures/ansible/39-proxycommand");
+    let home = tempfile::tempdir().expect("tempdir");
+    let host = |name: &str| -> Value {
+        let out = Command::new(crate::harness::sortie_bin())
+            .args(["inventory", "-i", "hosts", "--host", name])
+            .current_dir(&case)
+            .env("HOME", home.path())
+            .output()
+            .expect("sortie");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")["connection"].clone()
+    };
+    assert_eq!(
+        host("w1")["proxy_command"],
+        "ssh -W w1:22 -q jump.example.com"
+    );
+    assert_eq!(host("w2")["proxy_command"], "nc 10.0.0.2 22");
+    let w3 = host("w3");
+    assert_eq!(w3["proxy_command"], Value::Null);
+    assert_eq!(w3["jump"][0]["address"], "j1");
 }

@@ -1,7 +1,7 @@
 //! `ssh`, `sftp_put` and `sftp_get` against the lab's real sshd hosts: command results, sudo,
 //! creates/removes, bounded output, timeouts; host keys (unknown, accept-new, changed), auth
 //! (wrong key, agent, encrypted key, password_env right/wrong/unset), hashed known_hosts, refused
-//! and silent listeners, jump hosts, ~/.ssh/config;
+//! and silent listeners, jump hosts, ProxyCommand, ~/.ssh/config;
 //! transfers across 10 hosts with checksums, unchanged files, an interrupted download,
 //! traversal; one session per host; the nightly-logs example.
 
@@ -1217,4 +1217,105 @@ fn hashed_known_hosts_are_matched_and_a_missing_entry_is_unknown() {
     let fp = keygen_fingerprint(&h02.host_key.with_extension("pub"));
     let msg = task["message"].as_str().unwrap_or("");
     assert!(msg.contains("unknown") && msg.contains(&fp), "{msg} / {fp}");
+}
+
+/// ProxyCommand, as ssh runs it: from ssh_config (`ssh -W` through another lab host, and a
+/// bash `/dev/tcp` relay) and from the inventory's `ssh.proxy_command`, tokens expanded, the
+/// host key still checked against the host's name; a command that exits at once makes the
+/// host unreachable with the command and its stderr named; no command outlives the run.
+#[test]
+fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
+    let t = TestLab::start(3);
+    let (a, b, c3) = (
+        &t.lab.ssh.hosts()[0],
+        &t.lab.ssh.hosts()[1],
+        &t.lab.ssh.hosts()[2],
+    );
+    let pids = t.dir.path().join("proxy-pids");
+    let lab_config = t.lab.dir().join("ssh_config");
+    let config = format!(
+        "Host viassh\n  HostName {b}\n  Port {p}\n  ProxyCommand sh -c 'echo $$ >> {pids}; ssh -F {lab} -W %h:%p h01; sleep 20'\n\
+         Host viabash\n  HostName {c}\n  Port {p}\n  ProxyCommand bash -c 'echo $$ >> {pids}; exec 3<>/dev/tcp/%h/%p; cat <&3 & cat >&3'\n\
+         Host wrongkey\n  HostName {c}\n  Port {p}\n  ProxyCommand ssh -F {lab} -W {b}:%p h01\n\
+         Host dies\n  HostName {c}\n  Port {p}\n  ProxyCommand sh -c 'echo no route to %h:%p >&2; exit 7'\n",
+        b = b.address,
+        c = c3.address,
+        p = a.port,
+        pids = pids.display(),
+        lab = lab_config.display(),
+    );
+    let cfg = t.dir.path().join("proxy_config");
+    std::fs::write(&cfg, config).expect("config");
+    let mut inv = Inv::new(&t);
+    inv.extra = format!("  config_file: \"{}\"\n", cfg.display());
+    inv.hosts = ["viassh", "viabash", "wrongkey", "dies"]
+        .iter()
+        .map(|n| (n.to_string(), 0, String::new()))
+        .collect();
+    let mut yaml = inv.yaml();
+    // The lab hosts' addresses are set by ssh_config here: the inventory names only.
+    for n in ["viassh", "viabash", "wrongkey", "dies"] {
+        yaml = yaml.replace(
+            &format!(
+                "      {n}: {{ address: \"{}\", port: {} }}",
+                a.address, a.port
+            ),
+            &format!("      {n}: {{}}"),
+        );
+    }
+    yaml.push_str(&format!(
+        "      inv: {{ address: \"{}\", port: {}, ssh: {{ proxy_command: \"nc-free relay %h %p\" }} }}\n",
+        c3.address, c3.port
+    ));
+    let yaml = yaml.replace(
+        "nc-free relay %h %p",
+        "bash -c 'exec 3<>/dev/tcp/%h/%p; cat <&3 & cat >&3'",
+    );
+    let c = case("name: pc\nhosts: all\nsteps:\n  - id: s\n    ssh: \"echo proxied\"\n")
+        .inventory(&yaml);
+    let o = c.run();
+    assert_eq!(o.code, 2, "{}", o.all());
+    for h in ["viassh", "viabash", "inv"] {
+        assert_eq!(out(&o, h, "s")["stdout"], "proxied", "{}", o.all());
+    }
+    // `ssh -W` logged in to h01 for viassh and for wrongkey; nobody else went to h01.
+    assert_eq!(t.lab.ssh.accepted_connections(0).expect("log"), 2);
+    let wrong = o.task("wrongkey", "s");
+    assert_eq!(wrong["error"]["kind"], "host_key", "{wrong}");
+    let dies = o.task("dies", "s");
+    assert_eq!(dies["error"]["kind"], "connect", "{dies}");
+    let msg = dies["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&format!(
+            "ProxyCommand `sh -c 'echo no route to {}:{} >&2; exit 7'`",
+            c3.address, c3.port
+        )) && msg.contains("exited (status 7)")
+            && msg.contains(&format!("no route to {}:{}", c3.address, c3.port)),
+        "{msg}"
+    );
+    // Every command sortie started is gone once it has returned: the one that would sleep
+    // on after its `ssh -W` ended too (SIGHUP when its session closed).
+    let started = std::fs::read_to_string(&pids).expect("the commands ran");
+    for pid in started.split_whitespace() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "proxy command {pid} still runs: {stat}"
+        );
+    }
+    let shown = crate::harness::sortie(
+        c.dir.path(),
+        &["inventory", "-i", "inventory0.yml", "--host", "viassh"],
+    );
+    let shown: Value = serde_json::from_str(&shown.stdout).expect("JSON");
+    assert_eq!(
+        shown["connection"]["proxy_command"],
+        format!(
+            "sh -c 'echo $$ >> {}; ssh -F {} -W {}:{} h01; sleep 20'",
+            pids.display(),
+            lab_config.display(),
+            b.address,
+            a.port
+        )
+    );
 }

@@ -2,7 +2,8 @@
 //! (`tests/fixtures/ssh_config/*.conf`, each naming the hosts to ask about in its first line,
 //! `[user@]host[#port]`), the real `ssh -G -F FILE [-l user] [-p port] HOST` and
 //! `sortie inventory --host` (with `ssh: { config_file: FILE }`) must agree on the address,
-//! port, user, identity files (in order), ProxyJump chain, UserKnownHostsFile and
+//! port, user, identity files (in order), ProxyJump chain, ProxyCommand (its tokens
+//! expanded as ssh expands them when it runs it), UserKnownHostsFile and
 //! StrictHostKeyChecking. Each file of `bad/` must be refused by both, sortie with exit 3 and
 //! a diagnostic at the `# error:` place. Nothing here connects; `ssh.rs` holds the end-to-end
 //! test through a lab sshd.
@@ -184,7 +185,7 @@ fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, Stri
             "address": e["address"], "port": e["port"], "user": e["user"],
         }));
     }
-    Ok(serde_json::json!({
+    let mut out = serde_json::json!({
         "address": hostname,
         "port": port,
         "user": user,
@@ -192,7 +193,29 @@ fn expected(file: &Path, q: &Q, home: &Path, depth: usize) -> Result<Value, Stri
         "jump": jump,
         "known_hosts": known,
         "host_key_checking": checking,
-    }))
+    });
+    // -G prints ProxyCommand as written; ssh expands %h %k %n %p %r and %% when it runs it.
+    if let Some(pc) = d.one("proxycommand").filter(|pc| *pc != "none") {
+        let alias = d.one("hostkeyalias").unwrap_or(&q.host);
+        let (port, mut cmd, mut it) = (port.to_string(), String::new(), pc.chars());
+        while let Some(c) = it.next() {
+            if c != '%' {
+                cmd.push(c);
+                continue;
+            }
+            match it.next() {
+                Some('h') => cmd.push_str(&hostname),
+                Some('k') => cmd.push_str(alias),
+                Some('n') => cmd.push_str(&q.host),
+                Some('p') => cmd.push_str(&port),
+                Some('r') => cmd.push_str(&user),
+                Some(other) => cmd.push(other),
+                None => cmd.push('%'),
+            }
+        }
+        out["proxy_command"] = Value::String(cmd);
+    }
+    Ok(out)
 }
 
 /// ssh -G prints IdentityFile as written; ssh expands it later with the same `~` and tokens
@@ -468,20 +491,24 @@ fn check_and_run_refuse_a_bad_ssh_config_up_front() {
             o.all()
         );
     }
-    // Tolerated as OpenSSH tolerates them: IgnoreUnknown, and a warning for Match exec.
+    // Tolerated as OpenSSH tolerates them: IgnoreUnknown; and a `Match exec` that hangs is
+    // stopped after 5 s, with a warning, and does not match (OpenSSH would wait for it).
     let ok = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
         .file(
             "ssh_config",
-            "IgnoreUnknown frob*\nFrobnicate on\nMatch exec \"true\"\n  User never\n",
+            "IgnoreUnknown frob*\nFrobnicate on\nMatch exec \"sleep 30\"\n  User never\n",
         )
         .inventory("ssh: { config_file: ssh_config }\nhosts:\n  web1: {}\n");
+    let started = std::time::Instant::now();
     let o = ok.check();
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(
-        o.stderr.contains("`Match exec` is not supported"),
+        o.stderr
+            .contains("`Match exec`: `sleep 30` ran for more than 5s and was stopped"),
         "{}",
         o.all()
     );
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
     let missing = lab_case("name: cfg\nhosts: all\nsteps:\n  - ssh: \"true\"\n")
         .inventory("ssh: { config_file: nowhere.conf }\nhosts:\n  web1: {}\n");
     let o = missing.check();

@@ -41,6 +41,8 @@ pub struct Query<'a> {
     pub user: Option<&'a str>,
     pub port: Option<u16>,
     pub jump: Option<&'a str>,
+    /// `-o ProxyCommand=…` (left out when `jump` is given).
+    pub proxy_command: Option<&'a str>,
 }
 
 /// One ProxyJump hop as written: `[user@]host[:port]`, and the hops before it.
@@ -70,7 +72,9 @@ pub struct Resolved {
     pub connect_timeout: Option<u64>,
     pub keepalive: Option<u64>,
     pub jump: Option<Jump>,
-    /// Things sortie does not do that the config asks for (Match exec, ProxyCommand, …).
+    /// ProxyCommand, its `%h %k %n %p %r %%` expanded (none for `none`).
+    pub proxy_command: Option<String>,
+    /// Things sortie does not do that the config asks for (unsupported options, …).
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -142,6 +146,9 @@ pub fn resolve(roots: &[Root], q: &Query, load: &Loader) -> Result<Resolved, Vec
                 .errors
                 .push(Diagnostic::error(format!("invalid jump host `{j}`"))),
         }
+    }
+    if let (None, Some(pc)) = (q.jump, q.proxy_command) {
+        p.opts.proxy_command = Some((pc.to_string(), Span::default()));
     }
     p.run_files(roots);
     // ssh.c: HostName's %h, then lower-case anything but an address.
@@ -370,18 +377,47 @@ impl Pass<'_> {
             local_user: &self.local_user,
             final_pass: self.final_pass,
         };
-        match matching::match_line(&matching::tokens(&l.rest, l.rest_col), &cx) {
+        let mut notes: Vec<Diagnostic> = Vec::new();
+        let port = self.opts.port.unwrap_or(22);
+        let alias = self.opts.host_key_alias.as_deref().unwrap_or(&host);
+        let mut exec = |cmd: &str, (c, e): (u32, u32)| {
+            // OpenSSH's tokens for `Match exec` (readconf.c), from the pass as it stands.
+            let this = expand::this_host();
+            let short = this.split('.').next().unwrap_or("").to_string();
+            let hash = expand::connection_hash(&this, &host, port, &user);
+            let home = expand::home()
+                .map(|h| h.display().to_string())
+                .unwrap_or_default();
+            let port = port.to_string();
+            let keys: [(char, &str); 10] = [
+                ('C', &hash),
+                ('L', &short),
+                ('d', &home),
+                ('h', &host),
+                ('k', alias),
+                ('l', &this),
+                ('n', &self.original),
+                ('p', &port),
+                ('r', &user),
+                ('u', &self.local_user),
+            ];
+            let ran = percent(cmd, &keys, false).and_then(|cmd| expand::run_match_exec(&cmd));
+            ran.unwrap_or_else(|why| {
+                notes.push(
+                    Diagnostic::warning(format!("`Match exec`: {why}: the block does not apply"))
+                        .at(span(f, l, c, e)),
+                );
+                false
+            })
+        };
+        let matched = matching::match_line(&matching::tokens(&l.rest, l.rest_col), &cx, &mut exec);
+        for n in notes {
+            self.warn(n);
+        }
+        match matched {
             Ok(m) => {
                 if !self.final_pass {
                     self.want_final |= m.want_final;
-                }
-                if let Some((c, e)) = m.exec {
-                    self.warn(
-                        Diagnostic::warning("`Match exec` is not supported")
-                            .at(span(f, l, c, e))
-                            .label("sortie runs no command here and skips this block")
-                            .help("use `Match host`, `user`, `originalhost` or `final` instead"),
-                    );
                 }
                 *active = !never && m.result;
             }
@@ -526,16 +562,19 @@ impl Pass<'_> {
             Some((Some(j), sp)) => expand_jump(j, &jump_keys, sp, &host, port, &user, &mut errors),
             _ => None,
         };
-        if let Some((cmd, sp)) = &self.opts.proxy_command
-            && !cmd.eq_ignore_ascii_case("none")
-        {
-            self.warnings.push(
-                Diagnostic::warning("ProxyCommand is not supported")
-                    .at(*sp)
-                    .label("sortie connects without it")
-                    .help("use ProxyJump (or the inventory's `jump`) to go through another host"),
-            );
-        }
+        // sshconnect.c expands ProxyCommand with the same keys as the one ProxyJump makes.
+        let proxy_command = match self.opts.proxy_command.take() {
+            Some((cmd, sp)) if !cmd.eq_ignore_ascii_case("none") => {
+                match percent(&cmd, &jump_keys, false) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(Diagnostic::error(format!("ProxyCommand: {e}")).at(sp));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -550,6 +589,7 @@ impl Pass<'_> {
             connect_timeout: self.opts.connect_timeout.flatten(),
             keepalive: self.opts.keepalive.flatten(),
             jump,
+            proxy_command,
             warnings: self.warnings,
         })
     }

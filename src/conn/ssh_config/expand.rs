@@ -1,10 +1,57 @@
 //! The values OpenSSH computes from the local machine and substitutes into ssh_config: the
 //! home directory (`~`, `%d`), the local user (`%u`), the host name (`%l`, `%L`), the
 //! connection hash (`%C`), `%` tokens and `${ENV}` (`percent_expand`), and the number and time
-//! forms its options take (`a2port`, `convtime`). `eval` and `conn::config` call these; they
+//! forms its options take (`a2port`, `convtime`); and the user's shell that runs `Match exec`
+//! (`run_match_exec`, bounded by `MATCH_EXEC_TIMEOUT`) and ProxyCommand. `eval` and `conn::config` call these; they
 //! read only the environment, `/etc/passwd`, `/etc/services` and `/proc`.
 
 use std::path::PathBuf;
+
+/// How long a `Match exec` command may run; after it, it is killed and the block does not
+/// apply.
+pub const MATCH_EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The shell OpenSSH runs commands with: `$SHELL` when it is an absolute path, else
+/// `/bin/sh` (`Match exec`, and ProxyCommand in `conn::proxy`).
+pub fn user_shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|s| s.starts_with('/'))
+        .unwrap_or_else(|| "/bin/sh".to_string())
+}
+
+/// Runs a `Match exec` command (tokens expanded) as OpenSSH's `execute_in_shell` does: with
+/// `user_shell() -c`, stdin and stdout on /dev/null; whether it exited 0. `Err` says why it
+/// gave no answer: it could not start, or it ran past `MATCH_EXEC_TIMEOUT` (then it is
+/// killed, by its PID, and reaped).
+pub fn run_match_exec(cmd: &str) -> Result<bool, String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(user_shell())
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("`{cmd}` could not start ({e})"))?;
+    let deadline = std::time::Instant::now() + MATCH_EXEC_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.success()),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{cmd}` ran for more than {} and was stopped",
+                    crate::units::Duration(MATCH_EXEC_TIMEOUT)
+                ));
+            }
+        }
+    }
+}
 
 /// The home directory: `$HOME`, else the passwd entry's. (OpenSSH always takes the passwd
 /// entry; sortie honours `HOME` so that a test or a wrapper can move it — docs/ssh.md.)

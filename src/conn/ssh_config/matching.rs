@@ -2,7 +2,8 @@
 //! name, case-sensitive — `Host` lines), `match_pattern_list` (comma lists with `!`), and the
 //! `Match` criteria (`all`, `canonical`, `final`, `host`, `originalhost`, `user`, `localuser`,
 //! `exec`, each negatable). `eval` calls `host_line` and `match_line` with the state of the
-//! pass; tokens come from the line's text as OpenSSH's `strdelim` splits them.
+//! pass and the way to run an `exec` command (`eval` expands its tokens and runs it, bounded);
+//! tokens come from the line's text as OpenSSH's `strdelim` splits them.
 
 /// `*` and `?` wildcards over the whole string.
 pub fn pattern(s: &[u8], p: &[u8]) -> bool {
@@ -115,16 +116,22 @@ pub struct MatchCx<'a> {
 pub struct Matched {
     pub result: bool,
     pub want_final: bool,
-    /// `exec` conditions met while the others held (not run: the block is skipped).
-    pub exec: Option<(u32, u32)>,
 }
 
+/// Runs the command of an `exec` condition (as written, with the place of the condition
+/// `(col, end)`): whether it exited 0.
+pub type Exec<'a> = dyn FnMut(&str, (u32, u32)) -> bool + 'a;
+
 /// Evaluates `Match` criteria; `Err((message, col, end))` for a condition OpenSSH refuses.
-pub fn match_line(toks: &[Tok], cx: &MatchCx) -> Result<Matched, (String, u32, u32)> {
+/// An `exec` runs only while the criteria before it hold, as in OpenSSH.
+pub fn match_line(
+    toks: &[Tok],
+    cx: &MatchCx,
+    exec: &mut Exec<'_>,
+) -> Result<Matched, (String, u32, u32)> {
     let mut m = Matched {
         result: true,
         want_final: false,
-        exec: None,
     };
     let mut attributes = 0;
     let mut i = 0;
@@ -173,11 +180,10 @@ pub fn match_line(toks: &[Tok], cx: &MatchCx) -> Result<Matched, (String, u32, u
             "user" => list(cx.user, &arg.text, false) == 1,
             "localuser" => list(cx.local_user, &arg.text, false) == 1,
             "exec" => {
-                if m.result {
-                    m.exec = Some((t.col, arg.end));
+                if !m.result {
+                    continue;
                 }
-                m.result = false;
-                continue;
+                exec(&arg.text, (t.col, arg.end))
             }
             _ => {
                 return Err((
@@ -213,7 +219,8 @@ mod tests {
     }
 
     fn m(s: &str, f: bool) -> Result<bool, String> {
-        match_line(&tokens(s, 7), &cx(f))
+        // `exec` here: the command is its answer.
+        match_line(&tokens(s, 7), &cx(f), &mut |cmd, _| cmd == "true")
             .map(|m| m.result)
             .map_err(|e| e.0)
     }
@@ -239,5 +246,16 @@ mod tests {
         assert!(m("colour blue", false).is_err());
         assert!(m("", false).is_err());
         assert_eq!(m("user deploy # c", false), Ok(true));
+        assert_eq!(m("exec true host web1*", false), Ok(true));
+        assert_eq!(m("!exec true", false), Ok(false));
+        assert_eq!(m("!exec false", false), Ok(true));
+        // An exec after a criterion that failed is not run.
+        let mut ran = false;
+        let toks = tokens("host nomatch exec true", 7);
+        let r = match_line(&toks, &cx(false), &mut |_, _| {
+            ran = true;
+            true
+        });
+        assert!(matches!(r, Ok(Matched { result: false, .. })) && !ran);
     }
 }

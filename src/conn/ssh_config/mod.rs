@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use eval::{Jump, Query, Resolved};
+pub use expand::user_shell;
 
 use crate::diag::{Diagnostic, register_source};
 use eval::{File, Root};
@@ -217,5 +218,47 @@ mod tests {
         assert!(ok.is_ok());
         assert!(resolve(&Source::Nothing, &q("y")).is_ok());
         assert!(resolve(&Source::File("/nonexistent/sortie".into()), &q("y")).is_err());
+    }
+
+    #[test]
+    fn proxy_command_as_ssh_reads_it() {
+        let p = at(
+            "Host a\n  HostName 10.0.0.1\n  ProxyCommand nc %h %p %r %n %%\nHost b\n  ProxyJump j\n  ProxyCommand nc b\nHost c\n  ProxyCommand none\nHost *\n  User u\n  ProxyCommand nc any\n",
+        );
+        let src = Source::File(p);
+        let r = resolve(&src, &q("a")).expect("ok");
+        assert_eq!(r.proxy_command.as_deref(), Some("nc 10.0.0.1 22 u a %"));
+        let r = resolve(&src, &q("b")).expect("ok");
+        assert_eq!(
+            (r.proxy_command, r.jump.map(|j| j.host)),
+            (None, Some("j".into()))
+        );
+        assert_eq!(resolve(&src, &q("c")).expect("ok").proxy_command, None);
+        // The inventory's (`-o`) wins over the config; `-J` wins over both.
+        let inv = Query {
+            proxy_command: Some("relay %h"),
+            ..q("a")
+        };
+        let r = resolve(&src, &inv).expect("ok");
+        assert_eq!(r.proxy_command.as_deref(), Some("relay 10.0.0.1"));
+        let jumped = Query {
+            jump: Some("k"),
+            ..inv
+        };
+        assert_eq!(resolve(&src, &jumped).expect("ok").proxy_command, None);
+        // An unknown token is refused, at its line.
+        let bad = resolve(&Source::File(at("ProxyCommand nc %z\n")), &q("x")).expect_err("bad");
+        assert_eq!(bad[0].span.map(|s| s.line), Some(1), "{bad:?}");
+    }
+
+    #[test]
+    fn match_exec_runs_the_command() {
+        let p = at(
+            "Match exec \"test %h = x\"\n  User by-exec\nMatch !exec \"exit 3\" host y\n  Port 2201\n",
+        );
+        let src = Source::File(p);
+        assert_eq!(resolve(&src, &q("x")).expect("ok").user, "by-exec");
+        let y = resolve(&src, &q("y")).expect("ok");
+        assert_eq!((y.user, y.port), (expand::local_user(), 2201));
     }
 }

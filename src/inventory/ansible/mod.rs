@@ -6,8 +6,9 @@
 //!
 //! Connection variables become sortie settings: `ansible_host` → address, `ansible_port` →
 //! port, `ansible_user` → user, `ansible_ssh_private_key_file` → `ssh.identity_file` (the old
-//! `ansible_ssh_host` / `_port` / `_user` spellings too); a `ProxyJump` in
-//! `ansible_ssh_common_args` becomes `ssh.jump`. Everything else stays a variable. INI text is
+//! `ansible_ssh_host` / `_port` / `_user` spellings too); a `ProxyJump` (`-J`) or a
+//! `ProxyCommand` in `ansible_ssh_common_args` / `_extra_args` becomes `ssh.jump` or
+//! `ssh.proxy_command`, whichever comes first, as ssh reads them. Everything else stays a variable. INI text is
 //! registered like any source and every token is placed by line and column for diagnostics.
 //!
 //! This file holds what both formats share — connection variables, `host:port` names and
@@ -93,66 +94,61 @@ fn connection(var: &Var) -> Result<Option<Conn>, Diagnostic> {
     })
 }
 
-/// `-o ProxyJump=x`, `-oProxyJump x` or `-J x` inside `ansible_ssh_common_args`.
-fn proxy_jump(args: &str) -> Option<String> {
+/// How ssh's arguments say to reach the host, when they do.
+#[derive(Debug, PartialEq)]
+enum Proxy {
+    /// `-J x`, `-o ProxyJump=x`.
+    Jump(String),
+    /// `-o ProxyCommand=…`.
+    Command(String),
+}
+
+/// The first of `-o ProxyJump=x`, `-oProxyJump x`, `-J x` and `-o ProxyCommand=…` inside
+/// `ansible_ssh_common_args` (ssh keeps the first it reads of the two).
+fn proxy(args: &str) -> Option<Proxy> {
     let words = shlex::split(args)?;
     let mut it = words.iter().peekable();
     while let Some(w) = it.next() {
         if w == "-J" {
-            return it.next().cloned();
+            return it.next().cloned().map(Proxy::Jump);
         }
         let opt = if w == "-o" {
             it.next().map(String::as_str)
         } else {
             w.strip_prefix("-o")
         };
-        if let Some(o) = opt {
-            let (k, v) = o
-                .split_once('=')
-                .or_else(|| o.split_once(' '))
-                .unwrap_or((o, ""));
-            if k.trim().eq_ignore_ascii_case("proxyjump") {
-                let v = if v.trim().is_empty() {
-                    it.next().cloned().unwrap_or_default()
-                } else {
-                    v.trim().to_string()
-                };
-                return Some(v).filter(|v| !v.is_empty());
-            }
+        let Some(o) = opt else { continue };
+        let (k, v) = o
+            .split_once('=')
+            .or_else(|| o.split_once(' '))
+            .unwrap_or((o, ""));
+        let k = k.trim().to_ascii_lowercase();
+        if k != "proxyjump" && k != "proxycommand" {
+            continue;
         }
+        let v = if v.trim().is_empty() {
+            it.next().cloned().unwrap_or_default()
+        } else {
+            v.trim().to_string()
+        };
+        if v.is_empty() {
+            return None;
+        }
+        return Some(if k == "proxyjump" {
+            Proxy::Jump(v)
+        } else {
+            Proxy::Command(v)
+        });
     }
     None
 }
 
-/// What `ansible_connection` and `ansible_ssh_common_args` / `ansible_ssh_extra_args` say
-/// about how to connect: a jump host, or a ProxyCommand (which sortie cannot run).
-fn proxy_command(args: &str) -> bool {
-    shlex::split(args).is_some_and(|words| {
-        words.iter().any(|w| {
-            let o = w.strip_prefix("-o").unwrap_or(w).trim_start();
-            o.to_ascii_lowercase().starts_with("proxycommand")
-        })
-    })
-}
-
-/// Checks one variable as it is read (a bad port, a ProxyCommand) and keeps it: connection
-/// variables stay variables until `resolve` has merged them, as Ansible merges them, and then
-/// become the host's settings (`connection_settings`).
+/// Checks one variable as it is read (a bad port) and keeps it: connection variables stay
+/// variables until `resolve` has merged them, as Ansible merges them, and then become the
+/// host's settings (`connection_settings`).
 fn check_var(var: &Var, diags: &mut Diagnostics) -> bool {
     if let Err(d) = connection(var) {
         diags.push(d);
-        return false;
-    }
-    if let ("ansible_ssh_common_args" | "ansible_ssh_extra_args", Value::String(s)) =
-        (var.key.as_str(), &var.value)
-        && proxy_command(s)
-    {
-        diags.push(
-            Diagnostic::error(format!("`ProxyCommand` in `{}` is not supported", var.key))
-                .at_opt(var.span)
-                .label("sortie connects through jump hosts (ProxyJump), it does not run a proxy command")
-                .help("use `-o ProxyJump=HOST` or `-J HOST` (one jump host or a comma-separated chain), or remove the ProxyCommand"),
-        );
         return false;
     }
     true
@@ -201,6 +197,8 @@ pub(crate) struct ConnVars {
     pub user: Option<String>,
     pub identity_file: Option<PathBuf>,
     pub jump: Option<String>,
+    /// `-o ProxyCommand=…` in the ssh arguments.
+    pub proxy_command: Option<String>,
     /// `ansible_connection: local`: run on the runner, never over SSH.
     pub local: bool,
 }
@@ -237,12 +235,18 @@ pub(crate) fn connection_settings(vars: &mut indexmap::IndexMap<String, Value>) 
             Ok(None) | Err(_) => {}
         }
     }
-    for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
-        if let Some(Value::String(s)) = vars.get(key)
-            && let Some(j) = proxy_jump(s)
-        {
-            c.jump = Some(j);
-        }
+    // ssh's command line has the common arguments before the extra ones; the first
+    // ProxyJump or ProxyCommand wins.
+    let found = ["ansible_ssh_common_args", "ansible_ssh_extra_args"]
+        .iter()
+        .find_map(|key| match vars.get(*key) {
+            Some(Value::String(s)) => proxy(s),
+            _ => None,
+        });
+    match found {
+        Some(Proxy::Jump(j)) => c.jump = Some(j),
+        Some(Proxy::Command(p)) => c.proxy_command = Some(p),
+        None => {}
     }
     c.local = vars
         .get("ansible_connection")
@@ -494,16 +498,20 @@ mod tests {
 
     #[test]
     fn proxy_jump_forms() {
-        assert_eq!(proxy_jump("-o ProxyJump=b1").as_deref(), Some("b1"));
+        let jump = |s: &str| Some(Proxy::Jump(s.into()));
+        let command = |s: &str| Some(Proxy::Command(s.into()));
+        assert_eq!(proxy("-o ProxyJump=b1"), jump("b1"));
+        assert_eq!(proxy("-oProxyJump=u@b:22 -v"), jump("u@b:22"));
+        assert_eq!(proxy("-J b2"), jump("b2"));
+        assert_eq!(proxy("-o StrictHostKeyChecking=no"), None);
         assert_eq!(
-            proxy_jump("-oProxyJump=u@b:22 -v").as_deref(),
-            Some("u@b:22")
+            proxy("-o ProxyCommand=\"ssh -W %h:%p j\""),
+            command("ssh -W %h:%p j")
         );
-        assert_eq!(proxy_jump("-J b2").as_deref(), Some("b2"));
-        assert_eq!(proxy_jump("-o StrictHostKeyChecking=no"), None);
-        assert!(proxy_command("-o ProxyCommand=\"ssh -W %h:%p j\""));
-        assert!(proxy_command("-oProxyCommand='nc %h %p'"));
-        assert!(!proxy_command("-o ProxyJump=j"));
+        assert_eq!(proxy("-oProxyCommand='nc %h %p'"), command("nc %h %p"));
+        // The first of the two wins, as in ssh.
+        assert_eq!(proxy("-J j -o ProxyCommand=x"), jump("j"));
+        assert_eq!(proxy("-o ProxyCommand=x -J j"), command("x"));
     }
 
     #[test]

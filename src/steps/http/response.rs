@@ -78,27 +78,21 @@ pub(super) async fn result(
 
     let kept_len = read.kept.len() as u64;
     let dropped = read.total - kept_len;
-    let text = decode_text(&read.kept, &content_type, dropped > 0);
-    let json = body_json(
-        &read,
-        text.as_deref(),
-        &content_type,
-        &hop,
-        max,
-        &mut out.warnings,
-    );
+    let json = body_json(&read, &content_type, &hop, max, &mut out.warnings);
+    let body_sha256 = hex::encode(read.digest);
+    let total = read.total;
+    let saved = read.saved;
+    let text = decode_text(read.kept, &content_type, dropped > 0);
     // A saved body is whole in its file: only an unsaved one lost bytes.
-    if dropped > 0 && read.saved.is_none() {
+    if dropped > 0 && saved.is_none() {
         out.warnings.push(format!(
             "{hop}: body: kept the first {kept_len} bytes (max_body), {dropped} more not kept"
         ));
     }
     let excerpt = match &text {
         Some(t) => excerpt(t),
-        None => format!("{} bytes of binary data", read.total),
+        None => format!("{total} bytes of binary data"),
     };
-    let body_sha256 = hex::encode(read.digest);
-    drop(read.kept);
 
     out = out
         .with("request", request_line)
@@ -111,12 +105,12 @@ pub(super) async fn result(
         .with("elapsed_ms", elapsed_ms)
         .with("version", version)
         .with("redirects", redirects)
-        .with("body_bytes", read.total)
+        .with("body_bytes", total)
         .with("body_sha256", body_sha256)
         .with("body_truncated_bytes", dropped)
         .with("max_body", max as u64)
         .with("body_excerpt", excerpt);
-    if let Some((path, sha, changed)) = read.saved {
+    if let Some((path, sha, changed)) = saved {
         out.changed = changed;
         out = out
             .with("saved", path.display().to_string())
@@ -147,7 +141,6 @@ fn header_fields(headers: &HeaderMap) -> serde_json::Map<String, Json> {
 /// otherwise. Why a JSON-typed body gave none goes to `warnings`.
 fn body_json(
     read: &BodyRead,
-    text: Option<&str>,
     content_type: &str,
     hop: &str,
     max: usize,
@@ -155,8 +148,8 @@ fn body_json(
 ) -> Json {
     let is_json_type = content_type.contains("json");
     let looks_json = matches!(
-        text.and_then(|t| t.trim_start().chars().next()),
-        Some('{' | '[')
+        read.kept.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
     );
     let dropped = read.total - read.kept.len() as u64;
     if dropped > 0 {
@@ -219,7 +212,11 @@ async fn read_body(
     save: Option<&Path>,
     announced: Option<u64>,
 ) -> Result<BodyRead, StepError> {
-    let mut read = BodyRead::default();
+    // Room for what will be kept, at once: the buffer does not grow by doubling.
+    let mut read = BodyRead {
+        kept: Vec::with_capacity(announced.map_or(0, |n| n.min(max as u64) as usize)),
+        ..BodyRead::default()
+    };
     let mut file = match save {
         Some(dest) => Some(create_temp(dest).await?),
         None => None,
@@ -341,7 +338,7 @@ async fn put_in_place(
 /// The kept bytes as text: in the charset the response names, or as UTF-8 when they are
 /// UTF-8 (a character cut in two by the limit is left out). Bytes that are neither are binary:
 /// None, so the result holds their length and digest, never a page of replacement characters.
-fn decode_text(bytes: &[u8], content_type: &str, truncated: bool) -> Option<String> {
+fn decode_text(bytes: Vec<u8>, content_type: &str, truncated: bool) -> Option<String> {
     let charset = content_type
         .split(';')
         .filter_map(|p| p.trim().strip_prefix("charset="))
@@ -350,25 +347,38 @@ fn decode_text(bytes: &[u8], content_type: &str, truncated: bool) -> Option<Stri
     if let Some(enc) = charset.and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
         && enc != encoding_rs::UTF_8
     {
-        return Some(enc.decode_without_bom_handling(bytes).0.into_owned());
+        return Some(enc.decode_without_bom_handling(&bytes).0.into_owned());
     }
-    match std::str::from_utf8(bytes) {
-        Ok(t) => Some(t.to_string()),
-        Err(e) if truncated && e.error_len().is_none() => {
-            Some(String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned())
+    // UTF-8 as it is: the bytes become the text, not a copy of them.
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let u = e.utf8_error();
+            let mut bytes = e.into_bytes();
+            if truncated && u.error_len().is_none() {
+                bytes.truncate(u.valid_up_to());
+                String::from_utf8(bytes).ok()
+            } else if charset.is_some() {
+                // Declared text in UTF-8 with a bad byte here and there: text, as a
+                // browser shows it.
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            } else {
+                None
+            }
         }
-        // Declared text in UTF-8 with a bad byte here and there: text, as a browser shows it.
-        Err(_) if charset.is_some() => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Err(_) => None,
     }
 }
 
-/// The start of the body on one line, for failure messages.
+/// The start of the body on one line, for failure messages (only that start is read: a
+/// kept body of a MiB is not copied for it).
 fn excerpt(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > EXCERPT_CHARS {
-        let cut: String = flat.chars().take(EXCERPT_CHARS).collect();
-        format!("{cut}…")
+    let mut chars = text
+        .split_whitespace()
+        .enumerate()
+        .flat_map(|(i, w)| (i > 0).then_some(' ').into_iter().chain(w.chars()));
+    let flat: String = chars.by_ref().take(EXCERPT_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{flat}…")
     } else {
         flat
     }
@@ -380,7 +390,7 @@ mod tests {
 
     #[test]
     fn text_is_decoded_by_charset_and_cut_on_a_character() {
-        let text = |b: &[u8], ct: &str, cut: bool| decode_text(b, ct, cut);
+        let text = |b: &[u8], ct: &str, cut: bool| decode_text(b.to_vec(), ct, cut);
         assert_eq!(
             text("h\u{e9}".as_bytes(), "text/plain", false).as_deref(),
             Some("h\u{e9}")
