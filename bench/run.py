@@ -314,6 +314,7 @@ def main():
                     help="skip OpenSSH above this many hosts (five processes per host at once)")
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--sortie-base", help="another sortie binary, run as the tool `sortie-base`")
+    ap.add_argument("--base-first", action="store_true", help="run `sortie-base` before `sortie`")
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     args = ap.parse_args()
     tools = set(args.tools.split(","))
@@ -343,7 +344,8 @@ def main():
                 runners.append(("sortie", lambda out: (sortie_cmd(lab, n, blob, out), None)))
             if args.sortie_base:
                 base = Path(args.sortie_base).resolve()
-                runners.append(("sortie-base", lambda out: (sortie_cmd(lab, n, blob, out, base), None)))
+                runners.insert(0 if args.base_first else len(runners),
+                               ("sortie-base", lambda out: (sortie_cmd(lab, n, blob, out, base), None)))
             if pyinfra:
                 inv = pyinfra_setup(info, n)
                 runners.append(("pyinfra", lambda out, inv=inv: (pyinfra_cmd(pyinfra, inv, n, blob, out), None)))

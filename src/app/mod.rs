@@ -310,7 +310,7 @@ const MALLOC_ARENAS: i32 = 2;
 const MALLOC_MMAP_THRESHOLD: i32 = 128 << 10;
 
 /// Sets glibc's malloc for hundreds of threads that each move a few MiB (issue 12: freed
-/// memory kept in sixteen arenas was a third of the peak RSS at 200 hosts in flight), before
+/// memory kept in sixteen arenas was a quarter of the peak RSS at 200 hosts in flight), before
 /// any thread starts; unless the user set malloc's parameters (`GLIBC_TUNABLES`,
 /// `MALLOC_ARENA_MAX`, …), which then stand.
 fn tune_malloc() {
