@@ -220,4 +220,28 @@ mod tests {
         assert!(local_sources(d.path(), "*.none").is_err());
         assert!(local_sources(d.path(), "missing").is_err());
     }
+
+    #[test]
+    fn a_source_is_read_once_per_version_and_its_bytes_shared() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("blob");
+        std::fs::write(&f, "first").unwrap();
+        let a = shared_source(&f).unwrap();
+        let b = shared_source(&f).unwrap();
+        assert_eq!(a.size, 5);
+        assert_eq!(a.sha256, sha256_hex(b"first"));
+        let (Some(x), Some(y)) = (&a.bytes, &b.bytes) else {
+            panic!("a small source keeps its bytes")
+        };
+        assert!(
+            Arc::ptr_eq(x, y),
+            "the second host got the first one's bytes"
+        );
+        // A new version is read again.
+        std::fs::write(&f, "the second").unwrap();
+        let c = shared_source(&f).unwrap();
+        assert_eq!(c.sha256, sha256_hex(b"the second"));
+        assert_eq!(c.bytes.as_deref(), Some(&b"the second"[..]));
+        assert!(shared_source(&d.path().join("missing")).is_err());
+    }
 }
