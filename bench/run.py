@@ -11,7 +11,10 @@ tools, all measured side by side in the same run.
 
     bench/run.py [--hosts 10,50,200] [--runs 3] [--rtt 50ms] [--bandwidth 100mbit]
                  [--tools sortie,pyinfra,openssh,ansible] [--ansible-modes stock,pipelining]
-                 [--ansible-max 200] [--openssh-max 200] [--out FILE]
+                 [--ansible-max 200] [--openssh-max 200] [--sortie-base BIN] [--out FILE]
+
+--sortie-base runs another sortie binary (an older build, say) as the tool `sortie-base`, on the
+same lab right after `sortie`, for before/after figures measured side by side.
 """
 
 import argparse
@@ -127,8 +130,8 @@ def stop_lab(lab):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def sortie_cmd(lab, n, blob, out):
-    return [str(ROOT / "target/release/sortie"), "run", str(BENCH / "work.yml"),
+def sortie_cmd(lab, n, blob, out, binary=None):
+    return [str(binary or ROOT / "target/release/sortie"), "run", str(BENCH / "work.yml"),
             "-i", str(lab / "inventory.yml"), "-c", str(n), "--format", "plain",
             "-e", f"blob={blob}", "-e", f"out={out}"]
 
@@ -287,6 +290,10 @@ def derive(row, n, rtt_ms):
         row["ratio_pyinfra_over_sortie_wall"] = p["wall_s"] / s["wall_s"]
         row["ratio_pyinfra_over_sortie_cpu"] = p["cpu_s"] / s["cpu_s"]
         row["ratio_pyinfra_over_sortie_rss"] = p["rss_mib"] / s["rss_mib"]
+    b = row.get("sortie-base")
+    if b and b.get("runs"):
+        for what, key in (("wall", "wall_s"), ("cpu", "cpu_s"), ("rss", "rss_mib")):
+            row[f"ratio_base_over_sortie_{what}"] = b[key] / s[key]
     o = row.get("openssh")
     if o and o.get("runs"):
         row["ratio_sortie_over_openssh_wall"] = s["wall_s"] / o["wall_s"]
@@ -306,6 +313,8 @@ def main():
     ap.add_argument("--openssh-max", type=int, default=200,
                     help="skip OpenSSH above this many hosts (five processes per host at once)")
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
+    ap.add_argument("--sortie-base", help="another sortie binary, run as the tool `sortie-base`")
+    ap.add_argument("--base-first", action="store_true", help="run `sortie-base` before `sortie`")
     ap.add_argument("--out", default=str(BENCH / "results.json"))
     args = ap.parse_args()
     tools = set(args.tools.split(","))
@@ -333,6 +342,10 @@ def main():
             runners = []
             if "sortie" in tools:
                 runners.append(("sortie", lambda out: (sortie_cmd(lab, n, blob, out), None)))
+            if args.sortie_base:
+                base = Path(args.sortie_base).resolve()
+                runners.insert(0 if args.base_first else len(runners),
+                               ("sortie-base", lambda out: (sortie_cmd(lab, n, blob, out, base), None)))
             if pyinfra:
                 inv = pyinfra_setup(info, n)
                 runners.append(("pyinfra", lambda out, inv=inv: (pyinfra_cmd(pyinfra, inv, n, blob, out), None)))

@@ -25,6 +25,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod expect;
+pub mod file_version;
 pub mod graph;
 pub mod inventory;
 pub mod plan;

@@ -7,7 +7,8 @@ use clap::Parser;
 use sortie::{app, cli, exit};
 
 fn main() {
-    large_allocations_mapped();
+    // Before any other thread exists (see `app::tune_malloc`).
+    app::tune_malloc();
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -32,21 +33,3 @@ fn main() {
     };
     std::process::exit(code);
 }
-
-/// glibc's malloc serves a block of 128 KiB or more from its own `mmap`, and gives it back on
-/// `free`, only until the first such block is freed: then it raises that threshold to the
-/// freed size and serves later ones from its per-thread arenas, where a freed MiB stays. A run
-/// that reads a MiB of HTTP body per host then ends up holding every copy each step made
-/// (BENCHMARKS.md: 50 hosts × 10 MB bodies peaked at 136 MiB; 90 MiB with this). Fixing the
-/// threshold keeps big blocks mapped and returned; small ones are unaffected.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn large_allocations_mapped() {
-    // SAFETY: mallopt only sets a malloc parameter; it is called first thing in `main`,
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn large_allocations_mapped() {}

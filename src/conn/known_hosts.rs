@@ -4,16 +4,21 @@
 //! `known_hosts`, `~/.ssh/known_hosts` (or ssh_config's `UserKnownHostsFile`) and
 //! `/etc/ssh/ssh_known_hosts`; the host-key check (`host_key.rs`, during `connect.rs`) uses the key
 //! types known for a host to set its host-key algorithm preference and checks the server's key
-//! against the entries here.
+//! against the entries here. A run reads each file once per version (`load` keeps what it
+//! parsed until the file changes, `crate::file_version`): every host's connection checks the
+//! same files, and a thousand hosts parsed a thousand-line file a thousand times.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use hmac::{KeyInit, Mac};
 use sha2::Digest;
+
+use crate::file_version::FileVersion;
 
 /// One usable known_hosts line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,16 +80,39 @@ pub fn blob_key_type(key: &[u8]) -> Option<String> {
 }
 
 /// The entries of several files (missing files are skipped; unreadable ones are errors).
-pub fn load(files: &[PathBuf]) -> Result<Vec<Entry>, String> {
+pub fn load(files: &[PathBuf]) -> Result<Vec<Arc<[Entry]>>, String> {
     let mut out = Vec::new();
     for f in files {
-        match std::fs::read_to_string(f) {
-            Ok(text) => out.extend(parse(&text, f)),
+        match load_file(f) {
+            Ok(entries) => out.push(entries),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read known_hosts file {}: {e}", f.display())),
         }
     }
     Ok(out)
+}
+
+/// One file's entries, parsed once per version of the file and shared by every connection.
+fn load_file(f: &Path) -> std::io::Result<Arc<[Entry]>> {
+    type Parsed = HashMap<PathBuf, (FileVersion, Arc<[Entry]>)>;
+    static PARSED: OnceLock<Mutex<Parsed>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(Default::default);
+    let version = FileVersion::of(f)?;
+    if let Some((v, entries)) = parsed.lock().unwrap_or_else(|p| p.into_inner()).get(f)
+        && *v == version
+    {
+        return Ok(entries.clone());
+    }
+    let text = std::fs::read_to_string(f)?;
+    let entries: Arc<[Entry]> = parse(&text, f).into();
+    // Kept only when the file did not change while it was read.
+    if version.current() && text.len() as u64 == version.size() {
+        parsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(f.to_path_buf(), (version, entries.clone()));
+    }
+    Ok(entries)
 }
 
 /// Parses known_hosts text; lines it cannot use (comments, CA lines, bad base64) are skipped.
@@ -143,7 +171,11 @@ pub fn parse(text: &str, file: &Path) -> Vec<Entry> {
 impl Entry {
     /// Whether this line is about `name` (already `[host]:port` when off port 22).
     pub fn matches(&self, name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
+        self.matches_lowercase(&name.to_ascii_lowercase())
+    }
+
+    /// `matches`, for a name already in lower case.
+    fn matches_lowercase(&self, name: &str) -> bool {
         match &self.patterns {
             Patterns::Hashed { salt, hash } => {
                 let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
@@ -156,9 +188,9 @@ impl Entry {
                 let mut hit = false;
                 for p in list {
                     match p.strip_prefix('!') {
-                        Some(neg) if wildcard(neg, &name) => return false,
+                        Some(neg) if wildcard(neg, name) => return false,
                         Some(_) => {}
-                        None => hit |= wildcard(p, &name),
+                        None => hit |= wildcard(p, name),
                     }
                 }
                 hit
@@ -191,9 +223,14 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The entries about `name`.
-pub fn for_host<'a>(entries: &'a [Entry], name: &str) -> Vec<&'a Entry> {
-    entries.iter().filter(|e| e.matches(name)).collect()
+/// The entries about `name`, from the files `load` read.
+pub fn for_host<'a>(files: &'a [Arc<[Entry]>], name: &str) -> Vec<&'a Entry> {
+    let name = name.to_ascii_lowercase();
+    files
+        .iter()
+        .flat_map(|f| f.iter())
+        .filter(|e| e.matches_lowercase(&name))
+        .collect()
 }
 
 /// Judges the server's key against the entries about its host.
@@ -345,8 +382,8 @@ mod tests {
             + "@revoked h "
             + &line("", &b)[1..]
             + "@cert-authority * ssh-ed25519 AAAA\n# comment\n";
-        let all = parse(&text, Path::new("kh"));
-        let known = for_host(&all, "h");
+        let all = [Arc::from(parse(&text, Path::new("kh")))];
+        let known = for_host(&all, "H");
         assert_eq!(verdict(&known, &a), Verdict::Match);
         assert_eq!(verdict(&known, &b), Verdict::Revoked);
         assert!(matches!(
@@ -373,5 +410,23 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let e = parse(&text, &f);
         assert!(e.iter().any(|e| e.matches("[h]:2222") && e.key == k));
+    }
+
+    #[test]
+    fn load_reads_a_file_again_once_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        let a = blob("ssh-ed25519", b"a");
+        std::fs::write(&f, line("h1", &a)).unwrap();
+        let files = [f.clone(), dir.path().join("missing")];
+        let first = load(&files).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(for_host(&first, "h1").len(), 1);
+        // The same version is shared, not parsed again.
+        assert!(Arc::ptr_eq(&first[0], &load(&files).unwrap()[0]));
+        append(&f, "h2", &blob("ssh-ed25519", b"b")).unwrap();
+        let second = load(&files).unwrap();
+        assert_eq!(for_host(&second, "h2").len(), 1);
+        assert_eq!(for_host(&second, "h1").len(), 1);
     }
 }

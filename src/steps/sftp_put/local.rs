@@ -1,14 +1,22 @@
 //! The local side of `sftp_put`: the files a `src` names on the runner (a file, a directory's
 //! tree, a glob's matches; relative to the playbook's directory), each with the name it gets
 //! under the destination, and SHA-256 of local files and bytes. Used by the run (`mod.rs`) to
-//! plan the uploads, and by `sftp_get` (`has_glob`, `sha256_file`).
+//! plan the uploads, and by `sftp_get` (`has_glob`). A source file is read and hashed once per
+//! run and version of the file (`shared_source`, `crate::file_version`), not once per host:
+//! every host of a run uploads the same file, and a thousand hosts read and hashed it a
+//! thousand times; a small one's bytes are kept and sent by every host's upload.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::Digest;
+
+use crate::file_version::FileVersion;
 
 use super::CHUNK;
 use crate::error::StepError;
@@ -24,7 +32,7 @@ pub(super) fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// SHA-256 of a local file, and its size.
-pub(in crate::steps) fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
@@ -39,6 +47,68 @@ pub(in crate::steps) fn sha256_file(path: &Path) -> std::io::Result<(u64, String
         n += k as u64;
     }
     Ok((n, hex::encode(h.finalize())))
+}
+
+/// Sources up to this size are kept in memory once read, and every host's upload sends those
+/// bytes (no copy, no read of its own).
+const SHARED_MAX: u64 = 8 << 20;
+/// The most bytes kept so for the whole run; larger or later sources are hashed once and
+/// read from the file by each upload.
+const SHARED_TOTAL: u64 = 64 << 20;
+
+/// A local source as planned for upload: its size, SHA-256, and its bytes when they are kept
+/// in memory (small sources).
+#[derive(Clone)]
+pub(super) struct Source {
+    pub size: u64,
+    pub sha256: String,
+    pub bytes: Option<Arc<[u8]>>,
+}
+
+/// The size, SHA-256 and (when small) bytes of a local source, read once per run for each
+/// version of the file: the hosts that ask at once wait for the first one's read. A file
+/// that changes while it is read is read again by the next host, and not kept.
+pub(super) fn shared_source(path: &Path) -> std::io::Result<Source> {
+    type Cells = HashMap<FileVersion, Arc<OnceLock<Option<Source>>>>;
+    static CELLS: OnceLock<Mutex<Cells>> = OnceLock::new();
+    static KEPT: AtomicU64 = AtomicU64::new(0);
+    let key = FileVersion::of(path)?;
+    let cell = CELLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let read = cell.get_or_init(|| {
+        let size = key.size();
+        let keep =
+            size <= SHARED_MAX && KEPT.fetch_add(size, Ordering::SeqCst) + size <= SHARED_TOTAL;
+        let source = read_source(path, keep).ok()?;
+        (source.size == size && key.current()).then_some(source)
+    });
+    match read {
+        Some(source) => Ok(source.clone()),
+        None => read_source(path, false),
+    }
+}
+
+/// Reads a local source: its bytes kept (`keep`) or only hashed.
+fn read_source(path: &Path, keep: bool) -> std::io::Result<Source> {
+    if !keep {
+        let (size, sha256) = sha256_file(path)?;
+        return Ok(Source {
+            size,
+            sha256,
+            bytes: None,
+        });
+    }
+    let bytes = std::fs::read(path)?;
+    Ok(Source {
+        size: bytes.len() as u64,
+        sha256: sha256_hex(&bytes),
+        bytes: Some(Arc::from(bytes)),
+    })
 }
 
 /// The local files of `src`: (path, name relative to the destination folder). A directory
@@ -149,5 +219,29 @@ mod tests {
         assert_eq!(f[0].1, "one.txt");
         assert!(local_sources(d.path(), "*.none").is_err());
         assert!(local_sources(d.path(), "missing").is_err());
+    }
+
+    #[test]
+    fn a_source_is_read_once_per_version_and_its_bytes_shared() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("blob");
+        std::fs::write(&f, "first").unwrap();
+        let a = shared_source(&f).unwrap();
+        let b = shared_source(&f).unwrap();
+        assert_eq!(a.size, 5);
+        assert_eq!(a.sha256, sha256_hex(b"first"));
+        let (Some(x), Some(y)) = (&a.bytes, &b.bytes) else {
+            panic!("a small source keeps its bytes")
+        };
+        assert!(
+            Arc::ptr_eq(x, y),
+            "the second host got the first one's bytes"
+        );
+        // A new version is read again.
+        std::fs::write(&f, "the second").unwrap();
+        let c = shared_source(&f).unwrap();
+        assert_eq!(c.sha256, sha256_hex(b"the second"));
+        assert_eq!(c.bytes.as_deref(), Some(&b"the second"[..]));
+        assert!(shared_source(&d.path().join("missing")).is_err());
     }
 }

@@ -31,10 +31,10 @@ mod remote;
 mod stale;
 mod write;
 
-pub(super) use local::{has_glob, sha256_file};
+pub(super) use local::has_glob;
 pub(super) use remote::join_remote;
 
-use local::{local_sources, sha256_hex};
+use local::{local_sources, sha256_hex, shared_source};
 use write::put_all;
 
 /// Upload files to the host over SFTP.
@@ -164,10 +164,11 @@ pub(super) const CHUNK: usize = 64 * 1024;
 /// Paths given to one `sha256sum` or `mv` command (well under any argument limit).
 const PER_COMMAND: usize = 200;
 
-/// What one file to upload holds.
+/// What one file to upload holds: a local file read as it is sent, or bytes (inline ones,
+/// or a small source file's, shared by every host).
 enum Body {
     File(PathBuf),
-    Bytes(Vec<u8>),
+    Bytes(std::sync::Arc<[u8]>),
 }
 
 struct Upload {
@@ -278,7 +279,7 @@ fn plan_uploads(
             uploads.push(Upload {
                 size: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
-                body: Body::Bytes(bytes),
+                body: Body::Bytes(bytes.into()),
                 remote,
                 seen: (!into_dir).then_some(at_dest),
             });
@@ -289,7 +290,7 @@ fn plan_uploads(
             let into_dir =
                 many || dest.ends_with('/') || at_dest.as_ref().is_some_and(|s| s.is_dir());
             for (path, rel) in files {
-                let (size, sha256) = sha256_file(&path)
+                let source = shared_source(&path)
                     .map_err(|e| StepError::Io(format!("cannot read {}: {e}", path.display())))?;
                 let remote = if into_dir {
                     join_remote(dest, &rel)
@@ -297,10 +298,13 @@ fn plan_uploads(
                     dest.to_string()
                 };
                 uploads.push(Upload {
-                    body: Body::File(path),
+                    body: match source.bytes {
+                        Some(b) => Body::Bytes(b),
+                        None => Body::File(path),
+                    },
                     remote,
-                    size,
-                    sha256,
+                    size: source.size,
+                    sha256: source.sha256,
                     seen: (!into_dir).then(|| at_dest.clone()),
                 });
             }
