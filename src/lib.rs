@@ -30,6 +30,7 @@ pub mod graph;
 pub mod inventory;
 pub mod plan;
 pub mod playbook;
+pub mod random;
 pub mod report;
 pub mod schema;
 pub mod shell;

@@ -44,6 +44,15 @@ use crate::inventory::{Host, Inventory};
 use config::Target;
 use session::Live;
 
+/// `host:port`, with brackets around an IPv6 address.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// How long `close` lets cancelled steps finish stopping their remote commands.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 

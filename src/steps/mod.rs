@@ -31,7 +31,7 @@ pub mod sftp_get;
 pub mod sftp_put;
 pub mod ssh;
 pub mod tcp;
-pub(crate) mod temp_name;
+mod temp_name;
 pub mod udp;
 pub mod via;
 

@@ -21,21 +21,12 @@ const RAND_HEX: usize = 16;
 const KEY_HEX: usize = 8;
 
 /// 16 hex digits from the kernel's random source (`getrandom`).
-pub(crate) fn random_hex() -> Result<String, StepError> {
-    let mut buf = [0u8; RAND_HEX / 2];
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::rand::getrandom(&mut buf[got..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(StepError::Io(format!(
-                    "cannot make a temporary file name: no random bytes ({e})"
-                )));
-            }
-        }
-    }
-    Ok(hex::encode(buf))
+pub(super) fn random_hex() -> Result<String, StepError> {
+    crate::random::hex(RAND_HEX / 2).map_err(|e| {
+        StepError::Io(format!(
+            "cannot make a temporary file name: no random bytes ({e})"
+        ))
+    })
 }
 
 /// A destination's file name as it appears in its temporary names.

@@ -35,6 +35,12 @@ steps:
       via: host
       tls: { ca: "{{ lab_ca }}" }
     expect: { status: 200 }
+  - id: redirected
+    http:
+      url: "http://api.internal:{{ inside_http_port }}/redirect-to?url=https://api.internal:{{ inside_https_port }}/health"
+      via: host
+      tls: { ca: "{{ lab_ca }}" }
+    expect: { status: 200, redirects: { len: 1 }, url: { contains: "https://api.internal" } }
   - id: tls_probe
     tcp: { host: api.internal, port: "{{ inside_https_port }}", via: host, tls: { ca: "{{ lab_ca }}" } }
   - id: dns
@@ -49,7 +55,7 @@ steps:
     .run();
     assert_eq!(out.code, 0, "{}", out.all());
     for h in ["h01", "h02", "h03"] {
-        for step in ["db", "api", "api_tls", "tls_probe", "dns"] {
+        for step in ["db", "api", "api_tls", "redirected", "tls_probe", "dns"] {
             assert_eq!(
                 out.status(h, step),
                 "ok",

@@ -171,9 +171,8 @@ impl Gateway {
         let listen = listener
             .local_addr()
             .map_err(|e| format!("`via: {name}`: {e}"))?;
-        let secret = crate::steps::temp_name::random_hex()
-            .and_then(|a| Ok(a + &crate::steps::temp_name::random_hex()?))
-            .map_err(|e| format!("`via: {name}`: {e}"))?;
+        let secret = crate::random::hex(16)
+            .map_err(|e| format!("`via: {name}`: no random bytes for a password ({e})"))?;
         let shared = Arc::new(Shared {
             name: name.clone(),
             target,
@@ -447,7 +446,7 @@ fn open(
     if s.spent.load(Ordering::SeqCst) {
         return Err(Failure::Session(format!("the session to {name} is spent")));
     }
-    let target = crate::steps::tcp::target(host, port);
+    let target = super::host_port(host, port);
     let start = Instant::now();
     loop {
         match live.attempt(|| {

@@ -150,11 +150,7 @@ impl Kind for Tcp {
 
 /// `host:port`, with brackets around an IPv6 address.
 pub fn target(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    crate::conn::host_port(host, port)
 }
 
 /// Runs the probe: connect, TLS when asked, then the exchanges (one for `send`/`read`).
