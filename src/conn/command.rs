@@ -1,6 +1,6 @@
 //! Remote commands, each on a channel of its own over the host's `Live` session (`session.rs`):
 //! `HostConn::exec` (`mod.rs`, for the `ssh` kind) and `Remote::exec` (`sftp.rs`, for the
-//! transfers' checksums and renames) call `Live::exec` here from blocking threads. The
+//! transfers' checksums and renames) await `Live::exec` here, in tasks of their own. The
 //! command's stdin is fed, its stdout and stderr kept within a limit (`Capture`), its process
 //! group found (a PID line the wrapper prints first on stderr, `ExecState`) so that a cancelled
 //! step can stop the whole command, and its exit status or signal turned into an `rc`
@@ -30,7 +30,7 @@ impl Live {
     /// Runs `command` on a channel of its own: feeds `stdin`, keeps at most `limit` bytes of
     /// each output stream. Cancelled, it signals the command's process group and closes the
     /// channel.
-    pub fn exec(
+    pub async fn exec(
         &self,
         ctl: &Ctl,
         command: &str,
@@ -38,37 +38,39 @@ impl Live {
         limit: usize,
     ) -> Result<ExecOutput, OpError> {
         let _a = self.enter();
-        let mut ch = self.hold(|| self.sess.channel_session().map_err(E::from))?;
+        let mut ch = self
+            .hold(|| self.sess.channel_session().map_err(E::from))
+            .await?;
         // The login shell's PID is the process group sshd made for the command (sshd calls
         // setsid): printed first on stderr (and taken off it), it lets a timeout stop the
         // whole command the way `ssh` does for a "signal" request.
         let script = format!("printf '{PID_MARK}%s\\n' \"$$\" >&2\n{command}");
-        self.hold(|| ch.exec(&script).map_err(E::from))?;
+        self.hold(|| ch.exec(&script).map_err(E::from)).await?;
         let mut st = ExecState::new(limit);
-        match self.exec_io(ctl, &mut ch, stdin, &mut st) {
+        match self.exec_io(ctl, &mut ch, stdin, &mut st).await {
             Ok(()) => {
                 let signal = ch.exit_signal().ok().and_then(|s| s.exit_signal);
                 let rc = match &signal {
                     Some(s) => 128 + i64::from(signal_number(s)),
                     None => i64::from(ch.exit_status().unwrap_or(-1)),
                 };
-                let _ = self.hold(|| ch.close().map_err(E::from));
-                self.drop_quietly(ch);
+                let _ = self.hold(|| ch.close().map_err(E::from)).await;
+                self.release(ch).await;
                 Ok(st.finish(rc, signal))
             }
             Err(OpError::Cancelled) => {
-                self.abort(&mut ch, st.pid);
-                self.drop_quietly(ch);
+                Box::pin(self.abort(&mut ch, st.pid)).await;
+                self.release(ch).await;
                 Err(OpError::Cancelled)
             }
             Err(e) => {
-                self.drop_quietly(ch);
+                self.release(ch).await;
                 Err(e)
             }
         }
     }
 
-    fn exec_io(
+    async fn exec_io(
         &self,
         ctl: &Ctl,
         ch: &mut Channel,
@@ -85,7 +87,10 @@ impl Live {
             if !eof_sent {
                 if off < input.len() {
                     let end = (off + 32 * 1024).min(input.len());
-                    match self.attempt(|| ch.write(&input[off..end]).map_err(E::from)) {
+                    match self
+                        .attempt(|| ch.write(&input[off..end]).map_err(E::from))
+                        .await
+                    {
                         Ok(Some(n)) => {
                             off += n;
                             progress |= n > 0;
@@ -96,7 +101,7 @@ impl Live {
                         Err(e) => return Err(e),
                     }
                 } else {
-                    match self.hold(|| ch.send_eof().map_err(E::from)) {
+                    match self.hold(|| ch.send_eof().map_err(E::from)).await {
                         Ok(()) | Err(OpError::Failed { .. }) => {}
                         Err(e) => return Err(e),
                     }
@@ -104,7 +109,8 @@ impl Live {
                     progress = true;
                 }
             }
-            if !out_eof && let Some(n) = self.attempt(|| ch.read(&mut buf).map_err(E::from))? {
+            if !out_eof && let Some(n) = self.attempt(|| ch.read(&mut buf).map_err(E::from)).await?
+            {
                 if n == 0 {
                     out_eof = true;
                 } else {
@@ -113,7 +119,9 @@ impl Live {
                 progress = true;
             }
             if !err_eof
-                && let Some(n) = self.attempt(|| ch.stderr().read(&mut buf).map_err(E::from))?
+                && let Some(n) = self
+                    .attempt(|| ch.stderr().read(&mut buf).map_err(E::from))
+                    .await?
             {
                 if n == 0 {
                     err_eof = true;
@@ -130,23 +138,27 @@ impl Live {
                 if ctl.stopped() {
                     return Err(OpError::Cancelled);
                 }
-                self.wait_inbound();
+                self.wait_inbound(ctl).await;
             }
         }
-        self.stream(ctl, || ch.wait_close().map_err(E::from))
+        self.stream(ctl, || ch.wait_close().map_err(E::from)).await
     }
 
     /// Stops a cancelled command: TERM to its process group (over a channel of its own), then
     /// closes its channel, waiting a little for the server's side of the close.
-    fn abort(&self, ch: &mut Channel, pid: Option<u32>) {
+    async fn abort(&self, ch: &mut Channel, pid: Option<u32>) {
         if let Some(pid) = pid {
             let kill = format!(
                 "kill -s TERM -- -{pid} 2>/dev/null || kill -s TERM {pid} 2>/dev/null; true"
             );
-            let _ = self.exec(&Ctl::within(Duration::from_secs(3)), &kill, None, 4096);
+            let _ = self
+                .exec(&Ctl::within(Duration::from_secs(3)), &kill, None, 4096)
+                .await;
         }
         let ctl = Ctl::within(Duration::from_secs(2));
-        let _ = self.run(&ctl, Mode::Stream, &mut || ch.close().map_err(E::from));
+        let _ = self
+            .run(&ctl, Mode::Stream, || ch.close().map_err(E::from))
+            .await;
     }
 }
 

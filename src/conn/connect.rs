@@ -19,11 +19,12 @@ use ssh2::{ErrorCode, Session};
 use super::config::Target;
 use super::known_hosts::{self, Entry};
 use super::proxy::{self, Proxy};
-use super::session::{HOLD_LIMIT, Live};
+use super::session::{BLOCKING_LIMIT, Live};
 use super::{auth, host_key, jump};
 use crate::error::StepError;
 
-/// Connects, checks the host key and logs in. Blocking: run it on a blocking thread.
+/// Connects, checks the host key and logs in. Blocking: run it on one of the runtime's
+/// blocking threads (the session it returns is registered with the runtime's reactor).
 pub fn connect(t: &Target) -> Result<Live, StepError> {
     let (poll_fd, stream, proxy) = open_stream(t)?;
     let mut sess = new_session(t, stream)?;
@@ -40,20 +41,15 @@ pub fn connect(t: &Target) -> Result<Live, StepError> {
     })?;
     host_key::check(t, &sess, &name, &known)?;
     auth::authenticate(t, &sess)?;
-    // Blocking calls left (ssh2's destructors) are bounded by this.
-    sess.set_timeout(u32::try_from(HOLD_LIMIT.as_millis()).unwrap_or(u32::MAX));
+    // Blocking calls left (ssh2's destructors, on the runtime's workers) are bounded by this.
+    sess.set_timeout(BLOCKING_LIMIT);
     sess.set_keepalive(
         false,
         u32::try_from(t.keepalive.as_secs()).unwrap_or(30).max(2),
     );
     sess.set_blocking(false);
-    Ok(Live::new(
-        sess,
-        poll_fd,
-        t.label.clone(),
-        t.addr(),
-        t.keepalive,
-    ))
+    Live::new(sess, poll_fd, t.label.clone(), t.addr(), t.keepalive)
+        .map_err(|e| t.connect_error(format!("cannot wait on the session's socket: {e}")))
 }
 
 /// A session over `stream`, blocking (bounded by `connect_timeout`) until it is logged in.

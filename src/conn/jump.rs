@@ -1,68 +1,91 @@
 //! Jump hosts (ProxyJump): libssh2 has none built in, so the target's session runs over one end
-//! of a local socketpair, and a thread of its own copies bytes between the other end and a
-//! direct-tcpip channel of the jump host's session (which that thread alone uses). When either
-//! side closes, the thread closes the other and disconnects the jump session. `connect.rs` calls
+//! of a local socketpair, and a task on the runtime copies bytes between the other end and a
+//! direct-tcpip channel of the jump host's session (which that task alone uses). When either
+//! side closes, the task closes the other and disconnects the jump session. `connect.rs` calls
 //! `tunnel` with the jump host's `Live` session (`session.rs`) and gets the local end back.
 //! The copying (`pump`) also serves the probes that go `via` a host (`via/`): there the local
 //! end is a TCP connection from the runner's own SOCKS listener, and the session is shared.
+//! Neither holds a thread: both sides are awaited on tokio's reactor.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ssh2::{BlockDirections, Channel};
+use ssh2::Channel;
+use tokio::io::Interest;
 
-use super::session::{Live, OpError};
+use super::session::{Live, OpError, Stop};
 
 /// Opens a channel from `jump` to `host:port` and returns the local end that carries it.
-pub fn tunnel(jump: Live, host: &str, port: u16) -> Result<UnixStream, String> {
-    let ch = jump.tunnel(host, port).map_err(|e| match e {
+/// Called on one of the runtime's blocking threads (`connect`).
+pub fn tunnel(jump: Live, host: &str, port: u16) -> Result<std::os::unix::net::UnixStream, String> {
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|e| format!("no runtime for the jump host's channel: {e}"))?;
+    let ch = rt.block_on(jump.tunnel(host, port)).map_err(|e| match e {
         OpError::Failed { msg, .. } => format!("cannot reach {host}:{port} from there ({msg})"),
         OpError::Dead(r) => r,
         OpError::Cancelled => "cancelled".into(),
     })?;
-    let (mine, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (mine, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     theirs
         .set_nonblocking(true)
         .map_err(|e| format!("socketpair: {e}"))?;
-    std::thread::Builder::new()
-        .name(format!("sortie-jump-{}", jump.label))
-        .spawn(move || {
-            pump(&jump, ch, theirs, &AtomicBool::new(false), true);
-            jump.shutdown();
-        })
-        .map_err(|e| format!("cannot start the jump thread: {e}"))?;
+    let theirs = {
+        let _enter = rt.enter();
+        tokio::net::UnixStream::from_std(theirs).map_err(|e| format!("socketpair: {e}"))?
+    };
+    rt.spawn(async move {
+        pump(&jump, ch, LocalEnd::Unix(theirs), &Stop::new(), true).await;
+        jump.shutdown().await;
+    });
     Ok(mine)
 }
 
-/// The local end of a channel: a socket the pump reads from and writes to, non-blocking.
-pub(super) trait LocalEnd: Read + Write + AsFd {
-    fn shutdown_write(&self);
+/// The local end of a channel: a socket the pump reads from and writes to.
+pub(super) enum LocalEnd {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
 }
 
-impl LocalEnd for UnixStream {
-    fn shutdown_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
+impl LocalEnd {
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            LocalEnd::Unix(s) => s.try_read(buf),
+            LocalEnd::Tcp(s) => s.try_read(buf),
+        }
     }
-}
 
-impl LocalEnd for TcpStream {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LocalEnd::Unix(s) => s.try_write(buf),
+            LocalEnd::Tcp(s) => s.try_write(buf),
+        }
+    }
+
+    async fn ready(&self, interest: Interest) {
+        let _ = match self {
+            LocalEnd::Unix(s) => s.ready(interest).await,
+            LocalEnd::Tcp(s) => s.ready(interest).await,
+        };
+    }
+
     fn shutdown_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
+        use rustix::net::{Shutdown, shutdown};
+        let _ = match self {
+            LocalEnd::Unix(s) => shutdown(s, Shutdown::Write),
+            LocalEnd::Tcp(s) => shutdown(s, Shutdown::Write),
+        };
     }
 }
 
 /// Copies bytes both ways between `pair` and the channel `ch` of `jump` until both sides have
 /// closed (or `stop` is set, or the session dies); sends keepalives when `keepalive` (the
 /// session is this pump's alone). Closes the channel at the end, not the session.
-pub(super) fn pump<S: LocalEnd>(
+pub(super) async fn pump(
     jump: &Live,
     mut ch: Channel,
-    mut pair: S,
-    stop: &AtomicBool,
+    pair: LocalEnd,
+    stop: &Arc<Stop>,
     keepalive: bool,
 ) {
     let _active = jump.enter();
@@ -75,7 +98,7 @@ pub(super) fn pump<S: LocalEnd>(
     loop {
         let mut progress = false;
         if up.is_empty() && !pair_eof {
-            match pair.read(&mut buf) {
+            match pair.try_read(&mut buf) {
                 Ok(0) => {
                     pair_eof = true;
                     progress = true;
@@ -89,7 +112,7 @@ pub(super) fn pump<S: LocalEnd>(
             }
         }
         if !up.is_empty() {
-            match jump.try_write(&mut ch, &up) {
+            match jump.try_write(&mut ch, &up).await {
                 Ok(Some(n)) => {
                     up.drain(..n);
                     progress |= n > 0;
@@ -99,14 +122,14 @@ pub(super) fn pump<S: LocalEnd>(
             }
         }
         if pair_eof && up.is_empty() && !eof_sent {
-            if jump.send_eof(&mut ch).is_err() {
+            if jump.send_eof(&mut ch).await.is_err() {
                 break;
             }
             eof_sent = true;
             closing_since = Some(Instant::now());
         }
         if down.is_empty() && !ch_eof {
-            match jump.try_read(&mut ch, &mut buf) {
+            match jump.try_read(&mut ch, &mut buf).await {
                 Ok(Some(0)) => {
                     ch_eof = true;
                     pair.shutdown_write();
@@ -121,7 +144,7 @@ pub(super) fn pump<S: LocalEnd>(
             }
         }
         if !down.is_empty() {
-            match pair.write(&down) {
+            match pair.try_write(&down) {
                 Ok(n) => {
                     down.drain(..n);
                     progress |= n > 0;
@@ -137,50 +160,45 @@ pub(super) fn pump<S: LocalEnd>(
         if closing_since.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             break;
         }
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_set() {
             break;
         }
         if keepalive && last_keepalive.elapsed() >= jump.keepalive {
             last_keepalive = Instant::now();
-            if jump.keepalive_tick().is_err() {
+            if jump.keepalive_tick().await.is_err() {
                 break;
             }
         }
         if !progress {
-            wait(jump, &pair, up.is_empty() && !pair_eof, !down.is_empty());
+            let pair_in = up.is_empty() && !pair_eof;
+            let pair_out = !down.is_empty();
+            wait(jump, &pair, pair_in, pair_out, stop).await;
         }
     }
     drop(pair);
-    jump.close_channel(ch);
+    jump.close_channel(ch).await;
 }
 
-/// Sleeps until the jump socket or the pair has something for us (at most 200 ms: libssh2 may
-/// have buffered data that poll cannot see; 5 ms when other calls share the session, as one of
-/// them may read our data off the socket).
-fn wait(jump: &Live, pair: &impl AsFd, pair_in: bool, pair_out: bool) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let jflags = match jump.block_directions() {
-        BlockDirections::Outbound => PollFlags::OUT,
-        BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
-        _ => PollFlags::IN,
-    };
-    let mut pflags = PollFlags::empty();
+/// Waits until the jump socket or the pair has something for us, or `stop` is set (at most
+/// 200 ms: libssh2 may have buffered data that the socket does not show; the session's own
+/// wait is shorter when other calls share it, as one of them may read our data off it).
+async fn wait(jump: &Live, pair: &LocalEnd, pair_in: bool, pair_out: bool, stop: &Stop) {
+    let mut interest: Option<Interest> = None;
     if pair_in {
-        pflags |= PollFlags::IN;
+        interest = Some(Interest::READABLE);
     }
     if pair_out {
-        pflags |= PollFlags::OUT;
+        interest = Some(interest.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
     }
-    let mut fds = [
-        PollFd::new(jump.raw_fd(), jflags),
-        PollFd::new(pair, pflags),
-    ];
-    let max_ms = if jump.active() > 1 { 5 } else { 200 };
-    let _ = poll(
-        &mut fds,
-        Some(&Timespec {
-            tv_sec: 0,
-            tv_nsec: max_ms * 1_000_000,
-        }),
-    );
+    let local = async {
+        match interest {
+            Some(i) => pair.ready(i).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = jump.wait_io(jump.block_directions(), None, Some(Duration::from_millis(200))) => {}
+        _ = local => {}
+        _ = stop.wait() => {}
+    }
 }

@@ -9,8 +9,10 @@
 //! checked against known_hosts (`host_key`, `known_hosts`), the login (`auth`). The session
 //! itself, with its rules for sharing libssh2 between threads, is `session`; commands run on
 //! it by `command`, file transfers by `sftp`. Errors are `crate::error::StepError`s, the
-//! type the step kinds return too. ssh2 is blocking: every call runs on tokio's blocking
-//! threads (bounded by the runtime's `max_blocking_threads`), never on its workers. A session
+//! type the step kinds return too. libssh2 runs non-blocking: every call is awaited on tokio's
+//! reactor (`session`), each command or transfer in a task of its own, so a host in flight
+//! holds no thread; only opening a session (`connect`, blocking: TCP, key exchange, login)
+//! runs on the runtime's blocking threads, for the few round trips it takes. A session
 //! that fails to open, or dies, makes every later step of the host fail with the same connect
 //! error — the host is unreachable; it is never retried.
 
@@ -30,12 +32,12 @@ mod sftp;
 mod ssh_config;
 pub mod via;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use command::ExecOutput;
-pub use session::{Ctl, OpError};
+pub use session::{Ctl, OpError, Stop};
 pub use sftp::{READ_BUFFER, Remote, RemoteFile, WRITE_IN_FLIGHT};
 pub use ssh2::FileStat;
 
@@ -61,16 +63,16 @@ pub struct HostConn {
     pub host: Host,
     target: Result<Target, String>,
     live: tokio::sync::OnceCell<Result<Arc<Live>, StepError>>,
-    keepalive: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    keepalive: std::sync::Mutex<Option<(Arc<Stop>, tokio::task::JoinHandle<()>)>>,
 }
 
-/// Sets a blocking operation's stop flag when the step's future goes away (a timeout, an
-/// interrupt): the thread then stops the remote command and closes its channel.
-struct StopOnDrop(Arc<AtomicBool>);
+/// Sets an operation's stop when the step's future goes away (a timeout, an interrupt): the
+/// task doing it then stops the remote command and closes its channel.
+struct StopOnDrop(Arc<Stop>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.set();
     }
 }
 
@@ -134,7 +136,8 @@ impl HostConn {
         Ok(live)
     }
 
-    /// Keepalives while the session is idle between steps (a blocking call each interval).
+    /// Keepalives while the session is idle between steps (one call each interval; stopped
+    /// between calls, never half-way through one).
     fn start_keepalive(&self, live: &Arc<Live>) {
         let mut k = self.keepalive.lock().unwrap_or_else(|p| p.into_inner());
         if k.is_some() {
@@ -142,19 +145,21 @@ impl HostConn {
         }
         let weak = Arc::downgrade(live);
         let every = live.keepalive.max(Duration::from_secs(1));
-        *k = Some(tokio::spawn(async move {
+        let stop = Stop::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
-                let Some(live) = weak.upgrade() else { break };
-                if live.dead_reason().is_some() {
-                    break;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = s.wait() => break,
                 }
-                let r = tokio::task::spawn_blocking(move || live.keepalive_tick()).await;
-                if !matches!(r, Ok(Ok(()))) {
+                let Some(live) = weak.upgrade() else { break };
+                if live.dead_reason().is_some() || live.keepalive_tick().await.is_err() {
                     break;
                 }
             }
-        }));
+        });
+        *k = Some((stop, task));
     }
 
     /// Runs a command (already a complete shell command line) on a channel of its own.
@@ -165,12 +170,14 @@ impl HostConn {
         max_output: usize,
     ) -> Result<ExecOutput, StepError> {
         let live = self.session().await?;
-        let flag = Arc::new(AtomicBool::new(false));
-        let _stop = StopOnDrop(flag.clone());
+        let stop = Stop::new();
+        let _stop = StopOnDrop(stop.clone());
         let command = command.to_string();
         let l = live.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            l.exec(&Ctl::new(flag), &command, stdin.as_deref(), max_output)
+        // A task of its own: dropped (a timeout), the step leaves it to stop the command.
+        let r = tokio::spawn(async move {
+            l.exec(&Ctl::new(stop), &command, stdin.as_deref(), max_output)
+                .await
         })
         .await;
         match r {
@@ -183,39 +190,38 @@ impl HostConn {
             Ok(Err(OpError::Failed { msg, .. })) => Err(StepError::Protocol(format!(
                 "cannot run the command: {msg}"
             ))),
-            Err(e) => Err(StepError::Io(format!("the command's thread failed: {e}"))),
+            Err(e) => Err(StepError::Io(format!("the command's task failed: {e}"))),
         }
     }
 
-    /// Runs `f` on a blocking thread with SFTP (and commands) over the host's session.
-    pub async fn remote<T, F>(&self, f: F) -> Result<T, StepError>
+    /// Runs the future `f` makes, with SFTP (and commands) over the host's session, as a task
+    /// of its own: dropped (a timeout), the step leaves it to stop where it waits.
+    pub async fn remote<T, F, Fut>(&self, f: F) -> Result<T, StepError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Remote) -> Result<T, StepError> + Send + 'static,
+        F: FnOnce(Remote) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StepError>> + Send + 'static,
     {
         let live = self.session().await?;
-        let flag = Arc::new(AtomicBool::new(false));
-        let _stop = StopOnDrop(flag.clone());
-        let r = tokio::task::spawn_blocking(move || {
-            let mut remote = Remote::new(live, Ctl::new(flag));
-            f(&mut remote)
-        })
-        .await;
-        match r {
+        let stop = Stop::new();
+        let _stop = StopOnDrop(stop.clone());
+        let remote = Remote::new(live, Ctl::new(stop));
+        match tokio::spawn(f(remote)).await {
             Ok(r) => r,
-            Err(e) => Err(StepError::Io(format!("the transfer's thread failed: {e}"))),
+            Err(e) => Err(StepError::Io(format!("the transfer's task failed: {e}"))),
         }
     }
 
     /// Closes the session if one was opened (after cancelled steps stopped their commands).
     pub async fn close(&self) {
-        if let Some(k) = self
+        let keepalive = self
             .keepalive
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            k.abort();
+            .take();
+        if let Some((stop, task)) = keepalive {
+            stop.set();
+            let _ = task.await;
         }
         let Some(Ok(live)) = self.live.get() else {
             return;
@@ -225,6 +231,6 @@ impl HostConn {
         while live.active() > 0 && start.elapsed() < CLOSE_WAIT {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = tokio::task::spawn_blocking(move || live.shutdown()).await;
+        live.shutdown().await;
     }
 }

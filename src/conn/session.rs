@@ -1,18 +1,24 @@
 //! One live SSH session (`Live`) and the one way every call goes through it. `connect.rs`
 //! makes it (connected, host key checked, logged in) and hands it here; from then on every
-//! step of its host uses it from blocking threads: commands (`command.rs`), SFTP (`sftp.rs`),
-//! and a jump host's tunnel (`jump.rs`). `HostConn` (`mod.rs`) owns it.
+//! step of its host uses it from tasks on tokio's runtime, none of them holding a thread while
+//! it waits: commands (`command.rs`), SFTP (`sftp.rs`), and a jump host's or a via gateway's
+//! channels (`jump.rs`, `via/`). `HostConn` (`mod.rs`) owns it.
 //!
-//! libssh2 is blocking or non-blocking per session, not per call, and a blocking read holds the
-//! session while it waits — one long command would stall every other step of the host. So the
-//! session runs non-blocking and every call goes through `Live::run`: it retries on EAGAIN,
-//! waiting with `poll` on the socket. libssh2 requires that a call which left a packet half-sent
-//! is repeated, unchanged, before any other call sends; so a per-session lock (`op`) is held
-//! across the retries of such a call (and of calls whose state lives in the session, such as
-//! opening a channel), and released while a call only waits for data — that is when steps
-//! sharing the session interleave, and when a cancelled step (timeout) notices and stops.
-//! A session whose socket is gone is marked dead: every later call fails at once with the
-//! reason, and the host is reported unreachable.
+//! libssh2 runs non-blocking and every call goes through `Live::run`: it tries the call, and on
+//! EAGAIN awaits the session's socket on tokio's reactor (`AsyncFd`, in the direction libssh2
+//! is blocked) before it tries again — so a thousand sessions waiting on their servers cost
+//! their buffers, not a thousand threads. libssh2 requires that a call which left a packet
+//! half-sent is repeated, unchanged, before any other call sends; so a per-session lock (`op`)
+//! is held across the retries of such a call (and of calls whose state lives in the session,
+//! such as opening a channel), and released while a call only waits for data — that is when
+//! steps sharing the session interleave, and when a cancelled step (`Ctl`: a timeout, an
+//! interrupt) notices and stops. A session whose socket is gone is marked dead: every later
+//! call fails at once with the reason, and the host is reported unreachable.
+//!
+//! ssh2's destructors switch the session to blocking and talk to the server; nothing here
+//! lets one run with work to do: files and SFTP channels are closed by non-blocking calls
+//! first (`close_file`, `close_sftp`), and the session's blocking timeout, which bounds any
+//! left, is short (`BLOCKING_LIMIT`).
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -20,7 +26,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ssh2::{BlockDirections, Channel, ErrorCode, Session, Sftp};
+use ssh2::{BlockDirections, Channel, ErrorCode, File, Session, Sftp};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
 
 /// libssh2's "would block".
 const EAGAIN: i32 = -37;
@@ -38,22 +47,62 @@ const DEAD_CODES: &[i32] = &[
 ];
 /// How long one call may keep the session to itself before the server is declared gone.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(30);
+/// The session's timeout for the blocking calls ssh2's destructors may still make (milliseconds).
+pub const BLOCKING_LIMIT: u32 = 500;
+/// How long a wait lasts at most when other calls share the session: one of them may read
+/// this call's data off the socket, and the socket would then not wake it.
+const SHARED_WAIT: Duration = Duration::from_millis(5);
 /// SFTP status codes "no such file" and "no such path".
 const FX_NO_SUCH_FILE: i32 = 2;
 const FX_NO_SUCH_PATH: i32 = 10;
 
-/// Tells a blocking operation to stop: set when its step's future is dropped (a timeout, an
-/// interrupt), or at a deadline.
+/// A stop signal shared by a step's future and the task doing its work: set when the step's
+/// future is dropped (a timeout, an interrupt), it wakes the task wherever it waits.
+#[derive(Debug, Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn new() -> Arc<Stop> {
+        Arc::new(Stop::default())
+    }
+
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the stop is set.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Tells an operation to stop: its `Stop` set, or a deadline passed.
 #[derive(Clone, Debug)]
 pub struct Ctl {
-    flag: Arc<AtomicBool>,
+    stop: Option<Arc<Stop>>,
     deadline: Option<Instant>,
 }
 
 impl Ctl {
-    pub fn new(flag: Arc<AtomicBool>) -> Ctl {
+    pub fn new(stop: Arc<Stop>) -> Ctl {
         Ctl {
-            flag,
+            stop: Some(stop),
             deadline: None,
         }
     }
@@ -61,13 +110,33 @@ impl Ctl {
     /// Stops by itself after `d`.
     pub fn within(d: Duration) -> Ctl {
         Ctl {
-            flag: Arc::new(AtomicBool::new(false)),
+            stop: None,
             deadline: Some(Instant::now() + d),
         }
     }
 
     pub fn stopped(&self) -> bool {
-        self.flag.load(Ordering::SeqCst) || self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.stop.as_ref().is_some_and(|s| s.is_set())
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Resolves once the operation should stop.
+    pub async fn until_stopped(&self) {
+        let flag = async {
+            match &self.stop {
+                Some(s) => s.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        match self.deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = flag => {}
+                    _ = tokio::time::sleep_until(d.into()) => {}
+                }
+            }
+            None => flag.await,
+        }
     }
 }
 
@@ -123,9 +192,12 @@ pub(super) enum Mode {
 /// An authenticated session and what it needs to be shared by the steps of one host.
 pub struct Live {
     pub(super) sess: Session,
-    /// A duplicate of the session's socket, for `poll` and for telling a dead socket.
-    poll_fd: OwnedFd,
-    op: Mutex<()>,
+    /// A duplicate of the session's socket, registered with tokio's reactor: awaited while
+    /// libssh2 would block, and polled for telling a dead socket.
+    afd: AsyncFd<OwnedFd>,
+    op: tokio::sync::Mutex<()>,
+    /// Woken when a call made progress while others share the session.
+    progress: Notify,
     dead: Mutex<Option<String>>,
     pub(super) active: AtomicUsize,
     /// SFTP channels of finished steps, for the next step to reuse.
@@ -150,26 +222,54 @@ impl Drop for Active<'_> {
     }
 }
 
+/// Counts an operation in flight on a session, for a task that owns the session's `Arc`.
+pub(super) struct ActiveOwned(pub(super) Arc<Live>);
+
+impl ActiveOwned {
+    pub(super) fn new(live: Arc<Live>) -> ActiveOwned {
+        live.active.fetch_add(1, Ordering::SeqCst);
+        ActiveOwned(live)
+    }
+}
+
+impl Drop for ActiveOwned {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Live {
-    /// A session just logged in (`connect.rs`), set non-blocking.
+    /// A session just logged in (`connect.rs`), set non-blocking; its socket is registered
+    /// with the runtime's reactor (so this runs where a tokio runtime is: a blocking thread
+    /// of it will do).
     pub(super) fn new(
         sess: Session,
         poll_fd: OwnedFd,
         label: String,
         addr: String,
         keepalive: Duration,
-    ) -> Live {
-        Live {
+    ) -> std::io::Result<Live> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(std::io::Error::other("no tokio runtime to wait on"));
+        }
+        // SAFETY: an `OwnedFd` is an open descriptor, it stays open and the same until the
+        // `AsyncFd` drops it (it is never taken out, nor its descriptor replaced).
+        let afd = unsafe {
+            AsyncFd::register_with_interest(poll_fd, Interest::READABLE | Interest::WRITABLE)
+        }
+        .map_err(std::io::Error::from)?;
+        Ok(Live {
             sess,
-            poll_fd,
-            op: Mutex::new(()),
+            afd,
+            op: tokio::sync::Mutex::new(()),
+            progress: Notify::new(),
             dead: Mutex::new(None),
             active: AtomicUsize::new(0),
             idle_sftp: Mutex::new(Vec::new()),
             label,
             addr,
             keepalive,
-        }
+        })
     }
 
     pub(super) fn enter(&self) -> Active<'_> {
@@ -191,6 +291,10 @@ impl Live {
         if d.is_none() {
             *d = Some(reason);
         }
+        // Calls waiting on the session find out at once, and whatever ssh2 still does in
+        // blocking mode (its destructors) fails at once instead of waiting for an answer.
+        let _ = rustix::net::shutdown(self.afd.get_ref(), rustix::net::Shutdown::Both);
+        self.progress.notify_waiters();
         OpError::Dead(d.clone().unwrap_or_default())
     }
 
@@ -198,8 +302,9 @@ impl Live {
     fn socket_gone(&self) -> bool {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         use rustix::net::{RecvFlags, recv};
+        let fd = self.afd.get_ref();
         // A reset or closed peer shows as HUP/ERR/RDHUP even while unread data is queued.
-        let mut fds = [PollFd::new(&self.poll_fd, PollFlags::RDHUP)];
+        let mut fds = [PollFd::new(fd, PollFlags::RDHUP)];
         let zero = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -212,7 +317,7 @@ impl Live {
             return true;
         }
         let mut b = [0u8; 1];
-        match recv(&self.poll_fd, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        match recv(fd, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
             Ok((0, _)) => true,
             Ok(_) => false,
             Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
@@ -249,51 +354,94 @@ impl Live {
         OpError::Failed { msg, not_found }
     }
 
-    /// Waits until the socket can go the way libssh2 is blocked, at most `max`.
-    fn poll(&self, dirs: BlockDirections, max: Duration) {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        let flags = match dirs {
-            BlockDirections::Inbound => PollFlags::IN,
-            BlockDirections::Outbound => PollFlags::OUT,
-            BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
-            BlockDirections::None => PollFlags::IN,
+    /// Waits until the socket can go the way libssh2 is blocked (`dirs`), or `ctl` says stop,
+    /// or `max` passed; at most `SHARED_WAIT` when other calls share the session (one of them
+    /// may have read this call's data off the socket) or one of them made progress.
+    pub(super) async fn wait_io(
+        &self,
+        dirs: BlockDirections,
+        ctl: Option<&Ctl>,
+        max: Option<Duration>,
+    ) {
+        let interest = match dirs {
+            BlockDirections::Outbound => Interest::WRITABLE,
+            BlockDirections::Both => Interest::READABLE | Interest::WRITABLE,
+            BlockDirections::Inbound | BlockDirections::None => Interest::READABLE,
         };
-        let mut fds = [PollFd::new(&self.poll_fd, flags)];
-        let ts = Timespec {
-            tv_sec: max.as_secs() as _,
-            tv_nsec: max.subsec_nanos() as _,
-        };
-        let _ = poll(&mut fds, Some(&ts));
-    }
-
-    /// Waits for data while other calls may use the session. Shorter when other operations
-    /// share it: one of them may read our data off the socket, and poll would not see it.
-    pub(super) fn wait_inbound(&self) {
-        let max = if self.active() > 1 {
-            Duration::from_millis(5)
+        let shared = self.active() > 1;
+        let max = if shared {
+            Some(max.map_or(SHARED_WAIT, |m| m.min(SHARED_WAIT)))
         } else {
-            Duration::from_millis(50)
+            max
         };
-        self.poll(BlockDirections::Inbound, max);
+        let io = async {
+            match self.afd.ready(interest).await {
+                // The next try reads or writes what there is; until it finds nothing more,
+                // a new readiness is not needed.
+                Ok(mut g) => g.clear_ready(),
+                // The reactor is going away (the runtime shuts down): do not spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let stop = async {
+            match ctl {
+                Some(c) => c.until_stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match max {
+                Some(m) => tokio::time::sleep(m).await,
+                None => std::future::pending().await,
+            }
+        };
+        let progress = async {
+            if shared {
+                self.progress.notified().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            _ = io => {}
+            _ = stop => {}
+            _ = timer => {}
+            _ = progress => {}
+        }
     }
 
-    pub(super) fn run<T>(
+    /// Waits for data while other calls may use the session.
+    pub(super) async fn wait_inbound(&self, ctl: &Ctl) {
+        self.wait_io(BlockDirections::Inbound, Some(ctl), None)
+            .await;
+    }
+
+    pub(super) async fn run<T, F>(
         &self,
         ctl: &Ctl,
         mode: Mode,
-        f: &mut dyn FnMut() -> Result<T, E>,
-    ) -> Result<Option<T>, OpError> {
+        mut f: F,
+    ) -> Result<Option<T>, OpError>
+    where
+        F: FnMut() -> Result<T, E> + Send,
+    {
         let start = Instant::now();
-        let mut guard: Option<MutexGuard<'_, ()>> = None;
+        let mut guard: Option<tokio::sync::MutexGuard<'_, ()>> = None;
         loop {
             if guard.is_none() {
                 if let Some(r) = self.dead_reason() {
                     return Err(OpError::Dead(r));
                 }
-                guard = Some(lock(&self.op));
+                guard = Some(self.op.lock().await);
             }
             match f() {
-                Ok(v) => return Ok(Some(v)),
+                Ok(v) => {
+                    drop(guard);
+                    if self.active() > 1 {
+                        self.progress.notify_waiters();
+                    }
+                    return Ok(Some(v));
+                }
                 Err(E::Again) => {
                     let dirs = self.sess.block_directions();
                     let outbound =
@@ -311,7 +459,9 @@ impl Live {
                                 self.mark_dead(format!("connection to {} lost", self.label))
                             );
                         }
-                        self.poll(dirs, Duration::from_millis(100));
+                        // Still holding the session: only this call may go on.
+                        self.wait_io(dirs, None, Some(Duration::from_millis(100)))
+                            .await;
                         continue;
                     }
                     guard = None;
@@ -321,7 +471,7 @@ impl Live {
                     if ctl.stopped() {
                         return Err(OpError::Cancelled);
                     }
-                    self.wait_inbound();
+                    self.wait_inbound(ctl).await;
                 }
                 Err(e) => {
                     // Still holding the session: its last error is this call's.
@@ -334,107 +484,136 @@ impl Live {
     }
 
     /// Runs a call to completion, keeping the session across its retries.
-    pub(super) fn hold<T>(&self, mut f: impl FnMut() -> Result<T, E>) -> Result<T, OpError> {
+    pub(super) async fn hold<T, F>(&self, f: F) -> Result<T, OpError>
+    where
+        F: FnMut() -> Result<T, E> + Send,
+    {
         let ctl = Ctl::within(HOLD_LIMIT);
-        self.run(&ctl, Mode::Hold, &mut f)?
+        self.run(&ctl, Mode::Hold, f)
+            .await?
             .ok_or(OpError::Cancelled)
     }
 
     /// Runs a call to completion, letting others use the session while it waits for data.
-    pub(super) fn stream<T>(
-        &self,
-        ctl: &Ctl,
-        mut f: impl FnMut() -> Result<T, E>,
-    ) -> Result<T, OpError> {
-        self.run(ctl, Mode::Stream, &mut f)?
+    pub(super) async fn stream<T, F>(&self, ctl: &Ctl, f: F) -> Result<T, OpError>
+    where
+        F: FnMut() -> Result<T, E> + Send,
+    {
+        self.run(ctl, Mode::Stream, f)
+            .await?
             .ok_or(OpError::Cancelled)
     }
 
     /// One attempt: `None` when the call would wait for data.
-    pub(super) fn attempt<T>(
-        &self,
-        mut f: impl FnMut() -> Result<T, E>,
-    ) -> Result<Option<T>, OpError> {
-        self.run(&Ctl::within(HOLD_LIMIT), Mode::Try, &mut f)
+    pub(super) async fn attempt<T, F>(&self, f: F) -> Result<Option<T>, OpError>
+    where
+        F: FnMut() -> Result<T, E> + Send,
+    {
+        self.run(&Ctl::within(HOLD_LIMIT), Mode::Try, f).await
     }
 
-    /// Drops something whose destructor talks to the server (ssh2 switches the session to
-    /// blocking for it) while no other call is half-way.
-    pub(super) fn drop_quietly<T>(&self, t: T) {
-        let _g = lock(&self.op);
+    /// Drops something whose destructor frees libssh2 state (a channel) while no other call
+    /// is half-way.
+    pub(super) async fn release<T: Send>(&self, t: T) {
+        let _g = self.op.lock().await;
         drop(t);
     }
 
+    /// Closes an SFTP file handle (the server confirms) by non-blocking calls. One whose close
+    /// did not finish in time is dropped anyway: ssh2's destructor then blocks, at most
+    /// `BLOCKING_LIMIT` (at once on a dead session, whose socket is shut).
+    pub(super) async fn close_file(&self, mut f: File) -> Result<(), OpError> {
+        let ctl = Ctl::within(Duration::from_secs(5));
+        let r = self.stream(&ctl, || f.close().map_err(E::from)).await;
+        self.release(f).await;
+        r
+    }
+
+    /// Ends an SFTP channel by non-blocking calls (none of its files may be open), as
+    /// `close_file` does a file.
+    pub(super) async fn close_sftp(&self, mut s: Sftp) {
+        if self.dead_reason().is_none() {
+            let ctl = Ctl::within(Duration::from_secs(2));
+            let _ = self.stream(&ctl, || s.shutdown().map_err(E::from)).await;
+        }
+        self.release(s).await;
+    }
+
     /// Sends a keepalive when one is due.
-    pub fn keepalive_tick(&self) -> Result<(), OpError> {
+    pub async fn keepalive_tick(&self) -> Result<(), OpError> {
         self.hold(|| self.sess.keepalive_send().map_err(E::from))
+            .await
             .map(|_| ())
     }
 
-    /// Ends the session: SFTP handles, then an SSH disconnect (bounded: a few seconds).
-    pub fn shutdown(&self) {
-        self.sess.set_timeout(2000);
+    /// Ends the session: SFTP channels, then an SSH disconnect (bounded: a few seconds).
+    pub async fn shutdown(&self) {
         let sftps: Vec<Sftp> = std::mem::take(&mut *lock(&self.idle_sftp));
         if self.dead_reason().is_none() {
             for s in sftps {
-                self.drop_quietly(s);
+                self.close_sftp(s).await;
             }
             let ctl = Ctl::within(Duration::from_secs(2));
-            let _ = self.run(&ctl, Mode::Stream, &mut || {
-                self.sess
-                    .disconnect(None, "sortie is done", None)
-                    .map_err(E::from)
-            });
+            let _ = self
+                .run(&ctl, Mode::Stream, || {
+                    self.sess
+                        .disconnect(None, "sortie is done", None)
+                        .map_err(E::from)
+                })
+                .await;
+        } else {
+            for s in sftps {
+                self.release(s).await;
+            }
         }
         let _ = self.mark_dead(format!("the session to {} was closed", self.label));
     }
 
     // -----------------------------------------------------------------------------------------
-    // A jump host's channels (for `jump.rs`)
+    // A jump host's and a via gateway's channels (for `jump.rs`, `via/`)
     // -----------------------------------------------------------------------------------------
 
     /// Opens a direct-tcpip channel to `host:port` (this session is a jump host).
-    pub fn tunnel(&self, host: &str, port: u16) -> Result<Channel, OpError> {
+    pub async fn tunnel(&self, host: &str, port: u16) -> Result<Channel, OpError> {
         self.hold(|| {
             self.sess
                 .channel_direct_tcpip(host, port, None)
                 .map_err(E::from)
         })
-    }
-
-    pub(crate) fn raw_fd(&self) -> &OwnedFd {
-        &self.poll_fd
+        .await
     }
 
     pub(crate) fn block_directions(&self) -> BlockDirections {
         self.sess.block_directions()
     }
 
-    /// Pump helpers for `jump.rs` (the pump thread owns the jump session alone).
-    pub(crate) fn try_write(
+    /// Pump helpers for `jump.rs`.
+    pub(crate) async fn try_write(
         &self,
         ch: &mut Channel,
         data: &[u8],
     ) -> Result<Option<usize>, OpError> {
-        self.attempt(|| ch.write(data).map_err(E::from))
+        self.attempt(|| ch.write(data).map_err(E::from)).await
     }
 
-    pub(crate) fn try_read(
+    pub(crate) async fn try_read(
         &self,
         ch: &mut Channel,
         buf: &mut [u8],
     ) -> Result<Option<usize>, OpError> {
-        self.attempt(|| ch.read(buf).map_err(E::from))
+        self.attempt(|| ch.read(buf).map_err(E::from)).await
     }
 
-    pub(crate) fn send_eof(&self, ch: &mut Channel) -> Result<(), OpError> {
-        self.hold(|| ch.send_eof().map_err(E::from))
+    pub(crate) async fn send_eof(&self, ch: &mut Channel) -> Result<(), OpError> {
+        self.hold(|| ch.send_eof().map_err(E::from)).await
     }
 
-    pub(crate) fn close_channel(&self, ch: Channel) {
+    pub(crate) async fn close_channel(&self, ch: Channel) {
         let mut ch = ch;
         let ctl = Ctl::within(Duration::from_secs(1));
-        let _ = self.run(&ctl, Mode::Stream, &mut || ch.close().map_err(E::from));
-        self.drop_quietly(ch);
+        let _ = self
+            .run(&ctl, Mode::Stream, || ch.close().map_err(E::from))
+            .await;
+        self.release(ch).await;
     }
 }

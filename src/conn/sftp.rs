@@ -1,5 +1,5 @@
 //! SFTP for one step (`Remote`, with its open files `RemoteFile`), over the host's `Live`
-//! session (`session.rs`). `HostConn::remote` (`mod.rs`) makes one on a blocking thread for
+//! session (`session.rs`). `HostConn::remote` (`mod.rs`) hands one to a task of its own for
 //! the `sftp_put` and `sftp_get` kinds, which call `stat`, `lstat`, `realpath`, `readdir`,
 //! `open_read`, `create_new`/`create_unique` (exclusive: never through a planted link),
 //! `read`, `write_all`, `rename`, … on it; failures come back as `StepError`s that say what
@@ -12,7 +12,6 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use ssh2::{FileStat, OpenFlags, OpenType, Sftp};
 
@@ -24,10 +23,14 @@ use super::command::ExecOutput;
 pub const WRITE_IN_FLIGHT: usize = 1 << 20;
 /// Bytes one SFTP read call asks for: libssh2 reads ahead four times that (1 MiB in flight).
 pub const READ_BUFFER: usize = 256 << 10;
-use super::session::{Ctl, E, Live, OpError, lock};
+use super::session::{ActiveOwned, Ctl, E, Live, OpError, lock};
 use crate::error::StepError;
 
-/// SFTP (and commands) for one step, on a blocking thread. The SFTP channel is taken from the
+/// Files of a step dropped without `close`: closed, in order, before its SFTP channel is
+/// handed on (`None` once the step's `Remote` is gone).
+type Orphans = Arc<std::sync::Mutex<Option<Vec<ssh2::File>>>>;
+
+/// SFTP (and commands) for one step, in a task of its own. The SFTP channel is taken from the
 /// session's idle ones, or opened, and handed back when the step is done.
 pub struct Remote {
     live: Arc<Live>,
@@ -35,44 +38,108 @@ pub struct Remote {
     sftp: Option<Sftp>,
     /// A cancelled call left the SFTP channel half-way: it is closed, not reused.
     poisoned: bool,
+    orphans: Orphans,
+    /// Counts the step as an operation on the session while it lives.
+    active: Option<ActiveOwned>,
 }
 
 /// An open remote file.
 pub struct RemoteFile {
     file: Option<ssh2::File>,
+    orphans: Orphans,
     live: Arc<Live>,
     pub path: String,
 }
 
 impl Drop for RemoteFile {
+    /// A file dropped without `close` (an error, a cancelled step) is closed by the step's
+    /// `Remote` when it goes, or by a task of its own when the `Remote` went first: never by
+    /// ssh2's destructor, which blocks.
     fn drop(&mut self) {
-        if let Some(f) = self.file.take() {
-            self.live.drop_quietly(f);
-        }
+        let Some(f) = self.file.take() else {
+            return;
+        };
+        let f = match lock(&self.orphans).as_mut() {
+            Some(list) => {
+                list.push(f);
+                return;
+            }
+            None => f,
+        };
+        let live = self.live.clone();
+        spawn_or_block(&self.live, async move {
+            let _ = live.close_file(f).await;
+        });
     }
 }
 
 impl Drop for Remote {
+    /// Closes the files the step left open, then hands its SFTP channel to the next step, or
+    /// ends it when a cancelled call left it half-way — in a task, as both talk to the server.
     fn drop(&mut self) {
-        if let Some(s) = self.sftp.take() {
-            if self.poisoned || self.live.dead_reason().is_some() {
-                self.live.drop_quietly(s);
-            } else {
+        let orphans = lock(&self.orphans).take().unwrap_or_default();
+        let sftp = self.sftp.take();
+        let reuse = !self.poisoned && self.live.dead_reason().is_none();
+        if orphans.is_empty() && sftp.is_none() {
+            return;
+        }
+        if orphans.is_empty() && reuse {
+            if let Some(s) = sftp {
                 lock(&self.live.idle_sftp).push(s);
             }
+            return;
         }
-        self.live.active.fetch_sub(1, Ordering::SeqCst);
+        // The task counts as the step still running: the session's close waits for it.
+        let active = self.active.take();
+        let live = self.live.clone();
+        spawn_or_block(&self.live, async move {
+            let _active = active;
+            for f in orphans {
+                let _ = live.close_file(f).await;
+            }
+            if let Some(s) = sftp {
+                if reuse && live.dead_reason().is_none() {
+                    lock(&live.idle_sftp).push(s);
+                } else {
+                    live.close_sftp(s).await;
+                }
+            }
+        });
+    }
+}
+
+/// Runs a clean-up on the runtime; with none (the process is ending), right here.
+fn spawn_or_block(_live: &Live, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(fut);
+        }
+        Err(_) => {
+            // No runtime: nothing else runs on the session any more; drop what it holds
+            // (ssh2's destructors, bounded by the session's blocking timeout).
+            drop(fut);
+        }
     }
 }
 
 impl Remote {
     pub fn new(live: Arc<Live>, ctl: Ctl) -> Remote {
-        live.active.fetch_add(1, Ordering::SeqCst);
         Remote {
+            active: Some(ActiveOwned::new(live.clone())),
             live,
             ctl,
             sftp: None,
             poisoned: false,
+            orphans: Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
+        }
+    }
+
+    fn file(&self, f: ssh2::File, path: &str) -> RemoteFile {
+        RemoteFile {
+            file: Some(f),
+            orphans: self.orphans.clone(),
+            live: self.live.clone(),
+            path: path.to_string(),
         }
     }
 
@@ -92,10 +159,10 @@ impl Remote {
     }
 
     /// Runs `f` with the step's SFTP channel (opened on first use), as a streaming call.
-    fn with_sftp<T>(
-        &mut self,
-        mut f: impl FnMut(&Sftp) -> Result<T, E>,
-    ) -> Result<Result<T, OpError>, StepError> {
+    async fn with_sftp<T, F>(&mut self, mut f: F) -> Result<Result<T, OpError>, StepError>
+    where
+        F: FnMut(&Sftp) -> Result<T, E> + Send,
+    {
         let s = match self.sftp.take() {
             Some(s) => s,
             None => {
@@ -104,47 +171,51 @@ impl Remote {
                     Some(s) => s,
                     None => {
                         let live = self.live.clone();
-                        live.hold(|| live.sess.sftp().map_err(E::from))
-                            .map_err(|e| self.err("cannot start SFTP", e))?
+                        match live.hold(|| live.sess.sftp().map_err(E::from)).await {
+                            Ok(s) => s,
+                            Err(e) => return Err(self.err("cannot start SFTP", e)),
+                        }
                     }
                 }
             }
         };
-        let r = self.live.stream(&self.ctl, || f(&s));
+        let live = self.live.clone();
+        let r = live.stream(&self.ctl, || f(&s)).await;
         self.sftp = Some(s);
         Ok(r)
     }
 
-    fn call<T>(
-        &mut self,
-        what: impl FnOnce() -> String,
-        f: impl FnMut(&Sftp) -> Result<T, E>,
-    ) -> Result<T, StepError> {
-        match self.with_sftp(f)? {
+    async fn call<T, F>(&mut self, what: impl FnOnce() -> String, f: F) -> Result<T, StepError>
+    where
+        F: FnMut(&Sftp) -> Result<T, E> + Send,
+    {
+        match self.with_sftp(f).await? {
             Ok(v) => Ok(v),
             Err(e) => Err(self.err(&what(), e)),
         }
     }
 
     /// `stat` (following symlinks); `None` when there is no such file.
-    pub fn stat(&mut self, path: &str) -> Result<Option<FileStat>, StepError> {
-        self.stat_with(path, false)
+    pub async fn stat(&mut self, path: &str) -> Result<Option<FileStat>, StepError> {
+        self.stat_with(path, false).await
     }
 
     /// `lstat`: a symlink is described, not followed.
-    pub fn lstat(&mut self, path: &str) -> Result<Option<FileStat>, StepError> {
-        self.stat_with(path, true)
+    pub async fn lstat(&mut self, path: &str) -> Result<Option<FileStat>, StepError> {
+        self.stat_with(path, true).await
     }
 
-    fn stat_with(&mut self, path: &str, link: bool) -> Result<Option<FileStat>, StepError> {
-        let r = self.with_sftp(|s| {
-            if link {
-                s.lstat(Path::new(path))
-            } else {
-                s.stat(Path::new(path))
-            }
-            .map_err(E::from)
-        })?;
+    async fn stat_with(&mut self, path: &str, link: bool) -> Result<Option<FileStat>, StepError> {
+        let r = self
+            .with_sftp(|s| {
+                if link {
+                    s.lstat(Path::new(path))
+                } else {
+                    s.stat(Path::new(path))
+                }
+                .map_err(E::from)
+            })
+            .await?;
         match r {
             Ok(st) => Ok(Some(st)),
             Err(OpError::Failed {
@@ -156,20 +227,21 @@ impl Remote {
 
     /// The names in a directory (without `.` and `..`) with their attributes (not following
     /// symlinks).
-    pub fn readdir(&mut self, dir: &str) -> Result<Vec<(String, FileStat)>, StepError> {
-        let handle = self.call(
-            || format!("cannot list {dir}"),
-            |s| s.opendir(Path::new(dir)).map_err(E::from),
-        )?;
-        let mut handle = RemoteFile {
-            file: Some(handle),
-            live: self.live.clone(),
-            path: dir.to_string(),
-        };
+    pub async fn readdir(&mut self, dir: &str) -> Result<Vec<(String, FileStat)>, StepError> {
+        let handle = self
+            .call(
+                || format!("cannot list {dir}"),
+                |s| s.opendir(Path::new(dir)).map_err(E::from),
+            )
+            .await?;
+        let mut handle = self.file(handle, dir);
         let mut out = Vec::new();
         let live = self.live.clone();
         while let Some(h) = handle.file.as_mut() {
-            match live.stream(&self.ctl, || h.readdir().map_err(E::from)) {
+            match live
+                .stream(&self.ctl, || h.readdir().map_err(E::from))
+                .await
+            {
                 Ok((name, st)) => {
                     let name = name.to_string_lossy().into_owned();
                     if name != "." && name != ".." {
@@ -181,48 +253,54 @@ impl Remote {
                 Err(e) => return Err(self.err(&format!("cannot list {dir}"), e)),
             }
         }
-        self.close(handle)?;
+        self.close(handle).await?;
         Ok(out)
     }
 
-    pub fn mkdir(&mut self, path: &str, mode: i32) -> Result<(), StepError> {
+    pub async fn mkdir(&mut self, path: &str, mode: i32) -> Result<(), StepError> {
         self.call(
             || format!("cannot create directory {path}"),
             |s| s.mkdir(Path::new(path), mode).map_err(E::from),
         )
+        .await
     }
 
-    pub fn unlink(&mut self, path: &str) -> Result<(), StepError> {
+    pub async fn unlink(&mut self, path: &str) -> Result<(), StepError> {
         self.call(
             || format!("cannot remove {path}"),
             |s| s.unlink(Path::new(path)).map_err(E::from),
         )
+        .await
     }
 
     /// Sets the permission bits.
-    pub fn chmod(&mut self, path: &str, mode: u32) -> Result<(), StepError> {
+    pub async fn chmod(&mut self, path: &str, mode: u32) -> Result<(), StepError> {
         let stat = mode_only(mode);
         self.call(
             || format!("cannot set the mode of {path}"),
             |s| s.setstat(Path::new(path), stat.clone()).map_err(E::from),
         )
+        .await
     }
 
     /// Sets the permission bits of an open file (on its handle: whatever its path names now).
-    pub fn fchmod(&mut self, f: &mut RemoteFile, mode: u32) -> Result<(), StepError> {
+    pub async fn fchmod(&mut self, f: &mut RemoteFile, mode: u32) -> Result<(), StepError> {
         let Some(file) = f.file.as_mut() else {
             return Err(StepError::Io(format!("{} is closed", f.path)));
         };
         let stat = mode_only(mode);
         let live = self.live.clone();
-        match live.stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from)) {
+        match live
+            .stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) => Err(self.err(&format!("cannot set the mode of {}", f.path), e)),
         }
     }
 
     /// SFTP rename: fails when `to` exists (OpenSSH speaks SFTP version 3).
-    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), StepError> {
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), StepError> {
         self.call(
             || format!("cannot rename {from} to {to}"),
             |s| {
@@ -230,59 +308,56 @@ impl Remote {
                     .map_err(E::from)
             },
         )
+        .await
     }
 
-    pub fn open_read(&mut self, path: &str) -> Result<RemoteFile, StepError> {
-        let f = self.call(
-            || format!("cannot open {path}"),
-            |s| s.open(Path::new(path)).map_err(E::from),
-        )?;
-        Ok(RemoteFile {
-            file: Some(f),
-            live: self.live.clone(),
-            path: path.to_string(),
-        })
+    pub async fn open_read(&mut self, path: &str) -> Result<RemoteFile, StepError> {
+        let f = self
+            .call(
+                || format!("cannot open {path}"),
+                |s| s.open(Path::new(path)).map_err(E::from),
+            )
+            .await?;
+        Ok(self.file(f, path))
     }
 
     /// Creates a new file for writing, exclusively (SFTP `SSH_FXF_EXCL`, `O_CREAT|O_EXCL` on
     /// the server): anything already at `path` — a file, or a symlink, even a dangling one —
     /// makes it fail, so nothing is ever written through a link planted there.
-    pub fn create_new(&mut self, path: &str, mode: i32) -> Result<RemoteFile, StepError> {
-        let f = self.call(
-            || format!("cannot create {path}"),
-            |s| {
-                s.open_mode(
-                    Path::new(path),
-                    OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                    mode,
-                    OpenType::File,
-                )
-                .map_err(E::from)
-            },
-        )?;
-        Ok(RemoteFile {
-            file: Some(f),
-            live: self.live.clone(),
-            path: path.to_string(),
-        })
+    pub async fn create_new(&mut self, path: &str, mode: i32) -> Result<RemoteFile, StepError> {
+        let f = self
+            .call(
+                || format!("cannot create {path}"),
+                |s| {
+                    s.open_mode(
+                        Path::new(path),
+                        OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                        mode,
+                        OpenType::File,
+                    )
+                    .map_err(E::from)
+                },
+            )
+            .await?;
+        Ok(self.file(f, path))
     }
 
     /// Creates a new file (`create_new`) under the first of up to `tries` names from `name`
     /// that nothing has yet: a name that is taken (the server refuses it and `lstat` finds
     /// something there) is passed over; any other failure is the step's.
-    pub fn create_unique(
+    pub async fn create_unique(
         &mut self,
         tries: usize,
         mode: i32,
-        mut name: impl FnMut() -> Result<String, StepError>,
+        mut name: impl FnMut() -> Result<String, StepError> + Send,
     ) -> Result<RemoteFile, StepError> {
         let mut taken = Vec::new();
         for _ in 0..tries {
             let path = name()?;
-            match self.create_new(&path, mode) {
+            match self.create_new(&path, mode).await {
                 Ok(f) => return Ok(f),
                 Err(StepError::Io(msg)) => {
-                    if self.lstat(&path)?.is_none() {
+                    if self.lstat(&path).await?.is_none() {
                         return Err(StepError::Io(msg));
                     }
                     taken.push(path);
@@ -299,8 +374,10 @@ impl Remote {
 
     /// The canonical path of `path` on the server (symlinks resolved); `None` when it does not
     /// resolve (no such file, a dangling link).
-    pub fn realpath(&mut self, path: &str) -> Result<Option<String>, StepError> {
-        let r = self.with_sftp(|s| s.realpath(Path::new(path)).map_err(E::from))?;
+    pub async fn realpath(&mut self, path: &str) -> Result<Option<String>, StepError> {
+        let r = self
+            .with_sftp(|s| s.realpath(Path::new(path)).map_err(E::from))
+            .await?;
         match r {
             Ok(p) => Ok(Some(p.to_string_lossy().into_owned())),
             Err(OpError::Failed { .. }) => Ok(None),
@@ -319,24 +396,34 @@ impl Remote {
     }
 
     /// Reads into `buf`; 0 at the end of the file.
-    pub fn read(&mut self, f: &mut RemoteFile, buf: &mut [u8]) -> Result<usize, StepError> {
+    pub async fn read(&mut self, f: &mut RemoteFile, buf: &mut [u8]) -> Result<usize, StepError> {
         let Some(file) = f.file.as_mut() else {
             return Ok(0);
         };
         let live = self.live.clone();
-        match live.stream(&self.ctl, || file.read(buf).map_err(E::from)) {
+        match live
+            .stream(&self.ctl, || file.read(buf).map_err(E::from))
+            .await
+        {
             Ok(n) => Ok(n),
             Err(e) => Err(self.err(&format!("cannot read {}", f.path), e)),
         }
     }
 
-    pub fn write_all(&mut self, f: &mut RemoteFile, mut data: &[u8]) -> Result<(), StepError> {
+    pub async fn write_all(
+        &mut self,
+        f: &mut RemoteFile,
+        mut data: &[u8],
+    ) -> Result<(), StepError> {
         let Some(file) = f.file.as_mut() else {
             return Err(StepError::Io(format!("{} is closed", f.path)));
         };
         let live = self.live.clone();
         while !data.is_empty() {
-            let n = match live.stream(&self.ctl, || file.write(data).map_err(E::from)) {
+            let n = match live
+                .stream(&self.ctl, || file.write(data).map_err(E::from))
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => return Err(self.err(&format!("cannot write {}", f.path), e)),
             };
@@ -352,21 +439,23 @@ impl Remote {
     }
 
     /// Closes a file (the server confirms; for a written file, that all data arrived).
-    pub fn close(&mut self, mut f: RemoteFile) -> Result<(), StepError> {
-        let Some(mut file) = f.file.take() else {
+    pub async fn close(&mut self, mut f: RemoteFile) -> Result<(), StepError> {
+        let Some(file) = f.file.take() else {
             return Ok(());
         };
         let live = self.live.clone();
-        let r = live.hold(|| file.close().map_err(E::from));
-        live.drop_quietly(file);
-        r.map_err(|e| self.err(&format!("cannot close {}", f.path), e))
+        live.close_file(file)
+            .await
+            .map_err(|e| self.err(&format!("cannot close {}", f.path), e))
     }
 
     /// A command over the same session (e.g. `sha256sum`, `mv`).
-    pub fn exec(&mut self, command: &str, limit: usize) -> Result<ExecOutput, StepError> {
+    pub async fn exec(&mut self, command: &str, limit: usize) -> Result<ExecOutput, StepError> {
         let live = self.live.clone();
-        live.exec(&self.ctl, command, None, limit)
-            .map_err(|e| self.err("remote command", e))
+        match live.exec(&self.ctl, command, None, limit).await {
+            Ok(out) => Ok(out),
+            Err(e) => Err(self.err("remote command", e)),
+        }
     }
 }
 /// Attributes that set the permission bits and nothing else.

@@ -335,19 +335,22 @@ fn exclusive_creation_passes_over_taken_names_and_never_writes_through_them() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let d = dir.display().to_string();
     let (made, all_taken, dangling) = rt
-        .block_on(conn.remote(move |r| {
+        .block_on(conn.remote(move |mut r| async move {
             let mut names = ["link", "dangling", "file", "fresh"].into_iter();
-            let mut f = r.create_unique(8, 0o644, || {
-                Ok(format!("{d}/{}", names.next().unwrap_or("more")))
-            })?;
-            r.write_all(&mut f, b"mine\n")?;
+            let mut f = r
+                .create_unique(8, 0o644, || {
+                    Ok(format!("{d}/{}", names.next().unwrap_or("more")))
+                })
+                .await?;
+            r.write_all(&mut f, b"mine\n").await?;
             let made = f.path.clone();
-            r.close(f)?;
+            r.close(f).await?;
             let all_taken = r
                 .create_unique(3, 0o644, || Ok(format!("{d}/link")))
+                .await
                 .err()
                 .map(|e| e.to_string());
-            let dangling = r.create_new(&format!("{d}/dangling"), 0o644).is_ok();
+            let dangling = r.create_new(&format!("{d}/dangling"), 0o644).await.is_ok();
             Ok((made, all_taken, dangling))
         }))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -1,7 +1,7 @@
 //! Probes as seen from a host (`via` on `tcp`, `http` and `dns`): a `Gateway` per via host, a
 //! local SOCKS5 listener on 127.0.0.1 (`socks.rs`) whose every connection becomes a
-//! `direct-tcpip` channel of an SSH session to that host, its bytes copied by a thread of its
-//! own (`jump::pump`). The probes connect to the listener — `tcp` and `dns` with
+//! `direct-tcpip` channel of an SSH session to that host, its bytes copied by a task of its
+//! own (`jump::pump`, awaiting both sides on tokio's reactor). The probes connect to the listener — `tcp` and `dns` with
 //! `Gateway::connect`, `http` through reqwest's `socks5h://` proxy (`Gateway::proxy_url`) — so
 //! names resolve on the far side, and TLS, redirects and cookies work as they do directly.
 //! The run keeps the gateways (`Gateways`, one per via host name, built from the inventory and
@@ -19,7 +19,7 @@
 mod socks;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use ssh2::Channel;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::config::{self, Target};
-use super::session::{E, Live, OpError, lock};
+use super::session::{Ctl, E, Live, OpError, Stop, lock};
 use super::{connect, jump};
 use crate::inventory::Inventory;
 
@@ -140,25 +140,25 @@ struct Shared {
     failures: Mutex<HashMap<String, Failure>>,
     resolvers: tokio::sync::OnceCell<Result<Vec<u8>, String>>,
     /// Set at close: every pump stops.
-    closed: AtomicBool,
+    closed: Arc<Stop>,
 }
 
 /// An SSH session to the via host, used by its gateway alone.
 struct ViaSession {
     live: Option<Arc<Live>>,
     /// Held while a channel opens: libssh2 opens one at a time per session.
-    opening: Mutex<()>,
+    opening: tokio::sync::Mutex<()>,
     /// A channel open was given up half-way: nothing else may open on this session.
     spent: AtomicBool,
 }
 
 impl Drop for ViaSession {
-    /// Disconnects on a thread of its own (bounded, a few seconds; never on a tokio worker).
+    /// Disconnects in a task of its own (bounded, a few seconds).
     fn drop(&mut self) {
-        if let Some(live) = self.live.take() {
-            let _ = std::thread::Builder::new()
-                .name("sortie-via-close".into())
-                .spawn(move || live.shutdown());
+        if let Some(live) = self.live.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move { live.shutdown().await });
         }
     }
 }
@@ -180,7 +180,7 @@ impl Gateway {
             session: tokio::sync::Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
             resolvers: tokio::sync::OnceCell::new(),
-            closed: AtomicBool::new(false),
+            closed: Stop::new(),
         });
         let s = shared.clone();
         let accept = tokio::spawn(async move {
@@ -256,7 +256,7 @@ impl Gateway {
 
     /// Stops the listener and every copy in flight; the session closes when the last one ends.
     pub fn close(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.closed.set();
         self.accept.abort();
         if let Ok(mut s) = self.shared.session.try_lock() {
             s.take();
@@ -292,28 +292,23 @@ impl Shared {
                 return;
             }
         };
-        let local = match socks::reply(&mut conn, socks::SUCCEEDED).await {
-            Ok(()) => conn
-                .into_std()
-                .and_then(|s| s.set_nonblocking(true).map(|()| s)),
-            Err(e) => Err(e),
-        };
-        let me = self.clone();
-        // The channel is closed on a thread either way: closing talks to the server.
-        let _ = std::thread::Builder::new()
-            .name(format!("sortie-via-{}", self.name))
-            .spawn(move || me.copy(session, ch, local.ok()));
+        let local = socks::reply(&mut conn, socks::SUCCEEDED)
+            .await
+            .map(|()| conn);
+        self.copy(session, ch, local.ok()).await;
     }
 
     /// Copies between the client's connection and the channel, then closes the channel (at
     /// once when the client is already gone).
-    fn copy(&self, session: Arc<ViaSession>, ch: Channel, local: Option<StdTcpStream>) {
+    async fn copy(&self, session: Arc<ViaSession>, ch: Channel, local: Option<TcpStream>) {
         let Some(live) = session.live.as_ref() else {
             return;
         };
         match local {
-            Some(local) => jump::pump(live, ch, local, &self.closed, false),
-            None => live.close_channel(ch),
+            Some(local) => {
+                jump::pump(live, ch, jump::LocalEnd::Tcp(local), &self.closed, false).await
+            }
+            None => live.close_channel(ch).await,
         }
     }
 
@@ -343,14 +338,14 @@ impl Shared {
         };
         let s = Arc::new(ViaSession {
             live: Some(Arc::new(live)),
-            opening: Mutex::new(()),
+            opening: tokio::sync::Mutex::new(()),
             spent: AtomicBool::new(false),
         });
         *cur = Some(s.clone());
         Ok((s, true))
     }
 
-    /// Opens a channel for `req` (on a blocking thread), giving up when the client leaves;
+    /// Opens a channel for `req` (in a task of its own), giving up when the client leaves;
     /// once again, on a new session, when a session used before turns out dead or spent.
     async fn open_channel(
         &self,
@@ -364,7 +359,7 @@ impl Shared {
             let (s, g) = (session.clone(), gone.clone());
             let (host, port) = (req.host.clone(), req.port);
             let name = self.name.clone();
-            let mut task = tokio::task::spawn_blocking(move || open(&s, &name, &host, port, &g));
+            let mut task = tokio::spawn(async move { open(&s, &name, &host, port, &g).await });
             let r = tokio::select! {
                 r = &mut task => r,
                 _ = client_left(conn) => {
@@ -376,7 +371,7 @@ impl Shared {
                 Ok(Ok(ch)) => return Ok((session, ch)),
                 Ok(Err(Failure::Session(_))) if !new && !retried => retried = true,
                 Ok(Err(f)) => return Err(f),
-                Err(e) => return Err(Failure::Other(format!("the channel thread failed: {e}"))),
+                Err(e) => return Err(Failure::Other(format!("the channel task failed: {e}"))),
             }
         }
     }
@@ -384,36 +379,34 @@ impl Shared {
     async fn read_resolv_conf(&self) -> Result<Vec<u8>, String> {
         let (session, _) = self.session().await.map_err(|f| f.message().to_string())?;
         let name = self.name.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let live = session.live.clone().ok_or("closed")?;
-            // SFTP opens a channel too: one at a time on this session.
-            let _g = lock(&session.opening);
-            let mut remote = super::Remote::new(live, super::Ctl::within(Duration::from_secs(10)));
-            read_small(&mut remote, "/etc/resolv.conf").map_err(|e| e.to_string())
-        })
-        .await;
-        match r {
-            Ok(Ok(data)) => Ok(data),
-            Ok(Err(e)) => Err(format!("cannot read {name}'s /etc/resolv.conf: {e}")),
-            Err(e) => Err(format!("the SFTP thread failed: {e}")),
-        }
+        let live = session.live.clone().ok_or("closed")?;
+        // SFTP opens a channel too: one at a time on this session.
+        let opening = session.opening.lock().await;
+        let mut remote = super::Remote::new(live, Ctl::within(Duration::from_secs(10)));
+        let r = read_small(&mut remote, "/etc/resolv.conf").await;
+        drop(remote);
+        drop(opening);
+        r.map_err(|e| format!("cannot read {name}'s /etc/resolv.conf: {e}"))
     }
 }
 
 /// A small remote file, whole (at most `RESOLV_CONF_LIMIT` bytes).
-fn read_small(remote: &mut super::Remote, path: &str) -> Result<Vec<u8>, crate::error::StepError> {
-    let mut f = remote.open_read(path)?;
+async fn read_small(
+    remote: &mut super::Remote,
+    path: &str,
+) -> Result<Vec<u8>, crate::error::StepError> {
+    let mut f = remote.open_read(path).await?;
     let mut data = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     while data.len() < RESOLV_CONF_LIMIT {
-        let n = remote.read(&mut f, &mut buf)?;
+        let n = remote.read(&mut f, &mut buf).await?;
         if n == 0 {
             break;
         }
         data.extend_from_slice(&buf[..n]);
     }
     data.truncate(RESOLV_CONF_LIMIT);
-    remote.close(f)?;
+    remote.close(f).await?;
     Ok(data)
 }
 
@@ -431,7 +424,7 @@ async fn client_left(conn: &TcpStream) {
 /// Opens a direct-tcpip channel to `host:port` on `s`, letting the session's other channels
 /// flow while it waits for the answer; gives up (and spends the session) when `gone` is set
 /// or after `OPEN_LIMIT`.
-fn open(
+async fn open(
     s: &ViaSession,
     name: &str,
     host: &str,
@@ -442,18 +435,21 @@ fn open(
         .live
         .as_ref()
         .ok_or_else(|| Failure::Other("closed".into()))?;
-    let _g = lock(&s.opening);
+    let _g = s.opening.lock().await;
     if s.spent.load(Ordering::SeqCst) {
         return Err(Failure::Session(format!("the session to {name} is spent")));
     }
     let target = super::host_port(host, port);
     let start = Instant::now();
     loop {
-        match live.attempt(|| {
-            live.sess
-                .channel_direct_tcpip(host, port, None)
-                .map_err(E::from)
-        }) {
+        match live
+            .attempt(|| {
+                live.sess
+                    .channel_direct_tcpip(host, port, None)
+                    .map_err(E::from)
+            })
+            .await
+        {
             Ok(Some(ch)) => return Ok(ch),
             Ok(None) => {}
             Err(OpError::Failed { msg, .. }) => return Err(refused(name, &target, &msg)),
@@ -468,7 +464,12 @@ fn open(
                 crate::units::Duration(start.elapsed())
             )));
         }
-        live.wait_inbound();
+        live.wait_io(
+            ssh2::BlockDirections::Inbound,
+            None,
+            Some(Duration::from_millis(200)),
+        )
+        .await;
     }
 }
 

@@ -82,7 +82,7 @@ const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
 };
 
 /// The remote files `src` names: a file, a directory (with `recursive`) or a glob.
-pub(super) fn expand(r: &mut Remote, src: &str, recursive: bool) -> Result<Found, StepError> {
+pub(super) async fn expand(r: &mut Remote, src: &str, recursive: bool) -> Result<Found, StepError> {
     let mut x = Expander {
         r,
         recursive,
@@ -91,9 +91,9 @@ pub(super) fn expand(r: &mut Remote, src: &str, recursive: bool) -> Result<Found
         found: Found::default(),
     };
     if has_glob(src) {
-        x.glob(src)?;
+        x.glob(src).await?;
     } else {
-        x.path(src)?;
+        x.path(src).await?;
     }
     Ok(x.found)
 }
@@ -108,12 +108,22 @@ struct Expander<'r> {
     found: Found,
 }
 
+/// A folder being walked: its path, its name under `dest`, its depth, and the entries not
+/// looked at yet (sorted by name).
+struct Level {
+    dir: String,
+    rel: String,
+    depth: usize,
+    entries: std::vec::IntoIter<(String, FileStat)>,
+}
+
 impl Expander<'_> {
     /// A path without glob characters: the file, or the directory's tree with `recursive`.
-    fn path(&mut self, src: &str) -> Result<(), StepError> {
+    async fn path(&mut self, src: &str) -> Result<(), StepError> {
         let st = self
             .r
-            .stat(src)?
+            .stat(src)
+            .await?
             .ok_or_else(|| StepError::Io(format!("{src}: no such file on the host")))?;
         match kind(&st) {
             S_IFREG => {
@@ -145,12 +155,12 @@ impl Expander<'_> {
             src.trim_end_matches('/')
         };
         self.root = dir.to_string();
-        self.walk(dir, &prefix, 0)
+        self.walk(dir.to_string(), prefix, 0).await
     }
 
     /// A glob, walked one component at a time from its last literal folder: real folders that
     /// match a middle component are listed next; matches of the last one are taken (`entry`).
-    fn glob(&mut self, src: &str) -> Result<(), StepError> {
+    async fn glob(&mut self, src: &str) -> Result<(), StepError> {
         let absolute = src.starts_with('/');
         let parts: Vec<&str> = src.split('/').filter(|p| !p.is_empty()).collect();
         let first_glob = parts
@@ -174,15 +184,19 @@ impl Expander<'_> {
                 .map_err(|e| StepError::Io(format!("bad glob `{src}`: {e}")))?;
             let mut next = Vec::new();
             for (dir, rel) in &level {
-                for (name, st) in self.matching(dir, &pattern)? {
+                for (name, st) in self.matching(dir, &pattern).await? {
                     let path = join_remote(dir, &name);
                     let rel = join_rel(rel, &name);
                     if last {
-                        self.entry(path, rel, &st, 0)?;
+                        self.entry(path, rel, &st, 0).await?;
                     } else if kind(&st) == S_IFDIR {
                         next.push((path, rel));
                     } else if kind(&st) == S_IFLNK
-                        && self.r.stat(&path)?.is_some_and(|t| kind(&t) == S_IFDIR)
+                        && self
+                            .r
+                            .stat(&path)
+                            .await?
+                            .is_some_and(|t| kind(&t) == S_IFDIR)
                     {
                         self.skip(path, "a symlink to a folder: folder links are not followed");
                     }
@@ -200,13 +214,13 @@ impl Expander<'_> {
 
     /// The entries of `dir` whose names match `pattern`, sorted by name. A folder that vanished
     /// or cannot be read matches nothing.
-    fn matching(
+    async fn matching(
         &mut self,
         dir: &str,
         pattern: &glob::Pattern,
     ) -> Result<Vec<(String, FileStat)>, StepError> {
         let listing = if dir.is_empty() { "." } else { dir };
-        let entries = match self.r.readdir(listing) {
+        let entries = match self.r.readdir(listing).await {
             Ok(e) => e,
             Err(StepError::Io(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -219,47 +233,81 @@ impl Expander<'_> {
         Ok(names)
     }
 
-    /// Every entry of the folder `dir` (sorted by name), under `rel`.
-    fn walk(&mut self, dir: &str, rel: &str, depth: usize) -> Result<(), StepError> {
+    /// Every entry of the folder `dir` (sorted by name), under `rel`, and of the folders in it
+    /// depth first (with `recursive`): each folder is listed when its turn comes, as the
+    /// entries before it in its parent are done.
+    async fn walk(&mut self, dir: String, rel: String, depth: usize) -> Result<(), StepError> {
+        let mut stack = vec![self.list(dir, rel, depth).await?];
+        while let Some(top) = stack.last_mut() {
+            let Some((name, st)) = top.entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let path = join_remote(&top.dir, &name);
+            let sub = join_rel(&top.rel, &name);
+            let depth = top.depth + 1;
+            if let Some((dir, rel)) = self.look(path, sub, &st).await? {
+                stack.push(self.list(dir, rel, depth).await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of the folder `dir` (sorted by name), to be walked under `rel`.
+    async fn list(&mut self, dir: String, rel: String, depth: usize) -> Result<Level, StepError> {
         if depth > MAX_DEPTH {
             return Err(StepError::Io(format!(
                 "{dir}: folders nested more than {MAX_DEPTH} deep"
             )));
         }
-        let mut entries = self.r.readdir(dir)?;
+        let mut entries = self.r.readdir(&dir).await?;
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, st) in entries {
-            let path = join_remote(dir, &name);
-            let sub = join_rel(rel, &name);
-            self.entry(path, sub, &st, depth + 1)?;
-        }
-        Ok(())
+        Ok(Level {
+            dir,
+            rel,
+            depth,
+            entries: entries.into_iter(),
+        })
     }
 
     /// One listed entry (`st` describes it, not what a link points to): a regular file is
     /// wanted, a folder walked with `recursive`, a symlink looked at (`link`); anything else
     /// is skipped.
-    fn entry(
+    async fn entry(
         &mut self,
         path: String,
         rel: String,
         st: &FileStat,
         depth: usize,
     ) -> Result<(), StepError> {
-        match kind(st) {
-            S_IFREG => self.want(path.clone(), path, rel, st),
-            S_IFDIR if self.recursive => self.walk(&path, &rel, depth)?,
-            S_IFDIR => self.skip(path, "a folder (set `recursive: true` to fetch it)"),
-            S_IFLNK => self.link(path, rel)?,
-            k => self.skip(path, kind_name(k)),
+        if let Some((dir, rel)) = self.look(path, rel, st).await? {
+            self.walk(dir, rel, depth).await?;
         }
         Ok(())
     }
 
+    /// One listed entry as `entry` takes it, but a folder to walk is returned (its path and
+    /// name under `dest`) rather than walked.
+    async fn look(
+        &mut self,
+        path: String,
+        rel: String,
+        st: &FileStat,
+    ) -> Result<Option<(String, String)>, StepError> {
+        match kind(st) {
+            S_IFREG => self.want(path.clone(), path, rel, st),
+            S_IFDIR if self.recursive => return Ok(Some((path, rel))),
+            S_IFDIR => self.skip(path, "a folder (set `recursive: true` to fetch it)"),
+            S_IFLNK => self.link(path, rel).await?,
+            k => self.skip(path, kind_name(k)),
+        }
+        Ok(None)
+    }
+
     /// A symlink: fetched (from where it resolves) when it leads to a regular file inside the
     /// tree; else skipped, saying where it leads.
-    fn link(&mut self, path: String, rel: String) -> Result<(), StepError> {
-        let Some(target) = self.r.stat(&path)? else {
+    async fn link(&mut self, path: String, rel: String) -> Result<(), StepError> {
+        let Some(target) = self.r.stat(&path).await? else {
             self.skip(path, "a dangling symlink");
             return Ok(());
         };
@@ -274,11 +322,11 @@ impl Expander<'_> {
                 return Ok(());
             }
         }
-        let Some(real) = self.r.realpath(&path)? else {
+        let Some(real) = self.r.realpath(&path).await? else {
             self.skip(path, "a dangling symlink");
             return Ok(());
         };
-        if self.inside_root(&real)? {
+        if self.inside_root(&real).await? {
             self.want(path, real, rel, &target);
         } else {
             let reason = format!(
@@ -292,10 +340,10 @@ impl Expander<'_> {
     }
 
     /// Whether a canonical path is inside the tree fetched (resolved on the server once).
-    fn inside_root(&mut self, real: &str) -> Result<bool, StepError> {
+    async fn inside_root(&mut self, real: &str) -> Result<bool, StepError> {
         if self.root_real.is_none() {
             let root = self.root.clone();
-            self.root_real = Some(self.r.realpath(&root)?);
+            self.root_real = Some(self.r.realpath(&root).await?);
         }
         Ok(match self.root_real.as_ref().and_then(Option::as_deref) {
             Some("/") => real.starts_with('/'),

@@ -107,7 +107,7 @@ struct Fetched {
 
 /// Fetches one file into a temporary beside it (a verified leftover of an earlier run, or a
 /// new one), checks its size, sets its mtime, renames it. On failure the temporary is removed.
-fn fetch(
+async fn fetch(
     r: &mut Remote,
     w: &Wanted,
     place: &Place,
@@ -120,13 +120,13 @@ fn fetch(
         at,
         mut hash,
         remote,
-    } = resume::start(r, w, place, key, seen)?;
+    } = resume::start(r, w, place, key, seen).await?;
     let tmp_path = place.dir.path.join(&temp.name);
-    let result = (|| -> Result<Fetched, StepError> {
+    let result = async {
         let mut rf = match remote {
             Some(f) => f,
             None => {
-                let mut f = r.open_read(&w.open)?;
+                let mut f = r.open_read(&w.open).await?;
                 r.seek(&mut f, at)?;
                 f
             }
@@ -137,7 +137,7 @@ fn fetch(
         // was then, and its mtime tells the next run to fetch it again.
         while got < w.size {
             let want = (w.size - got).min(buf.len() as u64) as usize;
-            let n = r.read(&mut rf, &mut buf[..want])?;
+            let n = r.read(&mut rf, &mut buf[..want]).await?;
             if n == 0 {
                 break;
             }
@@ -147,7 +147,7 @@ fn fetch(
                 .map_err(|e| StepError::Io(format!("cannot write {}: {e}", tmp_path.display())))?;
             got += n as u64;
         }
-        r.close(rf)?;
+        r.close(rf).await?;
         if got != w.size {
             return Err(StepError::Io(format!(
                 "{}: got {got} bytes of {} (the file shrank on the host)",
@@ -155,12 +155,13 @@ fn fetch(
             )));
         }
         place.commit(&temp, w.mtime)?;
-        Ok(Fetched {
+        Ok::<_, StepError>(Fetched {
             sha256: hex::encode(hash.clone().finalize()),
             bytes: w.size - at,
             resumed_from: at,
         })
-    })();
+    }
+    .await;
     if result.is_err() {
         place.discard(&temp);
     }
@@ -206,7 +207,7 @@ struct Tally {
 
 impl Tally {
     /// Fetches (or finds unchanged) one wanted file.
-    fn one(
+    async fn one(
         &mut self,
         r: &mut Remote,
         dest: &Folder,
@@ -233,7 +234,7 @@ impl Tally {
             entry["sha256"] = place.sha256()?.into();
             entry["changed"] = false.into();
         } else {
-            let f = fetch(r, w, &place, &get_key(host, &w.remote), &mut self.seen)?;
+            let f = fetch(r, w, &place, &get_key(host, &w.remote), &mut self.seen).await?;
             self.fetched += f.bytes;
             self.changed = true;
             entry["sha256"] = f.sha256.into();
@@ -258,12 +259,12 @@ async fn run_get(spec: &SftpGet, cx: &super::TaskCx<'_>) -> Result<StepOutput, S
     let max = spec.max_size.map(|m| m.0);
     let host = cx.host.name.clone();
     cx.conn
-        .remote(move |r| {
-            let found = expand(r, &src, recursive)?;
+        .remote(move |mut r| async move {
+            let found = expand(&mut r, &src, recursive).await?;
             let dest = open_dest(&dest)?;
             let mut tally = Tally::default();
             for w in &found.wanted {
-                tally.one(r, &dest, w, &host, max)?;
+                tally.one(&mut r, &dest, w, &host, max).await?;
             }
             let mut warnings = found.warnings;
             warnings.extend(skipped_warning(&found.skipped));

@@ -57,7 +57,7 @@ impl Seen {
 
 /// The start of the download `w` to `place`: a verified leftover of an earlier run, or a new
 /// temporary.
-pub(super) fn start(
+pub(super) async fn start(
     r: &mut Remote,
     w: &Wanted,
     place: &Place,
@@ -65,7 +65,7 @@ pub(super) fn start(
     seen: &mut Seen,
 ) -> Result<Start, StepError> {
     if let Some(mut t) = leftover(place, key, seen) {
-        match verify(r, w, &mut t)? {
+        match verify(r, w, &mut t).await? {
             Some((at, hash, remote)) => {
                 return Ok(Start {
                     temp: t,
@@ -129,7 +129,7 @@ type Verified = (u64, sha2::Sha256, Option<RemoteFile>);
 
 /// Whether the leftover's prefix is the remote file's: then it is cut to that prefix, and
 /// the download goes on from its end.
-fn verify(r: &mut Remote, w: &Wanted, t: &mut Temp) -> Result<Option<Verified>, StepError> {
+async fn verify(r: &mut Remote, w: &Wanted, t: &mut Temp) -> Result<Option<Verified>, StepError> {
     let len = t.file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > w.size {
         return Ok(None);
@@ -142,16 +142,16 @@ fn verify(r: &mut Remote, w: &Wanted, t: &mut Temp) -> Result<Option<Verified>, 
         return Ok(None);
     };
     let local = hex::encode(hash.clone().finalize());
-    let (remote, handle) = match hashed_on_host(r, &w.open, at)? {
+    let (remote, handle) = match hashed_on_host(r, &w.open, at).await? {
         Some(h) => (h, None),
         None => {
-            let (h, f) = read_back(r, &w.open, at)?;
+            let (h, f) = read_back(r, &w.open, at).await?;
             (h, Some(f))
         }
     };
     if remote != local {
         if let Some(f) = handle {
-            r.close(f)?;
+            r.close(f).await?;
         }
         return Ok(None);
     }
@@ -182,14 +182,14 @@ fn local_prefix(t: &mut Temp, len: u64) -> std::io::Result<sha2::Sha256> {
 
 /// SHA-256 of the remote file's first `len` bytes (a multiple of `CHUNK`), computed on the
 /// host; `None` when the host cannot (no commands, no `dd` or `sha256sum`).
-fn hashed_on_host(r: &mut Remote, path: &str, len: u64) -> Result<Option<String>, StepError> {
+async fn hashed_on_host(r: &mut Remote, path: &str, len: u64) -> Result<Option<String>, StepError> {
     let quoted = crate::template::shell_quote(path)
         .map_err(|e| StepError::Protocol(format!("cannot quote `{path}` for the shell: {e}")))?;
     let cmd = format!(
         "dd if={quoted} bs={CHUNK} count={} 2>/dev/null | sha256sum",
         len / CHUNK as u64
     );
-    let out = match r.exec(&cmd, 4096) {
+    let out = match r.exec(&cmd, 4096).await {
         Ok(o) => o,
         Err(StepError::Io(_)) => return Ok(None),
         Err(e) => return Err(e),
@@ -207,14 +207,18 @@ fn hashed_on_host(r: &mut Remote, path: &str, len: u64) -> Result<Option<String>
 }
 
 /// SHA-256 of the remote file's first `len` bytes read over SFTP, and the file left open there.
-fn read_back(r: &mut Remote, path: &str, len: u64) -> Result<(String, RemoteFile), StepError> {
-    let mut f = r.open_read(path)?;
+async fn read_back(
+    r: &mut Remote,
+    path: &str,
+    len: u64,
+) -> Result<(String, RemoteFile), StepError> {
+    let mut f = r.open_read(path).await?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; crate::conn::READ_BUFFER];
     let mut got = 0u64;
     while got < len {
         let want = (len - got).min(buf.len() as u64) as usize;
-        let n = r.read(&mut f, &mut buf[..want])?;
+        let n = r.read(&mut f, &mut buf[..want]).await?;
         if n == 0 {
             break;
         }

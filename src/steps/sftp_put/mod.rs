@@ -182,8 +182,8 @@ struct Upload {
 }
 
 async fn run_put(spec: &SftpPut, cx: &super::TaskCx<'_>) -> Result<StepOutput, StepError> {
-    // Inline bodies are made here (templates need the context); files are read on the
-    // transfer's blocking thread.
+    // Inline bodies are made here (templates need the context); files are read by the
+    // transfer (a task of its own on the runtime).
     let inline = inline_body(spec, cx)?;
     let src = spec.src.clone();
     let dest = spec.dest.clone();
@@ -192,9 +192,9 @@ async fn run_put(spec: &SftpPut, cx: &super::TaskCx<'_>) -> Result<StepOutput, S
     let mkdir = spec.mkdir;
     let max_output = cx.limits.max_output;
     cx.conn
-        .remote(move |r| {
-            let uploads = plan_uploads(r, inline, src, &dir, &dest)?;
-            put_all(r, uploads, mode, mkdir, &dest, max_output)
+        .remote(move |mut r| async move {
+            let uploads = plan_uploads(&mut r, inline, src, &dir, &dest).await?;
+            put_all(&mut r, uploads, mode, mkdir, &dest, max_output).await
         })
         .await
 }
@@ -245,17 +245,17 @@ fn inline_body(
 }
 
 /// What is at `dest` (`None` for a `dest` ending in `/`, which is a folder by definition).
-fn dest_stat(r: &mut Remote, dest: &str) -> Result<Option<crate::conn::FileStat>, StepError> {
+async fn dest_stat(r: &mut Remote, dest: &str) -> Result<Option<crate::conn::FileStat>, StepError> {
     if dest.ends_with('/') {
         return Ok(None);
     }
-    r.stat(dest)
+    r.stat(dest).await
 }
 
 /// What goes where: the inline body, or each local file of `src` (hashed), with its remote
 /// path — under `dest` when `dest` is a directory (ends with `/`, is one on the host, or
 /// `src` brings several files).
-fn plan_uploads(
+async fn plan_uploads(
     r: &mut Remote,
     inline: Option<(Vec<u8>, String)>,
     src: Option<String>,
@@ -265,7 +265,7 @@ fn plan_uploads(
     let mut uploads = Vec::new();
     match (inline, src) {
         (Some((bytes, name)), _) => {
-            let at_dest = dest_stat(r, dest)?;
+            let at_dest = dest_stat(r, dest).await?;
             let into_dir = dest.ends_with('/') || at_dest.as_ref().is_some_and(|s| s.is_dir());
             let remote = match (into_dir, name.is_empty()) {
                 (false, _) => dest.to_string(),
@@ -286,7 +286,11 @@ fn plan_uploads(
         }
         (None, Some(src)) => {
             let (files, many) = local_sources(dir, &src)?;
-            let at_dest = if many { None } else { dest_stat(r, dest)? };
+            let at_dest = if many {
+                None
+            } else {
+                dest_stat(r, dest).await?
+            };
             let into_dir =
                 many || dest.ends_with('/') || at_dest.as_ref().is_some_and(|s| s.is_dir());
             for (path, rel) in files {

@@ -41,53 +41,59 @@ pub(super) fn quote(s: &str) -> Result<String, StepError> {
 }
 
 /// Makes sure a remote folder exists: created (with its parents) when `mkdir` is set or when
-/// it is inside `dest` (a copied tree's subfolders).
-pub(super) fn ensure_dir(
+/// it is inside `dest` (a copied tree's subfolders). The folders are looked at from `dir`
+/// upwards until one is there, then the missing ones made from the top down.
+pub(super) async fn ensure_dir(
     r: &mut Remote,
     dir: &str,
     mkdir: bool,
     dest: &str,
     known: &mut HashSet<String>,
 ) -> Result<(), StepError> {
-    if dir.is_empty() || dir == "/" || known.contains(dir) {
-        return Ok(());
-    }
-    match r.stat(dir)? {
-        Some(st) if st.is_dir() => {
-            known.insert(dir.to_string());
-            return Ok(());
+    let dest_dir = dest.trim_end_matches('/');
+    // The missing folders, `dir` first.
+    let mut missing: Vec<&str> = Vec::new();
+    let mut at = dir;
+    while !(at.is_empty() || at == "/" || known.contains(at)) {
+        match r.stat(at).await? {
+            Some(st) if st.is_dir() => {
+                known.insert(at.to_string());
+                break;
+            }
+            Some(_) => {
+                return Err(StepError::Io(format!(
+                    "{at} exists on the host and is not a directory"
+                )));
+            }
+            None => {}
         }
-        Some(_) => {
+        let inside_dest = at.len() > dest_dir.len()
+            && at.starts_with(dest_dir)
+            && at.as_bytes()[dest_dir.len()] == b'/';
+        if !mkdir && !inside_dest {
             return Err(StepError::Io(format!(
-                "{dir} exists on the host and is not a directory"
+                "the remote directory {at} does not exist (set `mkdir: true` to create it)"
             )));
         }
-        None => {}
+        missing.push(at);
+        at = remote_parent(at);
     }
-    let dest_dir = dest.trim_end_matches('/');
-    let inside_dest = dir.len() > dest_dir.len()
-        && dir.starts_with(dest_dir)
-        && dir.as_bytes()[dest_dir.len()] == b'/';
-    if !mkdir && !inside_dest {
-        return Err(StepError::Io(format!(
-            "the remote directory {dir} does not exist (set `mkdir: true` to create it)"
-        )));
-    }
-    ensure_dir(r, remote_parent(dir), mkdir, dest, known)?;
-    if let Err(e) = r.mkdir(dir, 0o755) {
-        // Another step (or host sharing a filesystem) may have made it meanwhile.
-        if !r.stat(dir)?.is_some_and(|s| s.is_dir()) {
-            return Err(e);
+    for d in missing.into_iter().rev() {
+        if let Err(e) = r.mkdir(d, 0o755).await {
+            // Another step (or host sharing a filesystem) may have made it meanwhile.
+            if !r.stat(d).await?.is_some_and(|s| s.is_dir()) {
+                return Err(e);
+            }
         }
+        known.insert(d.to_string());
     }
-    known.insert(dir.to_string());
     Ok(())
 }
 
 /// SHA-256 of remote files (`None` for one that cannot be read): `sha256sum` on the host —
 /// one command for many files, hashed where they are —, or, without it, the bytes read back
 /// over SFTP.
-pub(super) fn remote_sha256(
+pub(super) async fn remote_sha256(
     r: &mut Remote,
     paths: &[String],
     max_output: usize,
@@ -100,7 +106,10 @@ pub(super) fn remote_sha256(
             cmd.push(' ');
             cmd.push_str(&quote(p)?);
         }
-        let res = match r.exec(&cmd, max_output.max(batch.len() * (PATH_LINE))) {
+        let res = match r
+            .exec(&cmd, max_output.max(batch.len() * (PATH_LINE)))
+            .await
+        {
             Ok(res) => res,
             // No commands on this login: read the files back instead.
             Err(StepError::Io(_)) => {
@@ -135,7 +144,7 @@ pub(super) fn remote_sha256(
     }
     if missing_tool {
         for (i, p) in paths.iter().enumerate() {
-            out[i] = read_sha256(r, p).ok();
+            out[i] = read_sha256(r, p).await.ok();
         }
     }
     Ok(out)
@@ -145,18 +154,18 @@ pub(super) fn remote_sha256(
 const PATH_LINE: usize = 4096 + 80;
 
 /// SHA-256 of a remote file read over SFTP.
-fn read_sha256(r: &mut Remote, path: &str) -> Result<String, StepError> {
-    let mut f = r.open_read(path)?;
+async fn read_sha256(r: &mut Remote, path: &str) -> Result<String, StepError> {
+    let mut f = r.open_read(path).await?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; crate::conn::READ_BUFFER];
     loop {
-        let n = r.read(&mut f, &mut buf)?;
+        let n = r.read(&mut f, &mut buf).await?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
     }
-    r.close(f)?;
+    r.close(f).await?;
     Ok(hex::encode(h.finalize()))
 }
 

@@ -28,7 +28,7 @@ const S_IFREG: u32 = 0o100000;
 
 /// Removes earlier runs' temporaries beside the files written (`written`), for every
 /// destination of the step (`all`) in those folders; returns their paths.
-pub(super) fn remove_stale(
+pub(super) async fn remove_stale(
     r: &mut Remote,
     written: &[String],
     all: &[String],
@@ -46,7 +46,7 @@ pub(super) fn remove_stale(
         if wrote.is_empty() {
             continue;
         }
-        let listing = match r.readdir(if dir.is_empty() { "." } else { dir }) {
+        let listing = match r.readdir(if dir.is_empty() { "." } else { dir }).await {
             Ok(l) => l,
             Err(StepError::Io(_)) => continue,
             Err(e) => return Err(e),
@@ -64,7 +64,7 @@ pub(super) fn remove_stale(
             let old = st.mtime.is_some_and(|m| m.saturating_add(STALE_AGE) <= now);
             if regular && old && names.iter().any(|n| is_put_temp(entry, n)) {
                 let path = join_remote(dir, entry);
-                match r.unlink(&path) {
+                match r.unlink(&path).await {
                     Ok(()) => removed.push(path),
                     Err(StepError::Io(_)) => {}
                     Err(e) => return Err(e),

@@ -1,11 +1,11 @@
-//! The upload itself (`put_all`, called by the run in `mod.rs` on the transfer's blocking
-//! thread with the planned uploads): what is at each destination already (files with the
-//! same size and SHA-256 are not sent, only their mode set), each other file written to a
-//! new temporary name beside its destination (random, created exclusively) with the exact
-//! mode, then renamed into place — SFTP rename for new files, `mv -f` over the session for
-//! existing ones. On failure the temporaries are removed; on success, those that killed
-//! earlier runs left beside the files written (`stale.rs`). The output is the step's result
-//! (`files`, `bytes`, `changed`).
+//! The upload itself (`put_all`, called by the run in `mod.rs` in the transfer — a task of
+//! its own on the runtime — with the planned uploads): what is at each destination already
+//! (files with the same size and SHA-256 are not sent, only their mode set), each other file
+//! written to a new temporary name beside its destination (random, created exclusively) with
+//! the exact mode, then renamed into place — SFTP rename for new files, `mv -f` over the
+//! session for existing ones. On failure the temporaries are removed; on success, those that
+//! killed earlier runs left beside the files written (`stale.rs`). The output is the step's
+//! result (`files`, `bytes`, `changed`).
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
@@ -50,7 +50,7 @@ struct Placement<'a> {
 /// Writes the uploads: a file whose remote copy already has the same bytes is left alone (its
 /// mode set when asked), the others are sent to a temporary name and renamed into place. On
 /// failure, the temporaries are removed.
-pub(super) fn put_all(
+pub(super) async fn put_all(
     r: &mut Remote,
     uploads: Vec<Upload>,
     mode: Option<u32>,
@@ -58,15 +58,18 @@ pub(super) fn put_all(
     dest: &str,
     max_output: usize,
 ) -> Result<StepOutput, StepError> {
-    let before = survey(r, &uploads, max_output)?;
+    let before = survey(r, &uploads, max_output).await?;
     let place = Placement { mode, mkdir, dest };
     let mut progress = Progress::default();
-    if let Err(e) = progress.upload(r, &uploads, &before, place, max_output) {
-        progress.remove_temps(r, &e);
+    if let Err(e) = progress
+        .upload(r, &uploads, &before, place, max_output)
+        .await
+    {
+        progress.remove_temps(r, &e).await;
         return Err(e);
     }
     let all: Vec<String> = uploads.iter().map(|u| u.remote.clone()).collect();
-    let removed = remove_stale(r, &progress.written, &all)?;
+    let removed = remove_stale(r, &progress.written, &all).await?;
     if let Some(w) = super::stale::removed_warning(&removed) {
         progress.warnings.push(w);
     }
@@ -75,12 +78,16 @@ pub(super) fn put_all(
 
 /// What is at each destination already, and which files there hold the same bytes (those of
 /// the same size, hashed on the host).
-fn survey(r: &mut Remote, uploads: &[Upload], max_output: usize) -> Result<Vec<Before>, StepError> {
+async fn survey(
+    r: &mut Remote,
+    uploads: &[Upload],
+    max_output: usize,
+) -> Result<Vec<Before>, StepError> {
     let mut before = Vec::with_capacity(uploads.len());
     for u in uploads {
         let stat = match &u.seen {
             Some(seen) => seen.clone(),
-            None => r.stat(&u.remote)?,
+            None => r.stat(&u.remote).await?,
         };
         if stat.as_ref().is_some_and(|s| s.is_dir()) {
             return Err(StepError::Io(format!(
@@ -105,7 +112,8 @@ fn survey(r: &mut Remote, uploads: &[Upload], max_output: usize) -> Result<Vec<B
             .map(|&i| uploads[i].remote.clone())
             .collect::<Vec<_>>(),
         max_output,
-    )?;
+    )
+    .await?;
     for (k, &i) in candidates.iter().enumerate() {
         before[i].same = sums[k].as_deref() == Some(uploads[i].sha256.as_str());
     }
@@ -129,7 +137,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn upload(
+    async fn upload(
         &mut self,
         r: &mut Remote,
         uploads: &[Upload],
@@ -139,16 +147,16 @@ impl Progress {
     ) -> Result<(), StepError> {
         for (u, b) in uploads.iter().zip(before) {
             if b.same {
-                self.keep(r, u, b, place.mode)?;
+                self.keep(r, u, b, place.mode).await?;
             } else {
-                self.send(r, u, b, place)?;
+                self.send(r, u, b, place).await?;
             }
         }
-        self.replace_existing(r, max_output)
+        self.replace_existing(r, max_output).await
     }
 
     /// A file that is there already: only its mode, when asked, is set.
-    fn keep(
+    async fn keep(
         &mut self,
         r: &mut Remote,
         u: &Upload,
@@ -159,7 +167,7 @@ impl Progress {
         if let Some(m) = mode
             && b.mode() != Some(m)
         {
-            r.chmod(&u.remote, m)?;
+            r.chmod(&u.remote, m).await?;
             changed = true;
         }
         self.changed |= changed;
@@ -172,7 +180,7 @@ impl Progress {
     /// Sends an upload to a new temporary name beside its destination (random, created
     /// exclusively: never through anything planted there), with the exact mode, then renames
     /// it into place; a destination that exists is left for `replace_existing`.
-    fn send(
+    async fn send(
         &mut self,
         r: &mut Remote,
         u: &Upload,
@@ -186,32 +194,27 @@ impl Progress {
         }
         let name = u.remote.rsplit('/').next().unwrap_or(&u.remote);
         let file_mode = place.mode.or(b.mode()).unwrap_or(0o644);
-        let create = |r: &mut Remote| {
-            r.create_unique(TEMP_TRIES, file_mode as i32, || {
-                Ok(join_remote(&parent, &put_temp(name)?))
-            })
-        };
         // Optimistic: the folder is looked at (and made, with `mkdir`) only when the file
         // cannot be created in it — a round trip saved on every upload into a folder that is
         // there. `ensure_dir` then says what is wrong, or makes the folder for a second try.
-        let mut f = match create(r) {
+        let mut f = match create_temp(r, &parent, name, file_mode).await {
             Ok(f) => f,
             Err(StepError::Io(_)) if !self.known_dirs.contains(&parent) => {
-                ensure_dir(r, &parent, place.mkdir, place.dest, &mut self.known_dirs)?;
-                create(r)?
+                ensure_dir(r, &parent, place.mkdir, place.dest, &mut self.known_dirs).await?;
+                create_temp(r, &parent, name, file_mode).await?
             }
             Err(e) => return Err(e),
         };
         let tmp = f.path.clone();
         self.temps.push(tmp.clone());
-        write_body(r, &mut f, u)?;
+        write_body(r, &mut f, u).await?;
         // The server's umask applied at creation; the mode asked for is exact. Set on the
         // open handle: a path could have been swapped for a link meanwhile.
-        r.fchmod(&mut f, file_mode)?;
-        r.close(f)?;
+        r.fchmod(&mut f, file_mode).await?;
+        r.close(f).await?;
         if b.stat.is_some() {
             self.replace.push((tmp.clone(), u.remote.clone()));
-        } else if r.rename(&tmp, &u.remote).is_err() {
+        } else if r.rename(&tmp, &u.remote).await.is_err() {
             // Created meanwhile by someone else: replace it like an existing file.
             self.replace.push((tmp.clone(), u.remote.clone()));
         } else {
@@ -226,10 +229,14 @@ impl Progress {
     }
 
     /// Renames the sent files whose destination existed into place, a batch per command.
-    fn replace_existing(&mut self, r: &mut Remote, max_output: usize) -> Result<(), StepError> {
+    async fn replace_existing(
+        &mut self,
+        r: &mut Remote,
+        max_output: usize,
+    ) -> Result<(), StepError> {
         let replace = std::mem::take(&mut self.replace);
         for batch in replace.chunks(PER_COMMAND) {
-            if !move_into_place(r, batch, max_output)? {
+            if !move_into_place(r, batch, max_output).await? {
                 self.warnings.push(
                     "the host runs no commands: existing files were removed, then replaced \
                      (not atomically)"
@@ -245,12 +252,12 @@ impl Progress {
 
     /// After a failure, nothing half-written stays behind under a final name; the
     /// temporaries go too (unless the session itself is gone).
-    fn remove_temps(&self, r: &mut Remote, e: &StepError) {
+    async fn remove_temps(&self, r: &mut Remote, e: &StepError) {
         if matches!(e, StepError::Connect { .. }) {
             return;
         }
         for t in &self.temps {
-            let _ = r.unlink(t);
+            let _ = r.unlink(t).await;
         }
     }
 
@@ -266,13 +273,27 @@ impl Progress {
     }
 }
 
+/// A new temporary for an upload to `parent/name`: a random name, created exclusively with
+/// `file_mode`.
+async fn create_temp(
+    r: &mut Remote,
+    parent: &str,
+    name: &str,
+    file_mode: u32,
+) -> Result<RemoteFile, StepError> {
+    r.create_unique(TEMP_TRIES, file_mode as i32, || {
+        Ok(join_remote(parent, &put_temp(name)?))
+    })
+    .await
+}
+
 /// Writes an upload's bytes to the remote file: inline ones, or a local file streamed in
 /// chunks (which must not change size meanwhile).
-fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), StepError> {
+async fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), StepError> {
     match &u.body {
         Body::Bytes(b) => {
             for c in b.chunks(crate::conn::WRITE_IN_FLIGHT) {
-                r.write_all(f, c)?;
+                r.write_all(f, c).await?;
             }
         }
         Body::File(p) => {
@@ -288,7 +309,7 @@ fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), Step
                 if k == 0 {
                     break;
                 }
-                r.write_all(f, &buf[..k])?;
+                r.write_all(f, &buf[..k]).await?;
                 n += k as u64;
             }
             if n != u.size {
@@ -305,7 +326,7 @@ fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), Step
 /// `mv -f` over the session for (temporary, final) pairs: `Ok(true)`. A host that runs no
 /// commands (or has no `mv`) gets remove-then-rename over SFTP instead, which is not atomic:
 /// `Ok(false)`.
-fn move_into_place(
+async fn move_into_place(
     r: &mut Remote,
     batch: &[(String, String)],
     max_output: usize,
@@ -317,7 +338,7 @@ fn move_into_place(
         }
         cmd.push_str(&format!("mv -f -- {} {}", quote(tmp)?, quote(fin)?));
     }
-    let out = match r.exec(&cmd, max_output) {
+    let out = match r.exec(&cmd, max_output).await {
         Ok(o) => Some(o),
         // A login without commands (SFTP only): fall back below.
         Err(StepError::Io(_)) => None,
@@ -333,8 +354,8 @@ fn move_into_place(
         _ => {
             // No shell or no `mv`: remove, then rename.
             for (tmp, fin) in batch {
-                r.unlink(fin)?;
-                r.rename(tmp, fin)?;
+                r.unlink(fin).await?;
+                r.rename(tmp, fin).await?;
             }
             Ok(false)
         }
