@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 pub use command::ExecOutput;
 pub use session::{Ctl, OpError, Stop};
-pub use sftp::{READ_BUFFER, Remote, RemoteFile, WRITE_IN_FLIGHT};
+pub use sftp::{Finished, READ_BUFFER, Remote, RemoteFile, WRITE_IN_FLIGHT};
 pub use ssh2::FileStat;
 
 use crate::error::StepError;

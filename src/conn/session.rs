@@ -523,10 +523,15 @@ impl Live {
     /// did not finish in time is dropped anyway: ssh2's destructor then blocks, at most
     /// `BLOCKING_LIMIT` (at once on a dead session, whose socket is shut).
     pub(super) async fn close_file(&self, mut f: File) -> Result<(), OpError> {
-        let ctl = Ctl::within(Duration::from_secs(5));
-        let r = self.stream(&ctl, || f.close().map_err(E::from)).await;
+        let r = self.close_file_ref(&mut f).await;
         self.release(f).await;
         r
+    }
+
+    /// Closes an SFTP file handle by non-blocking calls, leaving the `File` to the caller.
+    pub(super) async fn close_file_ref(&self, f: &mut File) -> Result<(), OpError> {
+        let ctl = Ctl::within(Duration::from_secs(5));
+        self.stream(&ctl, || f.close().map_err(E::from)).await
     }
 
     /// Ends an SFTP channel by non-blocking calls (none of its files may be open), as

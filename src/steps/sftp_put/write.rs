@@ -209,16 +209,24 @@ impl Progress {
         self.temps.push(tmp.clone());
         write_body(r, &mut f, u).await?;
         // The server's umask applied at creation; the mode asked for is exact. Set on the
-        // open handle: a path could have been swapped for a link meanwhile.
-        r.fchmod(&mut f, file_mode).await?;
-        r.close(f).await?;
-        if b.stat.is_some() {
-            self.replace.push((tmp.clone(), u.remote.clone()));
-        } else if r.rename(&tmp, &u.remote).await.is_err() {
-            // Created meanwhile by someone else: replace it like an existing file.
-            self.replace.push((tmp.clone(), u.remote.clone()));
-        } else {
-            self.temps.retain(|t| t != &tmp);
+        // open handle (a path could have been swapped for a link meanwhile), closed, and — a
+        // new destination — renamed into place, in one round trip.
+        let to = b.stat.is_none().then_some(u.remote.as_str());
+        let fin = r.finish_write(f, file_mode, to).await;
+        if let Err(e) = fin.mode.and(fin.close) {
+            if fin.renamed == Some(true) {
+                // Renamed before the failure was known: the file is new and ours, and it
+                // is not what was asked for.
+                self.temps.retain(|t| t != &tmp);
+                let _ = r.unlink(&u.remote).await;
+            }
+            return Err(e);
+        }
+        match fin.renamed {
+            Some(true) => self.temps.retain(|t| t != &tmp),
+            // Exists (or was created meanwhile by someone else): replaced like an existing
+            // file.
+            _ => self.replace.push((tmp.clone(), u.remote.clone())),
         }
         self.sent += u.size;
         self.changed = true;
