@@ -62,16 +62,31 @@ def tree_rss_kib(root_pid):
     return total
 
 
+def threads_of(pid):
+    """Threads of one process now (0 when it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+# Peak thread count of the root process of the last `measure` (the runner itself).
+LAST_PEAK_THREADS = [0]
+
+
 def measure(cmd, env=None, cwd=None):
-    """Runs cmd; returns (exit code, wall s, CPU s of the tree, peak tree RSS MiB, output)."""
+    """Runs cmd; returns (exit code, wall s, CPU s of the tree, peak tree RSS MiB, output); the
+    root process's peak thread count is left in LAST_PEAK_THREADS[0]."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = [0]
+    LAST_PEAK_THREADS[0] = 0
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             peak[0] = max(peak[0], tree_rss_kib(proc.pid))
+            LAST_PEAK_THREADS[0] = max(LAST_PEAK_THREADS[0], threads_of(proc.pid))
             done.wait(0.02)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -237,7 +252,7 @@ def median(xs):
 
 def run_tool(label, make, n, runs):
     """Runs one tool `runs` times on the lab; medians, or runs = 0 when a run failed."""
-    walls, cpus, rsss = [], [], []
+    walls, cpus, rsss, threads = [], [], [], []
     for r in range(runs):
         out = WORK / f"out-{label}-{n}-{r}"
         shutil.rmtree(out, ignore_errors=True)
@@ -256,15 +271,19 @@ def run_tool(label, make, n, runs):
         walls.append(wall)
         cpus.append(cpu)
         rsss.append(rss)
-        print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB"
+        threads.append(LAST_PEAK_THREADS[0])
+        print(f"  {label:<20} N={n:<4} run {r}: {wall:7.2f} s wall, {cpu:7.2f} s CPU, {rss:7.1f} MiB, "
+              f"{threads[-1]} threads at most"
               + (f" (FAILED: {failed})" if failed else ""), flush=True)
         if failed:
             # The figures of a failed run are kept, marked, and no more runs are made.
             return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
                     "failed": failed, "output_tail": text[-2000:],
-                    "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
+                    "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss,
+                    "all_peak_threads": threads}
     return {"wall_s": median(walls), "cpu_s": median(cpus), "rss_mib": median(rsss), "runs": len(walls),
-            "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss}
+            "all_wall_s": walls, "all_cpu_s": cpus, "all_rss_mib": rsss,
+            "peak_threads": max(threads) if threads else 0, "all_peak_threads": threads}
 
 
 def derive(row, n, rtt_ms):

@@ -202,6 +202,10 @@ pub struct Live {
     pub(super) active: AtomicUsize,
     /// SFTP channels of finished steps, for the next step to reuse.
     pub(super) idle_sftp: Mutex<Vec<Sftp>>,
+    /// SFTP channels a finished step's clean-up still uses (closing files), to be handed on:
+    /// the next step waits for one rather than open another.
+    pub(super) returning: AtomicUsize,
+    pub(super) returned: Notify,
     /// The name the user knows the host by.
     pub label: String,
     /// `user@host:port`.
@@ -266,6 +270,8 @@ impl Live {
             dead: Mutex::new(None),
             active: AtomicUsize::new(0),
             idle_sftp: Mutex::new(Vec::new()),
+            returning: AtomicUsize::new(0),
+            returned: Notify::new(),
             label,
             addr,
             keepalive,

@@ -92,6 +92,11 @@ impl Drop for Remote {
         // The task counts as the step still running: the session's close waits for it.
         let active = self.active.take();
         let live = self.live.clone();
+        let handing_on = reuse && sftp.is_some();
+        if handing_on {
+            live.returning
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         spawn_or_block(&self.live, async move {
             let _active = active;
             for f in orphans {
@@ -103,6 +108,11 @@ impl Drop for Remote {
                 } else {
                     live.close_sftp(s).await;
                 }
+            }
+            if handing_on {
+                live.returning
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                live.returned.notify_waiters();
             }
         });
     }
@@ -158,6 +168,48 @@ impl Remote {
         }
     }
 
+    /// An idle SFTP channel of the session, if there is one or a finished step's clean-up is
+    /// about to hand one on (waited for, a few seconds at most: it is one round trip away).
+    async fn idle_sftp(&self) -> Option<Sftp> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let notified = self.live.returned.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(s) = lock(&self.live.idle_sftp).pop() {
+                return Some(s);
+            }
+            if self.live.returning.load(SeqCst) == 0 || self.live.dead_reason().is_some() {
+                return None;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Lets go of a file that was only read: its close is sent now and its answer taken by
+    /// the step's clean-up, off the step's way (nothing it says matters once every byte
+    /// wanted has arrived).
+    pub async fn close_later(&mut self, mut f: RemoteFile) {
+        let Some(mut file) = f.file.take() else {
+            return;
+        };
+        let live = self.live.clone();
+        match live.attempt(|| file.close().map_err(E::from)).await {
+            // On its way: the clean-up waits for the answer.
+            Ok(None) => {
+                if let Some(list) = lock(&self.orphans).as_mut() {
+                    list.push(file);
+                    return;
+                }
+                let _ = live.close_file(file).await;
+            }
+            Ok(Some(())) | Err(_) => live.release(file).await,
+        }
+    }
+
     /// Runs `f` with the step's SFTP channel (opened on first use), as a streaming call.
     async fn with_sftp<T, F>(&mut self, mut f: F) -> Result<Result<T, OpError>, StepError>
     where
@@ -166,7 +218,7 @@ impl Remote {
         let s = match self.sftp.take() {
             Some(s) => s,
             None => {
-                let idle = lock(&self.live.idle_sftp).pop();
+                let idle = self.idle_sftp().await;
                 match idle {
                     Some(s) => s,
                     None => {

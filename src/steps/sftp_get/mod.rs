@@ -147,7 +147,8 @@ async fn fetch(
                 .map_err(|e| StepError::Io(format!("cannot write {}: {e}", tmp_path.display())))?;
             got += n as u64;
         }
-        r.close(rf).await?;
+        // Every byte wanted is here: the close is not waited for.
+        r.close_later(rf).await;
         if got != w.size {
             return Err(StepError::Io(format!(
                 "{}: got {got} bytes of {} (the file shrank on the host)",
