@@ -189,6 +189,13 @@ pub(super) enum Mode {
     Try,
 }
 
+/// An SFTP channel between steps, with the files whose close a step sent and did not wait
+/// for (the next step to take the channel collects the answers; the session's end, if none).
+pub(super) struct IdleSftp {
+    pub(super) sftp: Sftp,
+    pub(super) pending: Vec<File>,
+}
+
 /// An authenticated session and what it needs to be shared by the steps of one host.
 pub struct Live {
     pub(super) sess: Session,
@@ -201,11 +208,7 @@ pub struct Live {
     dead: Mutex<Option<String>>,
     pub(super) active: AtomicUsize,
     /// SFTP channels of finished steps, for the next step to reuse.
-    pub(super) idle_sftp: Mutex<Vec<Sftp>>,
-    /// SFTP channels a finished step's clean-up still uses (closing files), to be handed on:
-    /// the next step waits for one rather than open another.
-    pub(super) returning: AtomicUsize,
-    pub(super) returned: Notify,
+    pub(super) idle_sftp: Mutex<Vec<IdleSftp>>,
     /// The name the user knows the host by.
     pub label: String,
     /// `user@host:port`.
@@ -270,8 +273,6 @@ impl Live {
             dead: Mutex::new(None),
             active: AtomicUsize::new(0),
             idle_sftp: Mutex::new(Vec::new()),
-            returning: AtomicUsize::new(0),
-            returned: Notify::new(),
             label,
             addr,
             keepalive,
@@ -559,10 +560,13 @@ impl Live {
 
     /// Ends the session: SFTP channels, then an SSH disconnect (bounded: a few seconds).
     pub async fn shutdown(&self) {
-        let sftps: Vec<Sftp> = std::mem::take(&mut *lock(&self.idle_sftp));
+        let sftps: Vec<IdleSftp> = std::mem::take(&mut *lock(&self.idle_sftp));
         if self.dead_reason().is_none() {
             for s in sftps {
-                self.close_sftp(s).await;
+                for f in s.pending {
+                    let _ = self.close_file(f).await;
+                }
+                self.close_sftp(s.sftp).await;
             }
             let ctl = Ctl::within(Duration::from_secs(2));
             let _ = self

@@ -23,7 +23,7 @@ use super::command::ExecOutput;
 pub const WRITE_IN_FLIGHT: usize = 1 << 20;
 /// Bytes one SFTP read call asks for: libssh2 reads ahead four times that (1 MiB in flight).
 pub const READ_BUFFER: usize = 256 << 10;
-use super::session::{ActiveOwned, Ctl, E, Live, OpError, lock};
+use super::session::{ActiveOwned, Ctl, E, IdleSftp, Live, OpError, lock};
 use crate::error::StepError;
 
 /// Files of a step dropped without `close`: closed, in order, before its SFTP channel is
@@ -74,45 +74,35 @@ impl Drop for RemoteFile {
 }
 
 impl Drop for Remote {
-    /// Closes the files the step left open, then hands its SFTP channel to the next step, or
-    /// ends it when a cancelled call left it half-way — in a task, as both talk to the server.
+    /// Hands the SFTP channel to the next step with the files whose close is on its way (or
+    /// that the step dropped unclosed), or, when a cancelled call left the channel half-way,
+    /// closes those files and the channel in a task, as both talk to the server.
     fn drop(&mut self) {
         let orphans = lock(&self.orphans).take().unwrap_or_default();
-        let sftp = self.sftp.take();
         let reuse = !self.poisoned && self.live.dead_reason().is_none();
-        if orphans.is_empty() && sftp.is_none() {
-            return;
-        }
-        if orphans.is_empty() && reuse {
-            if let Some(s) = sftp {
-                lock(&self.live.idle_sftp).push(s);
+        let sftp = match self.sftp.take() {
+            Some(s) if reuse => {
+                lock(&self.live.idle_sftp).push(IdleSftp {
+                    sftp: s,
+                    pending: orphans,
+                });
+                return;
             }
+            other => other,
+        };
+        if orphans.is_empty() && sftp.is_none() {
             return;
         }
         // The task counts as the step still running: the session's close waits for it.
         let active = self.active.take();
         let live = self.live.clone();
-        let handing_on = reuse && sftp.is_some();
-        if handing_on {
-            live.returning
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
         spawn_or_block(&self.live, async move {
             let _active = active;
             for f in orphans {
                 let _ = live.close_file(f).await;
             }
             if let Some(s) = sftp {
-                if reuse && live.dead_reason().is_none() {
-                    lock(&live.idle_sftp).push(s);
-                } else {
-                    live.close_sftp(s).await;
-                }
-            }
-            if handing_on {
-                live.returning
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                live.returned.notify_waiters();
+                live.close_sftp(s).await;
             }
         });
     }
@@ -168,25 +158,23 @@ impl Remote {
         }
     }
 
-    /// An idle SFTP channel of the session, if there is one or a finished step's clean-up is
-    /// about to hand one on (waited for, a few seconds at most: it is one round trip away).
-    async fn idle_sftp(&self) -> Option<Sftp> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let notified = self.live.returned.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(s) = lock(&self.live.idle_sftp).pop() {
-                return Some(s);
-            }
-            if self.live.returning.load(SeqCst) == 0 || self.live.dead_reason().is_some() {
-                return None;
-            }
-            if tokio::time::timeout_at(until, notified).await.is_err() {
-                return None;
+    /// An idle SFTP channel of the session, if there is one. The closes earlier steps sent on
+    /// it are looked at without waiting: those answered are done, the rest go on with this
+    /// step (sent now, if a step dropped the file unclosed).
+    async fn idle_sftp(&mut self) -> Option<Sftp> {
+        let idle = lock(&self.live.idle_sftp).pop()?;
+        let live = self.live.clone();
+        for mut f in idle.pending {
+            match live.attempt(|| f.close().map_err(E::from)).await {
+                Ok(None) => {
+                    if let Some(list) = lock(&self.orphans).as_mut() {
+                        list.push(f);
+                    }
+                }
+                Ok(Some(())) | Err(_) => live.release(f).await,
             }
         }
+        Some(idle.sftp)
     }
 
     /// Lets go of a file that was only read: its close is sent now and its answer taken by
@@ -305,7 +293,8 @@ impl Remote {
                 Err(e) => return Err(self.err(&format!("cannot list {dir}"), e)),
             }
         }
-        self.close(handle).await?;
+        // The listing is whole: its handle's close is not waited for.
+        self.close_later(handle).await;
         Ok(out)
     }
 
@@ -501,11 +490,13 @@ impl Remote {
             .map_err(|e| self.err(&format!("cannot close {}", f.path), e))
     }
 
-    /// Finishes a written file in one round trip instead of three: its mode set on the open
-    /// handle (`fsetstat`: a path could have been swapped for a link meanwhile), the handle
-    /// closed (the server confirms all data arrived) and, with `to`, the file renamed there —
-    /// the three requests sent back to back, then their answers taken in order (OpenSSH's
-    /// server handles a channel's requests one after another, in order).
+    /// Finishes a written file in two round trips instead of three: its mode set on the open
+    /// handle (`fsetstat`: a path could have been swapped for a link meanwhile), then the
+    /// handle closed (the server confirms all data arrived) and, with `to`, the file renamed
+    /// there — those two requests sent back to back and their answers taken in order
+    /// (OpenSSH's server handles a channel's requests one after another). The mode's answer
+    /// is taken before the close goes: a close answered at once (a near server) would leave
+    /// it where ssh2 can no longer take it.
     pub async fn finish_write(
         &mut self,
         mut f: RemoteFile,
@@ -523,12 +514,13 @@ impl Remote {
         };
         let live = self.live.clone();
         let stat = mode_only(mode);
-        // Send each request (`attempt` returns once it is on its way, or answered).
-        let mut set = live
-            .attempt(|| file.setstat(stat.clone()).map_err(E::from))
+        let set = live
+            .stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from))
             .await;
+        // Send the close (`attempt` returns once it is on its way, or answered), then the
+        // rename behind it.
         let mut close = match set {
-            Ok(_) => Some(live.attempt(|| file.close().map_err(E::from)).await),
+            Ok(()) => Some(live.attempt(|| file.close().map_err(E::from)).await),
             Err(_) => None,
         };
         let mut ren = match (&close, to) {
@@ -542,12 +534,6 @@ impl Remote {
             _ => None,
         };
         // Take the answers, in the order they come.
-        if let Ok(None) = set {
-            set = live
-                .stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from))
-                .await
-                .map(Some);
-        }
         if let Some(Ok(None)) = close {
             close = Some(
                 live.stream(&self.ctl, || file.close().map_err(E::from))
@@ -572,9 +558,7 @@ impl Remote {
         };
         self.live.release(file).await;
         self.sftp = Some(sftp);
-        let mode = set
-            .map(|_| ())
-            .map_err(|e| self.err(&format!("cannot set the mode of {path}"), e));
+        let mode = set.map_err(|e| self.err(&format!("cannot set the mode of {path}"), e));
         let close = close.map_err(|e| self.err(&format!("cannot close {path}"), e));
         Finished {
             mode,
