@@ -3,31 +3,45 @@
 //! password from `password_env` (plain or keyboard-interactive), each only when the server
 //! offers the method. Settings come from the `Target` (`config.rs`); a failure is one
 //! `StepError::Auth` listing everything tried, with the most useful advice.
+//!
+//! Every call that talks to the server goes through `Dial::call` (`connect.rs`): libssh2
+//! non-blocking, retried on EAGAIN once the socket is ready, each within `connect_timeout`.
 
 // `StepError` (the engine's type) carries a whole `Diagnostic`; boxing it is the engine's call.
 #![allow(clippy::result_large_err)]
 
 use std::path::Path;
 
-use ssh2::{ErrorCode, Session};
+use ssh2::ErrorCode;
 
 use super::config::{Target, home};
+use super::connect::Dial;
 use crate::error::StepError;
 
 /// Logs in: named keys (with `passphrase_env`), ssh-agent, default keys, then `password_env`.
-pub(super) fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> {
+pub(super) async fn authenticate(t: &Target, dial: &Dial) -> Result<(), StepError> {
     // What was tried and how it went, for the message if nothing works.
     let mut tried: Vec<String> = Vec::new();
     let passphrase = passphrase(t, &mut tried);
     // Keys first, without asking the server which methods it takes: that question (a "none"
     // login) costs a round trip, and a key is what nearly every login uses. The server is
     // asked only when no key got in.
-    if key_login(t, sess, passphrase.as_deref(), &mut tried) {
+    if key_login(t, dial, passphrase.as_deref(), &mut tried).await {
         return Ok(());
     }
-    let methods = match sess.auth_methods(&t.user) {
-        Ok(m) => m.to_string(),
-        Err(_) if sess.authenticated() => return Ok(()),
+    // `None` once logged in by the question itself (a server that takes "none"): libssh2 then
+    // returns no list, and may leave an earlier EAGAIN as its last error.
+    let methods = dial
+        .call(|s| match s.auth_methods(&t.user) {
+            Ok(m) => Ok(Some(m.to_string())),
+            Err(_) if s.authenticated() => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await;
+    let methods = match methods {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(()),
+        Err(_) if dial.sess.authenticated() => return Ok(()),
         Err(e) => {
             return Err(t.connect_error(format!(
                 "the server does not answer the login: {}",
@@ -39,7 +53,7 @@ pub(super) fn authenticate(t: &Target, sess: &Session) -> Result<(), StepError> 
     // What to do about it, when the password says something more specific than the default.
     let mut help = None;
     if let Some(var) = &t.password_env {
-        match password_login(t, sess, var, offers) {
+        match password_login(t, dial, var, offers).await {
             Ok(()) => return Ok(()),
             Err((what, advice)) => {
                 tried.push(what);
@@ -64,9 +78,9 @@ fn passphrase(t: &Target, tried: &mut Vec<String>) -> Option<String> {
 
 /// Logs in with a key: the named ones, then ssh-agent's, then the default ones (when no key
 /// was named). `true` once logged in; each failure is noted in `tried`.
-fn key_login(
+async fn key_login(
     t: &Target,
-    sess: &Session,
+    dial: &Dial,
     passphrase: Option<&str>,
     tried: &mut Vec<String>,
 ) -> bool {
@@ -75,12 +89,12 @@ fn key_login(
             tried.push(format!("key {}: no such file", key.display()));
             continue;
         }
-        if key_file_login(t, sess, key, passphrase, tried) {
+        if key_file_login(t, dial, key, passphrase, tried).await {
             return true;
         }
     }
     if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
-        match agent_login(sess, &t.user) {
+        match agent_login(dial, &t.user).await {
             Ok(true) => return true,
             Ok(false) => tried.push(format!(
                 "ssh-agent ({}): no key accepted",
@@ -94,7 +108,7 @@ fn key_login(
             let Some(key) = home().map(|h| h.join(".ssh").join(name)) else {
                 continue;
             };
-            if key.exists() && key_file_login(t, sess, &key, passphrase, tried) {
+            if key.exists() && key_file_login(t, dial, &key, passphrase, tried).await {
                 return true;
             }
         }
@@ -103,15 +117,18 @@ fn key_login(
 }
 
 /// Offers one key file; a refusal is noted in `tried`.
-fn key_file_login(
+async fn key_file_login(
     t: &Target,
-    sess: &Session,
+    dial: &Dial,
     key: &Path,
     passphrase: Option<&str>,
     tried: &mut Vec<String>,
 ) -> bool {
-    match sess.userauth_pubkey_file(&t.user, None, key, passphrase) {
-        Ok(()) if sess.authenticated() => true,
+    let r = dial
+        .call(|s| s.userauth_pubkey_file(&t.user, None, key, passphrase))
+        .await;
+    match r {
+        Ok(()) if dial.sess.authenticated() => true,
         Ok(()) => {
             tried.push(format!("key {}: not accepted", key.display()));
             false
@@ -126,9 +143,9 @@ fn key_file_login(
 /// Logs in with the password from `var`, by `password` or `keyboard-interactive` as the
 /// server offers. `Err` says what happened, and what to do about it when there is more to
 /// say than the general advice.
-fn password_login(
+async fn password_login(
     t: &Target,
-    sess: &Session,
+    dial: &Dial,
     var: &str,
     offers: impl Fn(&str) -> bool,
 ) -> Result<(), (String, Option<String>)> {
@@ -142,14 +159,17 @@ fn password_login(
         ));
     };
     let refused = if offers("password") {
-        match sess.userauth_password(&t.user, &pw) {
-            Ok(()) if sess.authenticated() => return Ok(()),
+        match dial.call(|s| s.userauth_password(&t.user, &pw)).await {
+            Ok(()) if dial.sess.authenticated() => return Ok(()),
             _ => format!("password from `{var}`: refused"),
         }
     } else if offers("keyboard-interactive") {
         let mut p = PasswordPrompt(pw);
-        match sess.userauth_keyboard_interactive(&t.user, &mut p) {
-            Ok(()) if sess.authenticated() => return Ok(()),
+        let r = dial
+            .call(|s| s.userauth_keyboard_interactive(&t.user, &mut p))
+            .await;
+        match r {
+            Ok(()) if dial.sess.authenticated() => return Ok(()),
             _ => format!("keyboard-interactive password from `{var}`: refused"),
         }
     } else {
@@ -212,8 +232,15 @@ fn key_failure(key: &Path, e: &ssh2::Error, had_passphrase: bool) -> String {
 }
 
 /// Offers ssh-agent's keys in turn: `Ok(true)` once one is taken.
-fn agent_login(sess: &Session, user: &str) -> Result<bool, String> {
-    let mut agent = sess.agent().map_err(|e| e.message().to_string())?;
+///
+/// The server's side of each offer is non-blocking (`Dial::call`). The agent's is not:
+/// libssh2 talks to ssh-agent over a Unix socket of its own that it leaves blocking,
+/// whatever the session's mode, so connecting to the agent, listing its keys and each
+/// signature (inside `userauth`) wait on this thread for the local agent's answer — a local
+/// round trip, not the network's. libssh2 supports the offer itself in non-blocking mode
+/// (`libssh2_agent_userauth` resumes where it was on EAGAIN; the signature is asked for once).
+async fn agent_login(dial: &Dial, user: &str) -> Result<bool, String> {
+    let mut agent = dial.sess.agent().map_err(|e| e.message().to_string())?;
     agent
         .connect()
         .map_err(|e| format!("cannot connect: {}", e.message()))?;
@@ -222,7 +249,8 @@ fn agent_login(sess: &Session, user: &str) -> Result<bool, String> {
         .map_err(|e| e.message().to_string())?;
     let ids = agent.identities().map_err(|e| e.message().to_string())?;
     for id in &ids {
-        if agent.userauth(user, id).is_ok() && sess.authenticated() {
+        let offered = dial.call(|_| agent.userauth(user, id)).await;
+        if offered.is_ok() && dial.sess.authenticated() {
             let _ = agent.disconnect();
             return Ok(true);
         }

@@ -39,7 +39,7 @@ impl Live {
     ) -> Result<ExecOutput, OpError> {
         let _a = self.enter();
         let mut ch = self
-            .hold(|| self.sess.channel_session().map_err(E::from))
+            .open(|| self.sess.channel_session().map_err(E::from))
             .await?;
         // The login shell's PID is the process group sshd made for the command (sshd calls
         // setsid): printed first on stderr (and taken off it), it lets a timeout stop the

@@ -42,15 +42,15 @@ pub(super) fn prefer_known_types(sess: &Session, known: &[&Entry]) -> Vec<&'stat
 
 /// A failed key exchange while only the known key types were offered: the server has none
 /// of them, so its key changed (unless host keys are not checked). `offered` looks up the key
-/// the server has instead, to name it beside the known one, as OpenSSH does. `None` for other
-/// failures.
-pub(super) fn kex_refused(
+/// the server has instead, to name it beside the known one, as OpenSSH does (awaited only
+/// then: it is a second connection). `None` for other failures.
+pub(super) async fn kex_refused(
     t: &Target,
     e: &ssh2::Error,
     name: &str,
     known: &[&Entry],
     prefs: &[&str],
-    offered: impl FnOnce() -> Option<(String, Vec<u8>)>,
+    offered: impl Future<Output = Option<(String, Vec<u8>)>>,
 ) -> Option<StepError> {
     let restricted = known_hosts::algorithms(known).is_some();
     // libssh2 reports "no common host key type" as a key exchange failure (-5) or as
@@ -72,7 +72,7 @@ pub(super) fn kex_refused(
             )
         })
         .collect();
-    let fingerprint = match offered() {
+    let fingerprint = match offered.await {
         Some((key_type, blob)) => format!(
             "the server's key is {key_type} {}; known_hosts holds another type: {}",
             known_hosts::fingerprint(&blob),

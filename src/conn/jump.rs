@@ -15,12 +15,14 @@ use tokio::io::Interest;
 
 use super::session::{Live, OpError, Stop};
 
-/// Opens a channel from `jump` to `host:port` and returns the local end that carries it.
-/// Called on one of the runtime's blocking threads (`connect`).
-pub fn tunnel(jump: Live, host: &str, port: u16) -> Result<std::os::unix::net::UnixStream, String> {
-    let rt = tokio::runtime::Handle::try_current()
-        .map_err(|e| format!("no runtime for the jump host's channel: {e}"))?;
-    let ch = rt.block_on(jump.tunnel(host, port)).map_err(|e| match e {
+/// Opens a channel from `jump` to `host:port` and returns the local end that carries it; a
+/// task of its own copies between the two until either closes, then ends `jump`.
+pub async fn tunnel(
+    jump: Live,
+    host: &str,
+    port: u16,
+) -> Result<std::os::unix::net::UnixStream, String> {
+    let ch = jump.tunnel(host, port).await.map_err(|e| match e {
         OpError::Failed { msg, .. } => format!("cannot reach {host}:{port} from there ({msg})"),
         OpError::Dead(r) => r,
         OpError::Cancelled => "cancelled".into(),
@@ -30,11 +32,9 @@ pub fn tunnel(jump: Live, host: &str, port: u16) -> Result<std::os::unix::net::U
     theirs
         .set_nonblocking(true)
         .map_err(|e| format!("socketpair: {e}"))?;
-    let theirs = {
-        let _enter = rt.enter();
-        tokio::net::UnixStream::from_std(theirs).map_err(|e| format!("socketpair: {e}"))?
-    };
-    rt.spawn(async move {
+    let theirs =
+        tokio::net::UnixStream::from_std(theirs).map_err(|e| format!("socketpair: {e}"))?;
+    tokio::spawn(async move {
         pump(&jump, ch, LocalEnd::Unix(theirs), &Stop::new(), true).await;
         jump.shutdown().await;
     });

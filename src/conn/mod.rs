@@ -10,9 +10,9 @@
 //! itself, with its rules for sharing libssh2 between threads, is `session`; commands run on
 //! it by `command`, file transfers by `sftp`. Errors are `crate::error::StepError`s, the
 //! type the step kinds return too. libssh2 runs non-blocking: every call is awaited on tokio's
-//! reactor (`session`), each command or transfer in a task of its own, so a host in flight
-//! holds no thread; only opening a session (`connect`, blocking: TCP, key exchange, login)
-//! runs on the runtime's blocking threads, for the few round trips it takes. A session
+//! reactor (`session`), each command or transfer in a task of its own, and so is opening a
+//! session (`connect`: TCP, key exchange, login, in the task of the host's first SSH step),
+//! so a host in flight holds no thread, even while it connects. A session
 //! that fails to open, or dies, makes every later step of the host fail with the same connect
 //! error — the host is unreachable; it is never retried.
 
@@ -112,18 +112,9 @@ impl HostConn {
                 });
             }
         };
-        let addr = target.addr();
         let live = self
             .live
-            .get_or_init(|| async move {
-                match tokio::task::spawn_blocking(move || connect::connect(&target)).await {
-                    Ok(r) => r.map(Arc::new),
-                    Err(e) => Err(StepError::Connect {
-                        addr,
-                        reason: format!("the connect thread failed: {e}"),
-                    }),
-                }
-            })
+            .get_or_init(|| async move { connect::connect(&target).await.map(Arc::new) })
             .await
             .clone()?;
         if let Some(reason) = live.dead_reason() {

@@ -203,6 +203,9 @@ pub struct Live {
     /// libssh2 would block, and polled for telling a dead socket.
     afd: AsyncFd<OwnedFd>,
     op: tokio::sync::Mutex<()>,
+    /// Held while a channel opens (libssh2 keeps one channel open's state in the session):
+    /// unlike `op`, let go of nothing while it waits, but other channels flow meanwhile.
+    opening: tokio::sync::Mutex<()>,
     /// Woken when a call made progress while others share the session.
     progress: Notify,
     dead: Mutex<Option<String>>,
@@ -269,6 +272,7 @@ impl Live {
             sess,
             afd,
             op: tokio::sync::Mutex::new(()),
+            opening: tokio::sync::Mutex::new(()),
             progress: Notify::new(),
             dead: Mutex::new(None),
             active: AtomicUsize::new(0),
@@ -519,6 +523,25 @@ impl Live {
         self.run(&Ctl::within(HOLD_LIMIT), Mode::Try, f).await
     }
 
+    /// Opens a channel (`f`: a session channel, an SFTP channel, a direct-tcpip one), one at a
+    /// time per session, letting the session's other channels flow while the server answers;
+    /// a server that does not answer within `HOLD_LIMIT` leaves the session dead (the open is
+    /// half-way in libssh2's state).
+    pub(super) async fn open<T, F>(&self, f: F) -> Result<T, OpError>
+    where
+        F: FnMut() -> Result<T, E> + Send,
+    {
+        let _g = self.opening.lock().await;
+        match self.stream(&Ctl::within(HOLD_LIMIT), f).await {
+            Err(OpError::Cancelled) => Err(self.mark_dead(format!(
+                "{} stopped answering ({} s without progress)",
+                self.label,
+                HOLD_LIMIT.as_secs()
+            ))),
+            r => r,
+        }
+    }
+
     /// Drops something whose destructor frees libssh2 state (a channel) while no other call
     /// is half-way.
     pub(super) async fn release<T: Send>(&self, t: T) {
@@ -590,7 +613,7 @@ impl Live {
 
     /// Opens a direct-tcpip channel to `host:port` (this session is a jump host).
     pub async fn tunnel(&self, host: &str, port: u16) -> Result<Channel, OpError> {
-        self.hold(|| {
+        self.open(|| {
             self.sess
                 .channel_direct_tcpip(host, port, None)
                 .map_err(E::from)

@@ -211,7 +211,7 @@ impl Remote {
                     Some(s) => s,
                     None => {
                         let live = self.live.clone();
-                        match live.hold(|| live.sess.sftp().map_err(E::from)).await {
+                        match live.open(|| live.sess.sftp().map_err(E::from)).await {
                             Ok(s) => s,
                             Err(e) => return Err(self.err("cannot start SFTP", e)),
                         }

@@ -330,11 +330,9 @@ impl Shared {
         {
             return Ok((s.clone(), false));
         }
-        let t = self.target.clone();
-        let live = match tokio::task::spawn_blocking(move || connect::connect(&t)).await {
-            Ok(Ok(live)) => live,
-            Ok(Err(e)) => return Err(Failure::Session(e.to_string())),
-            Err(e) => return Err(Failure::Other(format!("the connect thread failed: {e}"))),
+        let live = match connect::connect(&self.target).await {
+            Ok(live) => live,
+            Err(e) => return Err(Failure::Session(e.to_string())),
         };
         let s = Arc::new(ViaSession {
             live: Some(Arc::new(live)),
