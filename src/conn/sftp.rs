@@ -21,6 +21,18 @@ use super::command::ExecOutput;
 /// waits for the first answer, so this is what a transfer keeps in flight (OpenSSH's sftp:
 /// 64 × 32 KiB). Over a 50 ms link a 64 KiB buffer made a 1 MiB upload cost 16 round trips.
 pub const WRITE_IN_FLIGHT: usize = 1 << 20;
+/// Files whose bytes are on the wire at once, across the whole run. Each keeps about 1 MiB in
+/// flight (libssh2's packets) and a buffer of its own, so a thousand hosts transferring at once
+/// would hold over a GiB (issue 12: 295 MiB peak at 1,000 hosts once no thread pool capped
+/// them); 32 keep that near 40 MiB and still move 32 MiB per round trip.
+pub const TRANSFERS_AT_ONCE: usize = 32;
+static TRANSFERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRANSFERS_AT_ONCE);
+
+/// Waits for a turn to move a file's bytes (`TRANSFERS_AT_ONCE`); held until dropped.
+pub async fn transfer_turn() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    TRANSFERS.acquire().await.ok()
+}
+
 /// Bytes one SFTP read call asks for: libssh2 reads ahead four times that (1 MiB in flight).
 pub const READ_BUFFER: usize = 256 << 10;
 use super::session::{ActiveOwned, Ctl, E, IdleSftp, Live, OpError, lock};

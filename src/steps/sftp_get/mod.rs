@@ -123,6 +123,8 @@ async fn fetch(
     } = resume::start(r, w, place, key, seen).await?;
     let tmp_path = place.dir.path.join(&temp.name);
     let result = async {
+        // A turn among the run's transfers: what is in flight is bounded, however many hosts.
+        let _turn = crate::conn::transfer_turn().await;
         let mut rf = match remote {
             Some(f) => f,
             None => {

@@ -298,6 +298,8 @@ async fn create_temp(
 /// Writes an upload's bytes to the remote file: inline ones, or a local file streamed in
 /// chunks (which must not change size meanwhile).
 async fn write_body(r: &mut Remote, f: &mut RemoteFile, u: &Upload) -> Result<(), StepError> {
+    // A turn among the run's transfers: what is in flight is bounded, however many hosts.
+    let _turn = crate::conn::transfer_turn().await;
     match &u.body {
         Body::Bytes(b) => {
             for c in b.chunks(crate::conn::WRITE_IN_FLIGHT) {
