@@ -282,8 +282,10 @@ pub fn schema(args: &SchemaArgs) -> i32 {
     generate::write_stdout((serde_json::to_string_pretty(&s).unwrap_or_default() + "\n").as_bytes())
 }
 
-/// The runtime `run` and `serve` drive the engine on (SSH steps still take blocking threads:
-/// up to 512 hosts' calls at once); `None` after saying why it could not start.
+/// The runtime `run` and `serve` drive the engine on: its workers carry every host (SSH calls
+/// are awaited on the reactor, none holds a thread); the blocking pool serves the few calls
+/// that must block (an ssh-agent's local socket, a failed ProxyCommand's explanation, DNS
+/// through the system's resolver); `None` after saying why it could not start.
 pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
