@@ -163,6 +163,16 @@ impl Case {
         finish(c, Some(&report))
     }
 
+    /// `sortie run` as `run` makes it, started and left running (its output discarded).
+    pub fn spawn_run(&self) -> std::process::Child {
+        let mut c = self.command("run");
+        c.arg("--format").arg("plain");
+        c.args(&self.args);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c.spawn().expect("start sortie")
+    }
+
     /// `sortie check` with the case's args.
     pub fn check(&self) -> Output {
         let mut c = self.command("check");

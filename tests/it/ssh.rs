@@ -952,6 +952,52 @@ fn a_get_never_writes_outside_its_dest() {
 }
 
 #[test]
+fn hosts_waiting_on_their_commands_hold_no_thread_each() {
+    // Every host's command sleeps at once: with a thread per host in flight the runner would
+    // grow one per host; awaited on the reactor, the runtime's few threads carry them all.
+    const HOSTS: usize = 24;
+    let t = TestLab::start(HOSTS);
+    let c = case(
+        r#"
+name: waiting
+hosts: all
+steps:
+  - ssh: "sleep 2"
+  - sftp_put: { content: "x", dest: "{{ lab_dir }}/waiting-{{ host.name }}.txt" }
+"#,
+    )
+    .inventory(&Inv::new(&t).yaml());
+    let mut child = c.spawn_run();
+    let task_dir = format!("/proc/{}/task", child.id());
+    let mut most = 0;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if let Ok(d) = std::fs::read_dir(&task_dir) {
+            most = most.max(d.count());
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the run did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "the run failed: {status}");
+    for h in t.lab.ssh.hosts() {
+        let f = t.lab.dir().join(format!("waiting-{}.txt", h.name));
+        assert_eq!(std::fs::read_to_string(&f).expect("uploaded"), "x");
+    }
+    // main, tokio's workers (2 here), and a few the runtime may start for a moment.
+    assert!(most > 0, "the runner's threads were never seen");
+    assert!(
+        most <= 8,
+        "{most} threads for {HOSTS} hosts waiting on their commands"
+    );
+}
+
+#[test]
 fn one_connection_per_host_for_five_ssh_steps() {
     let t = TestLab::start(3);
     let c = case(
