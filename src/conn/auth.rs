@@ -15,7 +15,7 @@ use std::path::Path;
 use ssh2::ErrorCode;
 
 use super::config::{Target, home};
-use super::connect::Dial;
+use super::dial::Dial;
 use crate::error::StepError;
 
 /// Logs in: named keys (with `passphrase_env`), ssh-agent, default keys, then `password_env`.

@@ -23,6 +23,7 @@ mod auth;
 mod command;
 pub mod config;
 mod connect;
+mod dial;
 mod host_key;
 mod jump;
 pub mod known_hosts;
