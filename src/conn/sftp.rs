@@ -336,22 +336,6 @@ impl Remote {
         .await
     }
 
-    /// Sets the permission bits of an open file (on its handle: whatever its path names now).
-    pub async fn fchmod(&mut self, f: &mut RemoteFile, mode: u32) -> Result<(), StepError> {
-        let Some(file) = f.file.as_mut() else {
-            return Err(StepError::Io(format!("{} is closed", f.path)));
-        };
-        let stat = mode_only(mode);
-        let live = self.live.clone();
-        match live
-            .stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.err(&format!("cannot set the mode of {}", f.path), e)),
-        }
-    }
-
     /// SFTP rename: fails when `to` exists (OpenSSH speaks SFTP version 3).
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), StepError> {
         self.call(
