@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 pub use command::ExecOutput;
 pub use session::{Ctl, OpError, Stop};
 pub use sftp::{
-    Finished, READ_BUFFER, Remote, RemoteFile, TRANSFERS_AT_ONCE, WRITE_IN_FLIGHT, transfer_turn,
+    Finished, Listing, READ_BUFFER, Remote, RemoteFile, TRANSFERS_AT_ONCE, WRITE_IN_FLIGHT,
+    transfer_turn,
 };
 pub use ssh2::FileStat;
 

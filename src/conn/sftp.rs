@@ -35,7 +35,7 @@ pub async fn transfer_turn() -> Option<tokio::sync::SemaphorePermit<'static>> {
 
 /// Bytes one SFTP read call asks for: libssh2 reads ahead four times that (1 MiB in flight).
 pub const READ_BUFFER: usize = 256 << 10;
-use super::session::{ActiveOwned, Ctl, E, IdleSftp, Live, OpError, lock};
+use super::session::{ActiveOwned, Ctl, E, IdleSftp, Live, Mode, OpError, lock};
 use crate::error::StepError;
 
 /// Files of a step dropped without `close`: closed, in order, before its SFTP channel is
@@ -53,7 +53,26 @@ pub struct Remote {
     orphans: Orphans,
     /// Counts the step as an operation on the session while it lives.
     active: Option<ActiveOwned>,
+    /// A folder listing sent ahead (`list_ahead`), taken in between the step's other calls.
+    ahead: Option<Ahead>,
 }
+
+/// A folder listing on its way beside a step's other requests (`Remote::list_ahead`): its
+/// next request is sent whenever the step makes a call, and its answers taken then, so the
+/// listing waits for no round trip of its own. libssh2 keeps one open and one readdir in
+/// flight per channel, so every other open first waits for the listing (`settle_ahead`).
+struct Ahead {
+    dir: String,
+    /// The directory handle, once the server answered the opendir.
+    handle: Option<ssh2::File>,
+    entries: Vec<(String, FileStat)>,
+    /// `None` while requests are on their way.
+    outcome: Option<Result<(), OpError>>,
+}
+
+/// What a listing sent ahead found: the folder, and its entries (or why it could not be
+/// listed).
+pub type Listing = (String, Result<Vec<(String, FileStat)>, StepError>);
 
 /// An open remote file.
 pub struct RemoteFile {
@@ -90,7 +109,15 @@ impl Drop for Remote {
     /// that the step dropped unclosed), or, when a cancelled call left the channel half-way,
     /// closes those files and the channel in a task, as both talk to the server.
     fn drop(&mut self) {
-        let orphans = lock(&self.orphans).take().unwrap_or_default();
+        let mut orphans = lock(&self.orphans).take().unwrap_or_default();
+        if let Some(a) = self.ahead.take() {
+            // A listing still on its way holds libssh2's open or readdir state: the channel
+            // cannot serve another step.
+            if a.outcome.is_none() {
+                self.poisoned = true;
+            }
+            orphans.extend(a.handle);
+        }
         let reuse = !self.poisoned && self.live.dead_reason().is_none();
         let sftp = match self.sftp.take() {
             Some(s) if reuse => {
@@ -143,6 +170,115 @@ impl Remote {
             sftp: None,
             poisoned: false,
             orphans: Arc::new(std::sync::Mutex::new(Some(Vec::new()))),
+            ahead: None,
+        }
+    }
+
+    /// Starts listing `dir` (names, with attributes not following symlinks) beside the step's
+    /// next calls — a write, a close — instead of after them; `take_ahead` hands the entries
+    /// over. Needs the SFTP channel open already; one listing at a time (a second is not
+    /// started while one is held).
+    pub async fn list_ahead(&mut self, dir: &str) {
+        if self.ahead.is_some() || self.sftp.is_none() {
+            return;
+        }
+        self.ahead = Some(Ahead {
+            dir: dir.into(),
+            handle: None,
+            entries: Vec::new(),
+            outcome: None,
+        });
+        self.advance_ahead(false).await;
+    }
+
+    /// Waits for the listing sent ahead, if one is on its way, and hands it over.
+    pub async fn take_ahead(&mut self) -> Option<Listing> {
+        self.advance_ahead(true).await;
+        let a = self.ahead.take()?;
+        let found = match a.outcome {
+            Some(Ok(())) => Ok(a.entries),
+            Some(Err(e)) => Err(self.err(&format!("cannot list {}", a.dir), e)),
+            None => Err(StepError::Io(format!("cannot list {}", a.dir))),
+        };
+        Some((a.dir, found))
+    }
+
+    /// Before another open: lets the listing sent ahead finish (libssh2 has one open state
+    /// per channel, shared with opendir). A listing cancelled half-way leaves that state
+    /// taken: the step is cancelled too, and its channel not reused.
+    async fn settle_ahead(&mut self) -> Result<(), StepError> {
+        self.advance_ahead(true).await;
+        match self.ahead.as_ref().map(|a| &a.outcome) {
+            Some(Some(Err(OpError::Cancelled))) => {
+                self.poisoned = true;
+                Err(StepError::Cancelled)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the listing's answers that have come and sends its next request; with `wait`,
+    /// until it is whole.
+    async fn advance_ahead(&mut self, wait: bool) {
+        if self.ahead.as_ref().is_none_or(|a| a.outcome.is_some()) {
+            return;
+        }
+        match self.sftp.take() {
+            Some(s) => {
+                self.advance_on(&s, wait).await;
+                self.sftp = Some(s);
+            }
+            None => {
+                if let Some(a) = self.ahead.as_mut() {
+                    a.outcome = Some(Err(OpError::Failed {
+                        msg: "the SFTP channel is gone".into(),
+                        not_found: false,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// `advance_ahead` on the step's SFTP channel, taken out of the `Remote` by the caller.
+    async fn advance_on(&mut self, sftp: &Sftp, wait: bool) {
+        let live = self.live.clone();
+        let ctl = self.ctl.clone();
+        let Some(a) = self.ahead.as_mut() else {
+            return;
+        };
+        let mode = if wait { Mode::Stream } else { Mode::Try };
+        let mut done = None;
+        while a.outcome.is_none() {
+            let dir = Path::new(if a.dir.is_empty() { "." } else { &a.dir });
+            match a.handle.as_mut() {
+                None => match live
+                    .run(&ctl, mode, || sftp.opendir(dir).map_err(E::from))
+                    .await
+                {
+                    Ok(None) => break,
+                    Ok(Some(h)) => a.handle = Some(h),
+                    Err(e) => a.outcome = Some(Err(e)),
+                },
+                Some(h) => match live.run(&ctl, mode, || h.readdir().map_err(E::from)).await {
+                    Ok(None) => break,
+                    Ok(Some((name, st))) => {
+                        let name = name.to_string_lossy().into_owned();
+                        if name != "." && name != ".." {
+                            a.entries.push((name, st));
+                        }
+                    }
+                    // The end of the listing comes as an SFTP "EOF" status.
+                    Err(OpError::Failed { .. }) => {
+                        a.outcome = Some(Ok(()));
+                        done = a.handle.take();
+                    }
+                    Err(e) => a.outcome = Some(Err(e)),
+                },
+            }
+        }
+        if let Some(h) = done {
+            let dir = a.dir.clone();
+            self.close_later(self.file(h, &dir)).await;
         }
     }
 
@@ -215,6 +351,9 @@ impl Remote {
     where
         F: FnMut(&Sftp) -> Result<T, E> + Send,
     {
+        // A listing sent ahead takes what has come for it and sends its next request, to
+        // travel with this call's.
+        self.advance_ahead(false).await;
         let s = match self.sftp.take() {
             Some(s) => s,
             None => {
@@ -280,6 +419,7 @@ impl Remote {
     /// The names in a directory (without `.` and `..`) with their attributes (not following
     /// symlinks).
     pub async fn readdir(&mut self, dir: &str) -> Result<Vec<(String, FileStat)>, StepError> {
+        self.settle_ahead().await?;
         let handle = self
             .call(
                 || format!("cannot list {dir}"),
@@ -349,6 +489,7 @@ impl Remote {
     }
 
     pub async fn open_read(&mut self, path: &str) -> Result<RemoteFile, StepError> {
+        self.settle_ahead().await?;
         let f = self
             .call(
                 || format!("cannot open {path}"),
@@ -362,6 +503,7 @@ impl Remote {
     /// the server): anything already at `path` — a file, or a symlink, even a dangling one —
     /// makes it fail, so nothing is ever written through a link planted there.
     pub async fn create_new(&mut self, path: &str, mode: i32) -> Result<RemoteFile, StepError> {
+        self.settle_ahead().await?;
         let f = self
             .call(
                 || format!("cannot create {path}"),
@@ -456,6 +598,7 @@ impl Remote {
             return Err(StepError::Io(format!("{} is closed", f.path)));
         };
         let live = self.live.clone();
+        self.advance_ahead(false).await;
         while !data.is_empty() {
             let n = match live
                 .stream(&self.ctl, || file.write(data).map_err(E::from))
@@ -472,6 +615,7 @@ impl Remote {
             }
             data = &data[n..];
         }
+        self.advance_ahead(false).await;
         Ok(())
     }
 
@@ -500,6 +644,7 @@ impl Remote {
         to: Option<&str>,
     ) -> Finished {
         let path = f.path.clone();
+        self.advance_ahead(false).await;
         let (Some(mut file), Some(sftp)) = (f.file.take(), self.sftp.take()) else {
             let closed = Err(StepError::Io(format!("{path} is closed")));
             return Finished {
@@ -513,6 +658,8 @@ impl Remote {
         let set = live
             .stream(&self.ctl, || file.setstat(stat.clone()).map_err(E::from))
             .await;
+        // A listing sent ahead sends its next request beside the close.
+        self.advance_on(&sftp, false).await;
         // Send the close (`attempt` returns once it is on its way, or answered), then the
         // rename behind it.
         let mut close = match set {

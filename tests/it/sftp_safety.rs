@@ -426,6 +426,79 @@ fn a_killed_uploads_temporaries_are_removed_by_the_next_run_and_nothing_else() {
     );
 }
 
+#[test]
+fn a_folder_upload_removes_stale_temporaries_in_every_folder_it_wrote_into() {
+    // Each folder is listed beside the first upload into it (the listing travels with the
+    // write and the close); a second folder's listing starts once the first one's is taken.
+    let t = TestLab::start(1);
+    let root = t.lab.dir().join("tree/site");
+    let mut stale = Vec::new();
+    for sub in ["a", "b", "c"] {
+        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        for name in ["one.conf", "two.conf"] {
+            let p = root
+                .join(sub)
+                .join(format!(".{name}.sortie-0123456789abcdef.tmp"));
+            std::fs::write(&p, "half an upload").expect("w");
+            age(&p, 2 * 3600);
+            stale.push(p);
+        }
+        // Fresh: maybe a run still going; and one that is not a destination of the step.
+        std::fs::write(
+            root.join(sub).join(".one.conf.sortie-fedcba9876543210.tmp"),
+            "x",
+        )
+        .expect("w");
+        let other = root
+            .join(sub)
+            .join(".other.conf.sortie-cccccccccccccccc.tmp");
+        std::fs::write(&other, "x").expect("w");
+        age(&other, 2 * 3600);
+    }
+    let c = case(
+        &t,
+        &format!(
+            "name: put\nhosts: all\nsteps:\n  - id: put\n    sftp_put: {{ src: site, dest: \"{}/\" }}\n",
+            root.parent().expect("tree").display()
+        ),
+    );
+    for sub in ["a", "b", "c"] {
+        for name in ["one.conf", "two.conf"] {
+            let p = c.path(&format!("site/{sub}/{name}"));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, format!("{sub}/{name}\n")).expect("w");
+        }
+    }
+    let o = c.run();
+    assert_eq!(o.code, 0, "{}", o.all());
+    for p in &stale {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    for sub in ["a", "b", "c"] {
+        assert_eq!(
+            read(&root.join(sub).join("two.conf")),
+            format!("{sub}/two.conf\n")
+        );
+        assert!(
+            root.join(sub)
+                .join(".one.conf.sortie-fedcba9876543210.tmp")
+                .exists()
+        );
+        assert!(
+            root.join(sub)
+                .join(".other.conf.sortie-cccccccccccccccc.tmp")
+                .exists()
+        );
+        let left = std::fs::read_dir(root.join(sub)).expect("ls").count();
+        assert_eq!(
+            left, 4,
+            "{sub}: only the two files and the two foreign temporaries"
+        );
+    }
+    let warnings = o.task("h01", "put")["warnings"].to_string();
+    assert!(warnings.contains("removed 6 temporary files"), "{warnings}");
+}
+
 /// Starts `sortie run` of `c` and kills it (SIGKILL: it cannot clean up) once a temporary in
 /// `got` holds `at_least` bytes; returns that temporary.
 fn kill_mid_download(c: &Case, got: &Path, at_least: u64) -> PathBuf {

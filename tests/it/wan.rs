@@ -91,9 +91,9 @@ fn every_step_kind_spends_only_the_round_trips_it_needs() {
         ("exec", 2.0),
         // SFTP channel, subsystem and version (3), stat of dest (1), exclusive open of the
         // temporary (1), 1 MiB in one flight (1), fsetstat (1), close and rename sent
-        // together (1), and the listing for stale temporaries: opendir, readdir, readdir to the end
-        // (3; its close is answered after the step).
-        ("put_new", 11.0),
+        // together (1). The listing for stale temporaries (opendir, readdir, readdir to the
+        // end) travels with the write, the fsetstat and the close: none of its own.
+        ("put_new", 8.0),
         // The SFTP channel is kept: stat (1), and sha256sum of the same-size file on the
         // host: a channel (1), exec (1).
         ("put_same", 3.0),

@@ -1,10 +1,13 @@
 //! Temporaries that earlier runs of an upload left behind (a sortie killed mid-transfer
-//! cannot remove its `.NAME.sortie-RAND.tmp`): after the step's files are in place, each folder
-//! it wrote a file into is listed once, and an entry is removed when its name is sortie's
+//! cannot remove its `.NAME.sortie-RAND.tmp`): each folder the step wrote a file into is
+//! listed once — beside the first upload into it (`Remote::list_ahead`: its requests travel
+//! with the write and the close, so the listing costs no round trip of its own), or after
+//! the files are in place when it could not be — and an entry is removed when its name is sortie's
 //! temporary name for one of the step's destinations in that folder (`temp_name::is_put_temp`),
 //! the listing (`lstat`, as OpenSSH's server lists) says it is a regular file — never a link,
-//! a folder or anything else — and it was last written `STALE_AGE` or more before the file
-//! the step just wrote there. The age keeps an upload of the same file by a run still going
+//! a folder or anything else — and it was last written `STALE_AGE` or more before the newest
+//! file the step wrote there (by its final name, or the temporary it was being written to when
+//! the folder was listed). The age keeps an upload of the same file by a run still going
 //! elsewhere safe; comparing with a file the step wrote keeps the server's clock on both sides.
 //! A removal that fails is left alone: the step's files are in place, and that is its work.
 
@@ -14,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::remote::{join_remote, remote_parent};
-use crate::conn::Remote;
+use crate::conn::{Listing, Remote};
 use crate::error::StepError;
 use crate::steps::temp_name::is_put_temp;
 
@@ -26,19 +29,23 @@ const NAMED: usize = 5;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 
-/// Removes earlier runs' temporaries beside the files written (`written`), for every
-/// destination of the step (`all`) in those folders; returns their paths.
+/// Removes earlier runs' temporaries beside the files written (`written`, which were sent by
+/// way of the temporaries `temps`), for every destination of the step (`all`) in those
+/// folders, from the folders' `listings` taken ahead (the others are listed now); returns
+/// their paths.
 pub(super) async fn remove_stale(
     r: &mut Remote,
     written: &[String],
+    temps: &[String],
     all: &[String],
+    mut listings: Vec<Listing>,
 ) -> Result<Vec<String>, StepError> {
     // folder → (names of the step's destinations there, names written there)
     let mut folders: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
     for p in all {
         folders.entry(remote_parent(p)).or_default().0.push(last(p));
     }
-    for p in written {
+    for p in written.iter().chain(temps) {
         folders.entry(remote_parent(p)).or_default().1.push(last(p));
     }
     let mut removed = Vec::new();
@@ -46,7 +53,15 @@ pub(super) async fn remove_stale(
         if wrote.is_empty() {
             continue;
         }
-        let listing = match r.readdir(if dir.is_empty() { "." } else { dir }).await {
+        let ahead = listings
+            .iter()
+            .position(|(d, _)| d == dir)
+            .map(|i| listings.swap_remove(i).1);
+        let listing = match ahead {
+            Some(l) => l,
+            None => r.readdir(if dir.is_empty() { "." } else { dir }).await,
+        };
+        let listing = match listing {
             Ok(l) => l,
             Err(StepError::Io(_)) => continue,
             Err(e) => return Err(e),

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::remote::{ensure_dir, join_remote, quote, remote_parent, remote_sha256};
 use super::stale::remove_stale;
 use super::{Body, PER_COMMAND, Upload};
-use crate::conn::{FileStat, Remote, RemoteFile};
+use crate::conn::{FileStat, Listing, Remote, RemoteFile};
 use crate::error::StepError;
 use crate::steps::StepOutput;
 use crate::steps::temp_name::put_temp;
@@ -68,8 +68,10 @@ pub(super) async fn put_all(
         progress.remove_temps(r, &e).await;
         return Err(e);
     }
+    progress.listings.extend(r.take_ahead().await);
     let all: Vec<String> = uploads.iter().map(|u| u.remote.clone()).collect();
-    let removed = remove_stale(r, &progress.written, &all).await?;
+    let listings = std::mem::take(&mut progress.listings);
+    let removed = remove_stale(r, &progress.written, &progress.made, &all, listings).await?;
     if let Some(w) = super::stale::removed_warning(&removed) {
         progress.warnings.push(w);
     }
@@ -131,8 +133,15 @@ struct Progress {
     replace: Vec<(String, String)>,
     /// Temporaries not yet renamed into place.
     temps: Vec<String>,
+    /// Every temporary the step created.
+    made: Vec<String>,
     /// Destinations written (sent and renamed into place).
     written: Vec<String>,
+    /// Folders listed beside the uploads into them (for earlier runs' temporaries), with
+    /// what they held then; `Remote::list_ahead`.
+    listings: Vec<Listing>,
+    /// Folders whose listing was started.
+    listed: HashSet<String>,
     warnings: Vec<String>,
 }
 
@@ -207,6 +216,13 @@ impl Progress {
         };
         let tmp = f.path.clone();
         self.temps.push(tmp.clone());
+        self.made.push(tmp.clone());
+        // The folder's listing, for temporaries earlier runs left, travels with the write
+        // and the close (no round trips of its own); once per folder.
+        if self.listed.insert(parent.clone()) {
+            self.listings.extend(r.take_ahead().await);
+            r.list_ahead(&parent).await;
+        }
         write_body(r, &mut f, u).await?;
         // The server's umask applied at creation; the mode asked for is exact. Set on the
         // open handle (a path could have been swapped for a link meanwhile), closed, and — a
