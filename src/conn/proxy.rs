@@ -5,11 +5,13 @@
 //! `connect.rs` (as `jump.rs` does for a jump host). The first `STDERR_KEPT` bytes
 //! of its stderr are kept for the error when the connection fails (`Proxy::explain`). The
 //! `ProxyStream` is owned by the session: when the session goes, the command gets SIGHUP (as
-//! ssh sends it), SIGKILL if it is still there a second later, and is reaped.
+//! ssh sends it; its default action restored in the child, so `nohup sortie …` still ends
+//! it), SIGKILL if it is still there a second later, and is reaped.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,13 +42,24 @@ pub struct ProxyStream {
 pub fn spawn(command: &str) -> std::io::Result<(Proxy, ProxyStream)> {
     let (mine, theirs) = UnixStream::pair()?;
     let theirs_out = theirs.try_clone()?;
-    let mut child = Command::new(super::ssh_config::user_shell())
-        .arg("-c")
+    let mut cmd = Command::new(super::ssh_config::user_shell());
+    cmd.arg("-c")
         .arg(format!("exec {command}"))
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::from(OwnedFd::from(theirs_out)))
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // The SIGHUP that ends the command must reach it even when sortie runs under `nohup`
+    // (an ignored signal stays ignored across exec): its default action is restored in the
+    // child. Seen in CI started under nohup: a command left running once sortie had exited.
+    // SAFETY: between fork and exec only `signal`, which is async-signal-safe, is called; it
+    // touches no memory of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let stderr_done = Arc::new(AtomicBool::new(false));
     if let Some(mut pipe) = child.stderr.take() {

@@ -163,6 +163,25 @@ impl Case {
         finish(c, Some(&report))
     }
 
+    /// `run` as under `nohup`: SIGHUP ignored by sortie, and so by what it starts unless it
+    /// says otherwise.
+    pub fn run_ignoring_hangup(&self) -> Output {
+        use std::os::unix::process::CommandExt;
+        let report = self.dir.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut c = self.command("run");
+        c.arg("--format").arg("plain").arg("--report").arg(&report);
+        c.args(&self.args);
+        // SAFETY: only `signal` (async-signal-safe) runs between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        finish(c, Some(&report))
+    }
+
     /// `sortie run` as `run` makes it, started and left running (its output discarded).
     pub fn spawn_run(&self) -> std::process::Child {
         let mut c = self.command("run");

@@ -1270,6 +1270,53 @@ fn hashed_known_hosts_are_matched_and_a_missing_entry_is_unknown() {
 /// host key still checked against the host's name; a command that exits at once makes the
 /// host unreachable with the command and its stderr named; no command outlives the run.
 #[test]
+fn a_proxy_command_is_hung_up_even_when_sortie_runs_under_nohup() {
+    // An ignored SIGHUP would be inherited by the ProxyCommand and keep it running after
+    // sortie exits (the SIGKILL a second later dies with sortie when the run ends first).
+    let t = TestLab::start(1);
+    let h = &t.lab.ssh.hosts()[0];
+    let pids = t.dir.path().join("proxy-pids");
+    let config = format!(
+        "Host lingers\n  HostName {a}\n  Port {p}\n  ProxyCommand bash -c 'echo $$ >> {pids}; exec 3<>/dev/tcp/%h/%p; cat <&3 & cat >&3; sleep 30'\n",
+        a = h.address,
+        p = h.port,
+        pids = pids.display(),
+    );
+    let cfg = t.dir.path().join("proxy_config");
+    std::fs::write(&cfg, config).expect("config");
+    let mut inv = Inv::new(&t);
+    inv.extra = format!("  config_file: \"{}\"\n", cfg.display());
+    inv.hosts = vec![("lingers".to_string(), 0, String::new())];
+    let yaml = inv.yaml().replace(
+        &format!(
+            "      lingers: {{ address: \"{}\", port: {} }}",
+            h.address, h.port
+        ),
+        "      lingers: {}",
+    );
+    let c = case("name: pc\nhosts: all\nsteps:\n  - id: s\n    ssh: \"echo proxied\"\n")
+        .inventory(&yaml);
+    let o = c.run_ignoring_hangup();
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(out(&o, "lingers", "s")["stdout"], "proxied", "{}", o.all());
+    let pid = std::fs::read_to_string(&pids).expect("the command ran");
+    let pid = pid.trim();
+    // The signal is delivered at once; give the shell a moment to go (bounded).
+    let mut stat = String::new();
+    for _ in 0..50 {
+        stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "proxy command {pid} still runs after sortie exited: {stat}"
+    );
+}
+
+#[test]
 fn proxy_command_carries_the_connection_and_the_host_key_is_still_checked() {
     let t = TestLab::start(3);
     let (a, b, c3) = (
