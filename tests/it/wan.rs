@@ -133,3 +133,53 @@ fn every_step_kind_spends_only_the_round_trips_it_needs() {
     eprintln!("{report}");
     assert!(over.is_empty(), "over budget: {over:?}\n{report}");
 }
+
+#[test]
+fn an_upload_cancelled_with_its_listing_on_the_way_leaves_the_channel_sound() {
+    // The put's folder listing is sent ahead and taken between the writes; the folder holds
+    // 3,000 files (about 30 readdirs, a round trip each), so a timeout while 16 MiB are still
+    // crossing the WAN stops the step with the listing half-way in libssh2's state. The channel is not handed on then; the next SFTP steps on the same session
+    // open their own and move whole files, and nothing of the upload is left under its name.
+    let lab = TestLab::start_with_rtt(1, Duration::from_millis(200));
+    let remote = tempfile::tempdir_in(lab.dir.path()).unwrap().keep();
+    std::fs::write(remote.join("small.txt"), "still fine\n").unwrap();
+    for i in 0..3000 {
+        std::fs::write(remote.join(format!("f{i:04}")), "").unwrap();
+    }
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let blob: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let case = Case::new(&format!(
+        r#"
+name: cancelled put
+hosts: lab
+steps:
+  - {{ id: connect, ssh: "true" }}
+  - {{ id: slow_put, timeout: 2500ms, ignore_errors: true, sftp_put: {{ src: big.bin, dest: "{r}/big.bin" }} }}
+  - {{ id: get, sftp_get: {{ src: "{r}/small.txt", dest: "got/{{{{ host.name }}}}/" }} }}
+  - {{ id: put, sftp_put: {{ src: blob.bin, dest: "{r}/blob.bin" }} }}
+"#,
+        r = remote.display()
+    ))
+    .inventory_file(lab.inventory());
+    std::fs::write(case.path("big.bin"), &big).unwrap();
+    std::fs::write(case.path("blob.bin"), &blob).unwrap();
+    let out = case.run();
+    assert_eq!(out.code, 0, "{}", out.all());
+    let slow = out.task("h01", "slow_put");
+    assert_eq!(slow["status"], "failed", "{}", out.all());
+    assert!(
+        slow["error"].to_string().contains("timed out")
+            || slow["error"].to_string().contains("timeout"),
+        "{slow}"
+    );
+    assert_eq!(out.task("h01", "get")["status"], "changed", "{}", out.all());
+    assert_eq!(
+        std::fs::read_to_string(case.path("got/h01/small.txt")).unwrap(),
+        "still fine\n"
+    );
+    assert_eq!(std::fs::read(remote.join("blob.bin")).unwrap(), blob);
+    assert!(
+        !remote.join("big.bin").exists(),
+        "a cancelled upload reached its name"
+    );
+}
