@@ -155,11 +155,17 @@ impl Case {
 
     /// `sortie run` with `--format plain --report report.json` and the case's args.
     pub fn run(&self) -> Output {
+        self.run_prepared(|_| {})
+    }
+
+    /// `run`, with the command changed by `prepare` before it starts.
+    fn run_prepared(&self, prepare: impl FnOnce(&mut Command)) -> Output {
         let report = self.dir.path().join("report.json");
         let _ = std::fs::remove_file(&report);
         let mut c = self.command("run");
         c.arg("--format").arg("plain").arg("--report").arg(&report);
         c.args(&self.args);
+        prepare(&mut c);
         finish(c, Some(&report))
     }
 
@@ -167,19 +173,15 @@ impl Case {
     /// says otherwise.
     pub fn run_ignoring_hangup(&self) -> Output {
         use std::os::unix::process::CommandExt;
-        let report = self.dir.path().join("report.json");
-        let _ = std::fs::remove_file(&report);
-        let mut c = self.command("run");
-        c.arg("--format").arg("plain").arg("--report").arg(&report);
-        c.args(&self.args);
-        // SAFETY: only `signal` (async-signal-safe) runs between fork and exec.
-        unsafe {
-            c.pre_exec(|| {
-                libc::signal(libc::SIGHUP, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-        finish(c, Some(&report))
+        self.run_prepared(|c| {
+            // SAFETY: only `signal` (async-signal-safe) runs between fork and exec.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        })
     }
 
     /// `sortie run` as `run` makes it, started and left running (its output discarded).
