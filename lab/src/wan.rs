@@ -160,8 +160,18 @@ impl Wan {
         if !open {
             if let Some(route) = listening.remove(&public) {
                 route.token.cancel();
-                // Disconnected once the accept loop has dropped the listener.
-                let _ = route.gone.recv_timeout(Duration::from_secs(2));
+                // Disconnected once the accept loop has dropped the listener. A loaded machine
+                // (the whole test suite on two cores) took more than the 2 s this used to wait,
+                // and a connection still got through: wait longer, and say so if even that
+                // passes, rather than report the route closed.
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    route.gone.recv_timeout(CLOSE_WAIT)
+                {
+                    return Err(LabError::Server(format!(
+                        "the WAN proxy still listens on {public} {} s after it was told to stop",
+                        CLOSE_WAIT.as_secs()
+                    )));
+                }
             }
             return Ok(());
         }
@@ -186,6 +196,9 @@ impl Wan {
         Ok(())
     }
 }
+
+/// How long closing a route waits for its listener to be gone.
+const CLOSE_WAIT: Duration = Duration::from_secs(15);
 
 fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LabError> {
     let io = |e| LabError::PortUnavailable {
