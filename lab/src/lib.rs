@@ -140,6 +140,14 @@ impl LabOptions {
         self
     }
 
+    /// The host's `sftp` subsystem runs this command (through the login shell) instead of
+    /// `internal-sftp`: `cat > /dev/null` never answers SFTP's version, `echo x` answers
+    /// garbage and hangs up.
+    pub fn with_sftp_subsystem(mut self, host: usize, command: &str) -> Self {
+        self.ssh.sftp_subsystem.push((host, command.to_string()));
+        self
+    }
+
     /// Puts a WAN with this round trip between the runner and every host.
     pub fn with_rtt(mut self, rtt: Duration) -> Self {
         self.wan = Some(wan::WanOptions {

@@ -33,6 +33,8 @@ use tokio::sync::Notify;
 
 /// libssh2's "would block".
 const EAGAIN: i32 = -37;
+/// The code ssh2 gives a failed call when libssh2 set no error (`ssh2::Error::unknown`).
+const NO_ERROR_SET: i32 = std::ffi::c_int::MIN;
 /// libssh2 errors that mean the transport itself is broken.
 const DEAD_CODES: &[i32] = &[
     -2,  // banner receive
@@ -112,6 +114,15 @@ impl Ctl {
         Ctl {
             stop: None,
             deadline: Some(Instant::now() + d),
+        }
+    }
+
+    /// The same stop, and a deadline `d` from now if that comes first.
+    pub fn bounded(&self, d: Duration) -> Ctl {
+        let d = Instant::now() + d;
+        Ctl {
+            stop: self.stop.clone(),
+            deadline: Some(self.deadline.map_or(d, |old| old.min(d))),
         }
     }
 
@@ -217,6 +228,28 @@ pub struct Live {
     /// `user@host:port`.
     pub addr: String,
     pub keepalive: Duration,
+}
+
+unsafe extern "C" {
+    /// libssh2's own setter of the session's last error (in the libssh2 that libssh2-sys
+    /// builds and links; the ssh2 crate does not bind it).
+    fn libssh2_session_set_last_error(
+        session: *mut std::ffi::c_void,
+        errcode: std::ffi::c_int,
+        errmsg: *const std::ffi::c_char,
+    ) -> std::ffi::c_int;
+}
+
+/// Clears the session's last error, so that a call returning failure without setting one is
+/// told from one that would block.
+fn clear_last_error(sess: &Session) {
+    let mut raw = sess.raw();
+    let p = std::ptr::from_mut(&mut *raw).cast::<std::ffi::c_void>();
+    // SAFETY: `p` is the live session ssh2 owns, locked by `raw` for the call; a null message
+    // is allowed (libssh2 stores it as is and copies nothing).
+    unsafe {
+        libssh2_session_set_last_error(p, 0, std::ptr::null());
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -540,6 +573,53 @@ impl Live {
             ))),
             r => r,
         }
+    }
+
+    /// Starts SFTP on the session (channel, subsystem, the server's version), one open at a
+    /// time as `open` does, but stopping with the step (`ctl`): a server whose subsystem never
+    /// answers fails the step — by the step's timeout, or after `HOLD_LIMIT` — not the
+    /// session, whose commands go on (the transport answers; only the subsystem is silent).
+    /// libssh2 keeps the start half-way in the session, and the next start resumes it.
+    pub(super) async fn open_sftp(&self, ctl: &Ctl) -> Result<Sftp, OpError> {
+        let _g = self.opening.lock().await;
+        match self
+            .stream(&ctl.bounded(HOLD_LIMIT), || self.sftp_init())
+            .await
+        {
+            Err(OpError::Cancelled) if !ctl.stopped() => Err(OpError::Failed {
+                msg: format!(
+                    "the server's SFTP subsystem did not answer within {} s",
+                    HOLD_LIMIT.as_secs()
+                ),
+                not_found: false,
+            }),
+            r => r,
+        }
+    }
+
+    /// One `libssh2_sftp_init` call, and the clean-up of a start that failed. libssh2 frees a
+    /// failed start's channel only on the next call, which then returns nothing and sets no
+    /// error of its own — a stale "would block" read as its answer waited for data that never
+    /// came. So the session's last error is cleared before every call, and a failed start is
+    /// cleaned up at once by a second call.
+    fn sftp_init(&self) -> Result<Sftp, E> {
+        for _ in 0..2 {
+            clear_last_error(&self.sess);
+            match self.sess.sftp() {
+                Ok(s) => return Ok(s),
+                // No error set: an earlier failed start was cleaned up; start afresh.
+                Err(e) if e.code() == ErrorCode::Session(NO_ERROR_SET) => continue,
+                Err(e) => {
+                    let e = E::from(e);
+                    if matches!(e, E::Ssh(_)) {
+                        clear_last_error(&self.sess);
+                        let _ = self.sess.sftp();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(E::Ssh(ssh2::Error::unknown()))
     }
 
     /// Drops something whose destructor frees libssh2 state (a channel) while no other call

@@ -362,9 +362,15 @@ impl Remote {
                     Some(s) => s,
                     None => {
                         let live = self.live.clone();
-                        match live.open(|| live.sess.sftp().map_err(E::from)).await {
+                        match live.open_sftp(&self.ctl).await {
                             Ok(s) => s,
-                            Err(e) => return Err(self.err("cannot start SFTP", e)),
+                            Err(e) => {
+                                return Err(self.err(
+                                    "cannot start SFTP (does the host's sshd_config have a \
+                                     working `Subsystem sftp`? `sftp` to it tells)",
+                                    e,
+                                ));
+                            }
                         }
                     }
                 }

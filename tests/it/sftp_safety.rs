@@ -611,3 +611,103 @@ fn a_killed_get_resumes_from_a_verified_leftover_and_only_from_one() {
     assert!(std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_symlink()));
     assert_eq!(sha256_file(&got.join("big.bin")), want);
 }
+
+/// A server whose SFTP never starts: h01's `sftp` subsystem swallows the client's `INIT` and
+/// never answers with a version, h02's answers a line of text (whose first four bytes, read
+/// as SFTP's length prefix, ask for 1.8 GB) and hangs up. Each SFTP step fails by its own
+/// timeout or at once with an error that points at the server's subsystem, and the host's
+/// session stays good for commands; a second SFTP step on it fails the same way, never hangs
+/// (it did: the stalled start kept the session's channel opening to itself for 30 s, and a
+/// failed start's clean-up read a stale "would block" as its answer).
+#[test]
+fn a_server_that_stalls_or_answers_garbage_when_sftp_starts_fails_the_step_not_the_session() {
+    let lab = TestLab::start_with(2, |o| {
+        o.with_sftp_subsystem(0, "cat > /dev/null")
+            .with_sftp_subsystem(1, "echo not-an-sftp-server")
+    });
+    let started = Instant::now();
+    let out = Case::new(
+        r#"
+name: sftp start
+hosts: lab
+steps:
+  - id: put
+    sftp_put: { content: "x\n", dest: "/tmp/sortie-stall-{{ host.name }}.txt" }
+    timeout: 3s
+    ignore_errors: true
+  - id: after
+    ssh: "echo still-here"
+    timeout: 10s
+  - id: again
+    sftp_get: { src: "/etc/hostname", dest: "{{ out }}/{{ host.name }}/" }
+    timeout: 3s
+    ignore_errors: true
+  - id: last
+    ssh: "echo last"
+    timeout: 10s
+"#,
+    )
+    .inventory_file(lab.inventory())
+    .arg("-e")
+    .arg(format!(
+        "out={}",
+        std::env::temp_dir()
+            .join(format!("sortie-stall-{}", std::process::id()))
+            .display()
+    ))
+    .run();
+    let took = started.elapsed();
+    for host in ["h01", "h02"] {
+        for step in ["put", "again"] {
+            let t = out.task(host, step);
+            assert_eq!(t["status"], "failed", "{host} {step}: {t}\n{}", out.all());
+        }
+        for (step, said) in [("after", "still-here"), ("last", "last")] {
+            let t = out.task(host, step);
+            assert_eq!(t["status"], "changed", "{host} {step}: {t}\n{}", out.all());
+            assert_eq!(t["output"]["stdout"], said, "{t}");
+        }
+        assert!(
+            !Path::new(&format!("/tmp/sortie-stall-{host}.txt")).exists(),
+            "nothing was written on {host}"
+        );
+    }
+    let stalled = out.task("h01", "put")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stalled.contains("3s"),
+        "the stalled start names its timeout: {stalled}"
+    );
+    let garbage = out.task("h02", "put")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(garbage.contains("Subsystem sftp"), "{garbage}");
+    // The second start on h02 fails as the first did, at once: no wait for data.
+    let again = out.task("h02", "again");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Subsystem sftp"),
+        "{again}"
+    );
+    assert!(
+        again["duration_ms"].as_u64().unwrap_or(u64::MAX) < 2000,
+        "{again}"
+    );
+    // Two 3 s timeouts on h01, in series, and the rest quick: a hang would reach the 10 s
+    // timeouts of the commands.
+    assert!(
+        took < Duration::from_secs(16),
+        "took {took:?}\n{}",
+        out.all()
+    );
+    eprintln!(
+        "h01 put: {stalled}\nh02 put: {garbage}\nh01 again: {}\nh02 again: {}",
+        out.task("h01", "again")["message"],
+        out.task("h02", "again")["message"]
+    );
+}

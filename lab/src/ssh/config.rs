@@ -106,6 +106,12 @@ impl SshLab {
         } else {
             "yes"
         };
+        let sftp = self
+            .options
+            .sftp_subsystem
+            .iter()
+            .find(|(h, _)| *h == i)
+            .map_or("internal-sftp", |(_, command)| command.as_str());
         let text = format!(
             "# sortie lab host {name}\n\
              ListenAddress {address}:{port}\n\
@@ -131,7 +137,7 @@ impl SshLab {
              MaxAuthTries 10\n\
              LoginGraceTime 30\n\
              LogLevel VERBOSE\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp {sftp}\n",
             name = host.name,
             address = host.listen,
             port = host.port,

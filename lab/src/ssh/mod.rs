@@ -77,6 +77,9 @@ pub struct SshLabOptions {
     /// Indices of the hosts whose sshd_config says `AllowTcpForwarding no` (the others say
     /// yes): a host through which no `direct-tcpip` channel opens.
     pub no_forwarding: Vec<usize>,
+    /// (host index, command): the host's sshd runs this as its `sftp` subsystem instead of
+    /// `internal-sftp` — a server that stalls or answers garbage when SFTP starts, for tests.
+    pub sftp_subsystem: Vec<(usize, String)>,
     /// Files bind-mounted over the machine's in every sshd's mount namespace, (lab file,
     /// path it covers), e.g. the site's `/etc/hosts`; root and `unshare` needed. The
     /// machine's own files are never touched.
@@ -99,6 +102,7 @@ impl SshLabOptions {
             password: None,
             behind_wan: false,
             no_forwarding: Vec::new(),
+            sftp_subsystem: Vec::new(),
             binds: Vec::new(),
             site: None,
         }
