@@ -711,3 +711,44 @@ steps:
         out.task("h02", "again")["message"]
     );
 }
+
+/// A slow SFTP subsystem (the real `sftp-server`, two seconds late): the step whose timeout
+/// is shorter fails, a command runs meanwhile, and the next SFTP step takes up the start
+/// libssh2 kept half-way and writes the whole file.
+#[test]
+fn a_slow_sftp_start_cut_short_by_a_timeout_is_taken_up_by_the_next_step() {
+    let lab = TestLab::start_with(1, |o| {
+        o.with_sftp_subsystem(0, "sleep 2; exec /usr/lib/openssh/sftp-server")
+    });
+    let dest = std::env::temp_dir().join(format!("sortie-slow-sftp-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&dest);
+    let out = Case::new(&format!(
+        r#"
+name: slow sftp
+hosts: lab
+steps:
+  - id: first
+    sftp_put: {{ content: "early\n", dest: "{dest}" }}
+    timeout: 1s
+    ignore_errors: true
+  - id: cmd
+    ssh: "echo between"
+  - id: second
+    sftp_put: {{ content: "late\n", dest: "{dest}" }}
+    timeout: 20s
+"#,
+        dest = dest.display()
+    ))
+    .inventory_file(lab.inventory())
+    .run();
+    assert_eq!(out.status("h01", "first"), "failed", "{}", out.all());
+    assert_eq!(
+        out.task("h01", "cmd")["output"]["stdout"],
+        "between",
+        "{}",
+        out.all()
+    );
+    assert_eq!(out.status("h01", "second"), "changed", "{}", out.all());
+    assert_eq!(std::fs::read_to_string(&dest).expect("written"), "late\n");
+    let _ = std::fs::remove_file(&dest);
+}
